@@ -53,7 +53,8 @@ class SceneConfig:
         class_weights: relative frequency per class (len(CLASS_NAMES)); ``None`` gives a long tail
             with weights proportional to 1 / (rank + 1) ** tail_power.
         tail_power: steepness of the default long tail (0 = balanced).
-        max_overlap: largest IoU allowed between two objects of the same scene (placement retries otherwise).
+        max_overlap: largest share of the smaller box that another object may cover (placement retries
+            otherwise), so objects stay visible and their boxes tight.
         noise_std: standard deviation of the per-pixel Gaussian noise, in grey levels.
     """
 
@@ -100,14 +101,14 @@ def _background(rng: np.random.Generator, height: int, width: int, noise_std: fl
     tilt = rng.uniform(-60, 60, size=(2, 3)).astype(np.float32)
     img = base + (xx / width)[..., None] * tilt[0] + (yy / height)[..., None] * tilt[1]
     # Low-frequency blotches: coarse noise, upsampled smoothly.
-    coarse = rng.normal(0, 25, size=(max(2, height // 32), max(2, width // 32), 3)).astype(np.float32)
+    coarse = 25 * rng.standard_normal((max(2, height // 32), max(2, width // 32), 3), dtype=np.float32)
     img += cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
     # Faint stripes of a random orientation, a texture that is not an object.
     theta = rng.uniform(0, np.pi)
     period = rng.uniform(6, 40)
     stripes = np.sin((xx * np.cos(theta) + yy * np.sin(theta)) * (2 * np.pi / period))
     img += (stripes * rng.uniform(3, 12))[..., None]
-    img += rng.normal(0, noise_std, size=img.shape).astype(np.float32)
+    img += np.float32(noise_std) * rng.standard_normal(img.shape, dtype=np.float32)
     return img
 
 
@@ -141,15 +142,15 @@ def _shape_polygon(kind: str, cx: float, cy: float, w: float, h: float, angle: f
     return [outer]
 
 
-def _iou_xyxy(a: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+def _overlap_xyxy(a: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Intersection over the smaller of the two areas: 1 when one box lies inside the other."""
     if len(boxes) == 0:
         return np.zeros(0)
     ix = np.clip(np.minimum(a[2], boxes[:, 2]) - np.maximum(a[0], boxes[:, 0]), 0, None)
     iy = np.clip(np.minimum(a[3], boxes[:, 3]) - np.maximum(a[1], boxes[:, 1]), 0, None)
-    inter = ix * iy
     area = (a[2] - a[0]) * (a[3] - a[1])
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / (area + areas - inter)
+    return ix * iy / np.minimum(area, areas)
 
 
 def make_scene(seed: int, config: SceneConfig | None = None) -> tuple[np.ndarray, list[dict]]:
@@ -192,20 +193,26 @@ def make_scene(seed: int, config: SceneConfig | None = None) -> tuple[np.ndarray
             box = np.array([x1, y1, x2, y2])
             if x2 - x1 < 2 or y2 - y1 < 2:
                 continue
-            if (_iou_xyxy(box, placed) > cfg.max_overlap).any():
+            if (_overlap_xyxy(box, placed) > cfg.max_overlap).any():
                 continue
             colour = rng.uniform(0, 255, size=3)
             # Keep the object visible: push its colour away from the local background.
             local = img[int(cy), int(cx)]
             if np.abs(colour - local).sum() < 150:
                 colour = np.where(local > 127, colour * 0.35, 255 - (255 - colour) * 0.35)
+            # Rasterise inside the shape's own window only (x0, y0 = its top-left pixel).
+            x0, y0 = int(x1), int(y1)
+            win_w, win_h = int(np.ceil(x2)) - x0 + 1, int(np.ceil(y2)) - y0 + 1
             shift = 4  # sub-pixel precision for cv2.fillPoly
-            pts = [np.round(p * (1 << shift)).astype(np.int32) for p in polys]
-            mask = np.zeros((height, width), np.uint8)
+            pts = [np.round((p - [x0, y0]) * (1 << shift)).astype(np.int32) for p in polys]
+            mask = np.zeros((win_h, win_w), np.uint8)
             cv2.fillPoly(mask, [pts[0]], 1, lineType=cv2.LINE_8, shift=shift)
             if len(pts) > 1:
                 cv2.fillPoly(mask, [pts[1]], 0, lineType=cv2.LINE_8, shift=shift)
             ys, xs = np.nonzero(mask)
+            ys, xs = ys + y0, xs + x0
+            inside = (ys < height) & (xs < width)
+            ys, xs = ys[inside], xs[inside]
             if len(xs) == 0:
                 continue
             shade = 1.0 + 0.15 * (ys - cy) / max(h, 1.0)  # a little shading so shapes are not flat

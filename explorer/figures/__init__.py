@@ -1,0 +1,1 @@
+"""Plotly figure builders, one module per page area; each returns a go.Figure."""
