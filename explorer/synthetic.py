@@ -79,9 +79,7 @@ class SceneConfig:
         if not 1 <= self.min_size <= self.max_size:
             raise ValueError(f"need 1 <= min_size <= max_size, got {self.min_size}, {self.max_size}")
         if self.class_weights is not None and len(self.class_weights) != len(self.categories):
-            raise ValueError(
-                f"class_weights has {len(self.class_weights)} entries for {len(self.categories)} classes"
-            )
+            raise ValueError(f"class_weights has {len(self.class_weights)} entries for {len(self.categories)} classes")
 
     def weights(self) -> np.ndarray:
         """Normalised class probabilities, (C,) float64."""
@@ -126,8 +124,9 @@ def _shape_polygon(kind: str, cx: float, cy: float, w: float, h: float, angle: f
     elif kind == "cross":
         a, b = w / 2, w / 6
         c, d = h / 2, h / 6
-        pts = np.array([[-b, -c], [b, -c], [b, -d], [a, -d], [a, d], [b, d], [b, c], [-b, c], [-b, d], [-a, d],
-                        [-a, -d], [-b, -d]])
+        pts = np.array(
+            [[-b, -c], [b, -c], [b, -d], [a, -d], [a, d], [b, d], [b, c], [-b, c], [-b, d], [-a, d], [-a, -d], [-b, -d]]
+        )
     elif kind == "star":
         k = np.arange(10)
         r = np.where(k % 2 == 0, 1.0, 0.45)
@@ -239,9 +238,7 @@ def categories(config: SceneConfig | None = None) -> list[dict]:
     return [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(cfg.categories)]
 
 
-def make_dataset(
-    n_images: int, seed: int, config: SceneConfig | None = None
-) -> tuple[dict, list[np.ndarray]]:
+def make_dataset(n_images: int, seed: int, config: SceneConfig | None = None) -> tuple[dict, list[np.ndarray]]:
     """Build a COCO dataset in memory.
 
     Returns:
