@@ -1,0 +1,96 @@
+"""Streamlit helpers shared by every page: page setup, sample data, downloads, the compute-device line."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from explorer import synthetic
+
+#: Page files and their titles, in navigation order. The home page links only to files that exist.
+PAGES: tuple[tuple[str, str, str], ...] = (
+    ("pages/1_Loss_lab.py", "Loss lab", "📉"),
+    ("pages/2_Anchor_lab.py", "Anchor lab", "⚓"),
+    ("pages/3_Dataset_diagnostics.py", "Dataset diagnostics", "📊"),
+    ("pages/4_Live_detections.py", "Live detections", "🎯"),
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def page_setup(title: str, icon: str = "🔭") -> None:
+    """Configure the page (wide layout, tab title) and show its title. Call first on every page."""
+    st.set_page_config(page_title=f"{title} · FocalScope", page_icon=icon, layout="wide")
+    st.title(f"{icon} {title}" if icon else title)
+
+
+def existing_pages() -> list[tuple[str, str, str]]:
+    """The entries of PAGES whose file exists."""
+    return [p for p in PAGES if (ROOT / p[0]).exists()]
+
+
+@st.cache_resource(max_entries=1, show_spinner="Generating the sample dataset (first run only)…")
+def sample_dataset_path() -> Path:
+    """Path of the built-in sample dataset's annotations.json (generated into the cache on first use)."""
+    return synthetic.sample_dataset()
+
+
+@st.cache_resource(max_entries=1)
+def device_label() -> str:
+    """'CUDA · <device name>' when a GPU is usable, else 'CPU'."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"CUDA · {torch.cuda.get_device_name(0)}"
+    return f"CPU · {torch.get_num_threads()} threads"
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "data"
+
+
+def download_buttons(
+    *,
+    name: str,
+    df: pd.DataFrame | None = None,
+    fig: go.Figure | None = None,
+    key: str | None = None,
+    parquet: bool = False,
+) -> None:
+    """Download buttons in one row: the data as CSV (and Parquet), the figure as interactive HTML.
+
+    PNG export of a figure is the camera button of the plotly toolbar, which every chart shows on hover.
+    """
+    slug = _slug(name)
+    key = key or slug
+    cols = st.columns(3 if parquet else 2, gap="small")
+    i = 0
+    if df is not None:
+        cols[i].download_button("⬇ CSV", df.to_csv(index=False).encode(), f"{slug}.csv", "text/csv", key=f"{key}-csv")
+        i += 1
+        if parquet:
+            buf = io.BytesIO()
+            df.to_parquet(buf, index=False)
+            cols[i].download_button(
+                "⬇ Parquet", buf.getvalue(), f"{slug}.parquet", "application/octet-stream", key=f"{key}-parquet"
+            )
+            i += 1
+    if fig is not None and i < len(cols):
+        html = fig.to_html(include_plotlyjs="cdn", full_html=True)
+        cols[i].download_button("⬇ HTML figure", html.encode(), f"{slug}.html", "text/html", key=f"{key}-html")
+
+
+def plot(fig: go.Figure, *, key: str | None = None) -> None:
+    """Show a plotly figure at full width with the toolbar's PNG export named after the chart."""
+    title = fig.layout.title.text if fig.layout.title and fig.layout.title.text else "focalscope"
+    st.plotly_chart(
+        fig,
+        width="stretch",
+        key=key,
+        config={"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": _slug(title), "scale": 2}},
+    )
