@@ -38,6 +38,7 @@ __all__ = [
     "ciou_loss",
     "dfl_grad",
     "dfl_loss",
+    "dfl_target_weights",
     "diou",
     "diou_loss",
     "fl_star_grad",
@@ -445,6 +446,26 @@ def _dfl_weights(bin_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor
     w.scatter_(-1, left.unsqueeze(-1), w_left.unsqueeze(-1))
     w.scatter_(-1, (left + 1).unsqueeze(-1), w_right.unsqueeze(-1))
     return w
+
+
+def dfl_target_weights(target: torch.Tensor, n_bins: int) -> torch.Tensor:
+    """The ideal bin distribution of a DFL target: y_{i+1} - y on bin floor(y), y - y_i on the next bin.
+
+    Args:
+        target: (...) float targets in [0, n_bins].
+        n_bins: n, the largest bin index (n + 1 bins).
+
+    Returns:
+        (..., n+1) weights summing to 1.
+
+    Example:
+        >>> [round(v, 6) for v in dfl_target_weights(torch.tensor(1.25, dtype=torch.float64), 3).tolist()]
+        [0.0, 0.75, 0.25, 0.0]
+    """
+    if not isinstance(n_bins, int) or n_bins < 1:
+        raise ValueError(f"n_bins={n_bins} is invalid: it must be an integer >= 1")
+    dtype = target.dtype if target.dtype in _FLOAT_TYPES else torch.float64
+    return _dfl_weights(torch.zeros((*target.shape, n_bins + 1), dtype=dtype), target)
 
 
 def dfl_loss(bin_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
