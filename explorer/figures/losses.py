@@ -1,0 +1,467 @@
+"""Plotly figures of the Loss lab. Each builder takes a table from :mod:`explorer.loss_curves` or
+:mod:`explorer.loss_budget` and returns a ``go.Figure``; none computes a loss itself.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+from explorer.loss_budget import GROUPS, LOSSES
+from explorer.loss_curves import SoftTargetGrid
+
+__all__ = [
+    "GROUP_COLORS",
+    "box_loss_figure",
+    "box_pair_figure",
+    "budget_figure",
+    "classification_figure",
+    "dfl_figure",
+    "loss_cdf_figure",
+    "probability_figure",
+    "smooth_l1_figure",
+    "soft_cut_figure",
+    "soft_heatmap_figure",
+]
+
+#: One colour per anchor group, used by every budget figure.
+GROUP_COLORS: dict[str, str] = {
+    "positive": "#2ca02c",
+    "hard negative": "#ff7f0e",
+    "easy negative": "#1f77b4",
+    "negative": "#1f77b4",
+}
+_PALETTE = qualitative.Plotly + qualitative.D3
+_SHADE = "rgba(44, 160, 44, 0.10)"
+
+
+def _colors(labels: Sequence[str]) -> dict[str, str]:
+    return {label: _PALETTE[i % len(_PALETTE)] for i, label in enumerate(labels)}
+
+
+def _layout(fig: go.Figure, title: str, *, height: int = 420) -> go.Figure:
+    fig.update_layout(
+        title={"text": title, "x": 0.0, "xanchor": "left"},
+        height=height,
+        margin={"l": 60, "r": 20, "t": 70, "b": 50},
+        legend={"orientation": "h", "yanchor": "bottom", "y": -0.32, "x": 0.0},
+        hovermode="x unified",
+        template="plotly_white",
+    )
+    return fig
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Classification
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def classification_figure(
+    df: pd.DataFrame,
+    *,
+    axis: str = "p_t",
+    log_y: bool = False,
+    well_classified: float | None = 0.6,
+    target: int = 1,
+    readout_pt: float | None = None,
+) -> go.Figure:
+    """Loss, gradient dL/dx and modulating factor (loss / CE) of every curve, side by side (paper Figure 1).
+
+    Args:
+        df: :func:`explorer.loss_curves.classification_curves` output.
+        axis: "p_t" or "logit", as the table was built.
+        log_y: log-scale y axes (the gradient is then shown as |dL/dx|).
+        well_classified: shade p_t above this value ("well-classified examples"); None for no shading.
+        target: the example's class, to place the shaded region on the logit axis.
+        readout_pt: draw a dotted vertical line at this p_t.
+    """
+    grad_title = "|dL/dx| (gradient magnitude)" if log_y else "dL/dx (gradient w.r.t. the logit)"
+    fig = make_subplots(
+        rows=1, cols=3, subplot_titles=("loss", grad_title, "loss / CE (modulating factor)"), horizontal_spacing=0.07
+    )
+    labels = list(dict.fromkeys(df["curve"]))
+    colors = _colors(labels)
+    for label in labels:
+        d = df[df["curve"] == label]
+        grad = d["grad"].abs() if log_y else d["grad"]
+        for col, y in ((1, d["loss"]), (2, grad), (3, d["factor"])):
+            fig.add_trace(
+                go.Scatter(
+                    x=d["x"],
+                    y=y,
+                    name=label,
+                    legendgroup=label,
+                    showlegend=col == 1,
+                    line={"color": colors[label], "width": 2},
+                    hovertemplate="%{y:.4g}",
+                ),
+                row=1,
+                col=col,
+            )
+
+    def to_x(p_t: float) -> float:
+        if axis == "p_t":
+            return p_t
+        return _logit(p_t) if target == 1 else -_logit(p_t)
+
+    if well_classified is not None and 0 < well_classified < 1:
+        x_thr = to_x(well_classified)
+        x_lo, x_hi = float(df["x"].min()), float(df["x"].max())
+        x0, x1 = (x_thr, x_hi) if (axis == "p_t" or target == 1) else (x_lo, x_thr)
+        for col in (1, 2, 3):
+            fig.add_vrect(x0=x0, x1=x1, fillcolor=_SHADE, line_width=0, row=1, col=col)
+        fig.add_annotation(
+            x=(x0 + x1) / 2, y=1.0, yref="y domain", text="well-classified", showarrow=False, font={"size": 11}
+        )
+    if readout_pt is not None and 0 < readout_pt < 1:
+        for col in (1, 2, 3):
+            fig.add_vline(x=to_x(readout_pt), line_dash="dot", line_color="#555", row=1, col=col)
+    x_title = "p_t (probability of the true class)" if axis == "p_t" else "logit x"
+    fig.update_xaxes(title_text=x_title)
+    if log_y:
+        fig.update_yaxes(type="log", exponentformat="power")
+    else:
+        fig.update_yaxes(range=[0, 5], row=1, col=1)
+    return _layout(fig, "Classification losses: value, gradient and modulating factor", height=460)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Soft targets
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def soft_heatmap_figure(grid: SoftTargetGrid, *, quantity: str = "loss", cut_target: float | None = None) -> go.Figure:
+    """QFL and VFL as heatmaps over (prediction, target IoU); ``quantity`` is "loss" or "grad" (dL/dx)."""
+    if quantity not in ("loss", "grad"):
+        raise ValueError(f"quantity={quantity!r} is invalid: use 'loss' or 'grad'")
+    names = ("Quality Focal Loss", "Varifocal loss")
+    fig = make_subplots(rows=1, cols=2, subplot_titles=names, horizontal_spacing=0.12)
+    zs = (grid.qfl, grid.vfl) if quantity == "loss" else (grid.qfl_grad, grid.vfl_grad)
+    for col, (name, z) in enumerate(zip(names, zs, strict=True), start=1):
+        common = {
+            "x": grid.pred,
+            "y": grid.target,
+            "z": z,
+            "name": name,
+            "colorbar": {"x": 0.44 if col == 1 else 1.0, "len": 0.9, "title": {"text": quantity}},
+            "hovertemplate": "pred %{x:.3f}<br>target %{y:.3f}<br>" + quantity + " %{z:.4g}<extra></extra>",
+        }
+        if quantity == "loss":
+            fig.add_trace(go.Heatmap(colorscale="Viridis", **common), row=1, col=col)
+        else:
+            lim = float(max(abs(z.min()), abs(z.max()))) or 1.0
+            fig.add_trace(go.Heatmap(colorscale="RdBu_r", zmid=0, zmin=-lim, zmax=lim, **common), row=1, col=col)
+        fig.add_trace(
+            go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"color": "white", "dash": "dot"}, name="pred = target"),
+            row=1,
+            col=col,
+        )
+        if cut_target is not None:
+            fig.add_hline(y=cut_target, line_color="red", line_dash="dash", row=1, col=col)
+    fig.update_traces(showlegend=False, selector={"type": "scatter"})
+    fig.update_xaxes(title_text="prediction σ(x)", range=[0, 1])
+    fig.update_yaxes(title_text="target IoU", range=[0, 1])
+    title = "Soft-target losses" + (" (loss)" if quantity == "loss" else " (gradient dL/dx)")
+    fig = _layout(fig, title, height=440)
+    fig.update_layout(hovermode="closest")
+    return fig
+
+
+def soft_cut_figure(df: pd.DataFrame, *, target: float) -> go.Figure:
+    """Line cut of the soft-target losses at one target: loss and dL/dx against the prediction."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "dL/dx"), horizontal_spacing=0.08)
+    labels = list(dict.fromkeys(df["loss_name"]))
+    colors = _colors(labels)
+    for label in labels:
+        d = df[df["loss_name"] == label]
+        dash = "dot" if label == "BCE" else "solid"
+        for col, y in ((1, d["loss"]), (2, d["grad"])):
+            fig.add_trace(
+                go.Scatter(
+                    x=d["pred"],
+                    y=y,
+                    name=label,
+                    legendgroup=label,
+                    showlegend=col == 1,
+                    line={"color": colors[label], "dash": dash},
+                    hovertemplate="%{y:.4g}",
+                ),
+                row=1,
+                col=col,
+            )
+    for col in (1, 2):
+        fig.add_vline(x=target, line_dash="dash", line_color="red", row=1, col=col)
+    fig.update_xaxes(title_text="prediction σ(x)")
+    return _layout(fig, f"Line cut at target IoU = {target:g}")
+
+
+def dfl_figure(bins: pd.DataFrame, curve: pd.DataFrame, *, target: float) -> go.Figure:
+    """DFL: the target's two-bin distribution against the predicted one, and the loss as the prediction moves."""
+    loss = float(bins["loss"].iloc[0])
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=(f"bins: DFL = {loss:.4f}", "DFL as the predicted centre moves"),
+        horizontal_spacing=0.08,
+    )
+    fig.add_trace(
+        go.Bar(x=bins["bin"], y=bins["target_weight"], name="target distribution w", marker_color="#d62728"),
+        row=1,
+        col=1,
+    )
+    fig.add_trace(
+        go.Bar(x=bins["bin"], y=bins["pred_prob"], name="predicted softmax S", marker_color="#1f77b4", opacity=0.7),
+        row=1,
+        col=1,
+    )
+    fig.add_trace(
+        go.Scatter(x=curve["pred_mean"], y=curve["loss"], name="DFL", line={"color": "#1f77b4"}),
+        row=1,
+        col=2,
+    )
+    fig.add_hline(
+        y=float(bins["min_loss"].iloc[0]),
+        line_dash="dot",
+        line_color="#555",
+        annotation_text="minimum (S = w)",
+        row=1,
+        col=2,
+    )
+    for col in (1, 2):
+        fig.add_vline(x=target, line_dash="dash", line_color="red", row=1, col=col)
+    fig.update_layout(barmode="group")
+    fig.update_xaxes(title_text="bin (distance in bin units)", row=1, col=1)
+    fig.update_xaxes(title_text="centre of the predicted distribution", row=1, col=2)
+    fig.update_yaxes(title_text="probability", row=1, col=1)
+    fig.update_yaxes(title_text="loss", row=1, col=2)
+    return _layout(fig, f"Distribution Focal Loss for target y = {target:g}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Box losses
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def box_loss_figure(df: pd.DataFrame, *, grad_kind: str = "box", log_y: bool = False) -> go.Figure:
+    """IoU-family losses and gradient magnitudes against IoU.
+
+    Args:
+        df: :func:`explorer.loss_curves.box_loss_curves` output.
+        grad_kind: "box" (|dL/d(box)| along the path, every loss) or "iou" (|dL/dIoU|, IoU-only losses).
+        log_y: log-scale y axes.
+    """
+    if grad_kind not in ("box", "iou"):
+        raise ValueError(f"grad_kind={grad_kind!r} is invalid: use 'box' or 'iou'")
+    grad_col = "grad_box" if grad_kind == "box" else "grad_iou"
+    grad_title = "‖dL/d(x1, y1, x2, y2)‖ of the prediction" if grad_kind == "box" else "|dL/dIoU|"
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", grad_title), horizontal_spacing=0.08)
+    labels = list(dict.fromkeys(df["loss_name"]))
+    colors = _colors(labels)
+    for label in labels:
+        d = df[df["loss_name"] == label]
+        for col, y in ((1, d["loss"]), (2, d[grad_col])):
+            if col == 2 and y.isna().all():
+                continue
+            fig.add_trace(
+                go.Scatter(
+                    x=d["iou"],
+                    y=y,
+                    name=label,
+                    legendgroup=label,
+                    showlegend=col == 1,
+                    line={"color": colors[label], "dash": "dash" if label.startswith("RIoU") else "solid"},
+                    hovertemplate="%{y:.4g}",
+                ),
+                row=1,
+                col=col,
+            )
+    fig.update_xaxes(title_text="IoU of the predicted box with the ground truth", range=[0, 1])
+    if log_y:
+        fig.update_yaxes(type="log", exponentformat="power")
+    else:
+        fig.update_yaxes(range=[0, 2.5], row=1, col=1)
+        fig.update_yaxes(range=[0, 4.0], row=1, col=2)
+    return _layout(fig, "Box losses against IoU")
+
+
+def smooth_l1_figure(df: pd.DataFrame) -> go.Figure:
+    """Smooth L1 / L1 loss and gradient against the regression offset."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "dL/dd"), horizontal_spacing=0.08)
+    labels = list(dict.fromkeys(df["curve"]))
+    colors = _colors(labels)
+    for label in labels:
+        d = df[df["curve"] == label]
+        for col, y in ((1, d["loss"]), (2, d["grad"])):
+            fig.add_trace(
+                go.Scatter(
+                    x=d["offset"],
+                    y=y,
+                    name=label,
+                    legendgroup=label,
+                    showlegend=col == 1,
+                    line={"color": colors[label]},
+                    hovertemplate="%{y:.4g}",
+                ),
+                row=1,
+                col=col,
+            )
+    fig.update_xaxes(title_text="offset d = prediction − target (encoded delta)")
+    return _layout(fig, "Smooth L1 against the offset")
+
+
+def box_pair_figure(pred_xyxy: Sequence[float], gt_xyxy: Sequence[float]) -> go.Figure:
+    """The two boxes of the sandbox, their enclosing box C, the centre distance ρ and C's diagonal c."""
+    px1, py1, px2, py2 = (float(v) for v in pred_xyxy)
+    gx1, gy1, gx2, gy2 = (float(v) for v in gt_xyxy)
+    cx1, cy1, cx2, cy2 = min(px1, gx1), min(py1, gy1), max(px2, gx2), max(py2, gy2)
+    fig = go.Figure()
+
+    def rect(x1: float, y1: float, x2: float, y2: float, name: str, color: str, dash: str, fill: str) -> None:
+        fig.add_trace(
+            go.Scatter(
+                x=[x1, x2, x2, x1, x1],
+                y=[y1, y1, y2, y2, y1],
+                mode="lines",
+                name=name,
+                line={"color": color, "dash": dash, "width": 2},
+                fill="toself" if fill else None,
+                fillcolor=fill or None,
+                hoverinfo="name",
+            )
+        )
+
+    rect(cx1, cy1, cx2, cy2, "enclosing box C", "#888", "dot", "")
+    rect(gx1, gy1, gx2, gy2, "ground truth", "#2ca02c", "solid", "rgba(44,160,44,0.15)")
+    rect(px1, py1, px2, py2, "prediction", "#ff7f0e", "solid", "rgba(255,127,14,0.15)")
+    fig.add_trace(
+        go.Scatter(
+            x=[(px1 + px2) / 2, (gx1 + gx2) / 2],
+            y=[(py1 + py2) / 2, (gy1 + gy2) / 2],
+            mode="lines+markers",
+            name="centre distance ρ",
+            line={"color": "#d62728"},
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[cx1, cx2], y=[cy1, cy2], mode="lines", name="diagonal c of C", line={"color": "#888", "dash": "dash"}
+        )
+    )
+    pad = 0.05 * max(cx2 - cx1, cy2 - cy1, 1e-9)
+    fig.update_xaxes(range=[cx1 - pad, cx2 + pad], title_text="x (px)", constrain="domain")
+    fig.update_yaxes(
+        range=[cy2 + pad, cy1 - pad], title_text="y (px, down)", scaleanchor="x", scaleratio=1, constrain="domain"
+    )
+    fig = _layout(fig, "Two-box sandbox", height=420)
+    fig.update_layout(hovermode="closest", legend={"y": -0.25})
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Where the loss goes
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def budget_figure(table: pd.DataFrame) -> go.Figure:
+    """Stacked bars: share of the total loss and of the total gradient magnitude per group, per loss."""
+    fig = make_subplots(
+        rows=1, cols=2, subplot_titles=("share of total loss", "share of total |dL/dx|"), horizontal_spacing=0.08
+    )
+    losses = [name for name in LOSSES if name in set(table["loss"])]
+    for group in GROUPS:
+        d = table[table["group"] == group].set_index("loss").reindex(losses)
+        for col, column in ((1, "loss_share"), (2, "grad_share")):
+            fig.add_trace(
+                go.Bar(
+                    x=losses,
+                    y=d[column],
+                    name=group,
+                    legendgroup=group,
+                    showlegend=col == 1,
+                    marker_color=GROUP_COLORS[group],
+                    text=[f"{v:.1%}" for v in d[column]],
+                    textposition="inside",
+                    customdata=d["count"],
+                    hovertemplate=f"{group}: " + "%{y:.2%} (%{customdata:,} anchors)<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
+    fig.update_layout(barmode="stack")
+    fig.update_yaxes(tickformat=".0%", range=[0, 1])
+    fig = _layout(fig, "Where the loss goes: share per anchor group")
+    fig.update_layout(hovermode="closest")
+    return fig
+
+
+def loss_cdf_figure(df: pd.DataFrame) -> go.Figure:
+    """The focal-loss paper's Figure 4: cumulative normalized loss of positives and of negatives, per gamma."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("positives", "negatives"), horizontal_spacing=0.08)
+    gammas = sorted(df["gamma"].unique())
+    colors = _colors([f"{g:g}" for g in gammas])
+    for col, group in ((1, "positive"), (2, "negative")):
+        for g in gammas:
+            d = df[(df["group"] == group) & (df["gamma"] == g)]
+            if d.empty:
+                continue
+            fig.add_trace(
+                go.Scatter(
+                    x=d["fraction"],
+                    y=d["cumulative_loss"],
+                    name=f"γ = {g:g}",
+                    legendgroup=f"{g:g}",
+                    showlegend=col == 1,
+                    line={"color": colors[f"{g:g}"]},
+                    hovertemplate="%{x:.4f} of anchors → %{y:.3f} of loss",
+                ),
+                row=1,
+                col=col,
+            )
+        fig.add_trace(
+            go.Scatter(
+                x=[0, 1],
+                y=[0, 1],
+                mode="lines",
+                line={"color": "#bbb", "dash": "dot"},
+                showlegend=False,
+                hoverinfo="skip",
+            ),
+            row=1,
+            col=col,
+        )
+    fig.update_xaxes(title_text="fraction of anchors (sorted by loss)", range=[0, 1])
+    fig.update_yaxes(title_text="cumulative normalized loss", range=[0, 1], row=1, col=1)
+    fig.update_yaxes(range=[0, 1], row=1, col=2)
+    fig = _layout(fig, "Cumulative distribution of normalized focal loss (paper Figure 4)")
+    fig.update_layout(hovermode="closest")
+    return fig
+
+
+def probability_figure(hist: pd.DataFrame) -> go.Figure:
+    """Distribution of the predicted foreground probability in each simulated group (log y)."""
+    fig = go.Figure()
+    for group in GROUPS:
+        d = hist[hist["group"] == group]
+        centers = (d["bin_left"] + d["bin_right"]) / 2
+        fig.add_trace(
+            go.Scatter(
+                x=centers,
+                y=d["count"].where(d["count"] > 0),
+                name=group,
+                mode="lines+markers",
+                line={"color": GROUP_COLORS[group], "shape": "hvh"},
+                hovertemplate="p ≈ %{x:.2f}: %{y:,} anchors",
+            )
+        )
+    fig.update_xaxes(title_text="predicted foreground probability p", range=[0, 1])
+    fig.update_yaxes(title_text="anchors per bin", type="log", exponentformat="power")
+    return _layout(fig, "The simulated batch: predicted probability per group", height=360)

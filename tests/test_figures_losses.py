@@ -1,0 +1,57 @@
+"""Tests of explorer.figures.losses: every builder returns a figure with the expected traces."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import pytest
+
+from explorer import loss_budget as B
+from explorer import loss_curves as C
+from explorer.figures import losses as FL
+
+
+@pytest.mark.parametrize(("axis", "target", "log_y"), [("p_t", 1, False), ("logit", 0, True)])
+def test_classification_figure(axis: str, target: int, log_y: bool) -> None:
+    df = C.classification_curves(["CE", "focal"], gammas=(0.0, 2.0), axis=axis, target=target, n=50)
+    fig = FL.classification_figure(df, axis=axis, log_y=log_y, target=target, readout_pt=0.9)
+    assert isinstance(fig, go.Figure)
+    assert len(fig.data) == 3 * 3  # three curves on three panels
+    assert sum(t.showlegend is not False for t in fig.data) == 3
+    assert len([s for s in fig.layout.shapes if s.type == "rect"]) == 3  # shaded well-classified region
+    if log_y:
+        assert fig.layout.yaxis.type == "log" and min(min(t.y) for t in fig.data if t.xaxis == "x2") >= 0
+
+
+def test_soft_figures() -> None:
+    grid = C.soft_target_grid(n_pred=11, n_target=6)
+    for q in ("loss", "grad"):
+        fig = FL.soft_heatmap_figure(grid, quantity=q, cut_target=0.5)
+        assert [t.type for t in fig.data].count("heatmap") == 2
+    with pytest.raises(ValueError, match="quantity"):
+        FL.soft_heatmap_figure(grid, quantity="x")
+    fig = FL.soft_cut_figure(C.soft_target_cut(0.5, n=20), target=0.5)
+    assert len(fig.data) == 6
+    fig = FL.dfl_figure(C.dfl_bins(3.4, n_bins=8), C.dfl_loss_vs_mean(3.4, n_bins=8, n=20), target=3.4)
+    assert [t.type for t in fig.data] == ["bar", "bar", "scatter"]
+
+
+def test_box_figures() -> None:
+    df = C.box_loss_curves("shift", n=30)
+    fig = FL.box_loss_figure(df, grad_kind="box")
+    assert len(fig.data) == 12
+    fig = FL.box_loss_figure(df, grad_kind="iou", log_y=True)
+    assert len(fig.data) == 6 + 3  # only 1 - IoU, -ln IoU and RIoU have dL/dIoU
+    fig = FL.smooth_l1_figure(C.smooth_l1_curves(n=20))
+    assert len(fig.data) == 6
+    fig = FL.box_pair_figure([0, 0, 4, 2], [1, 0, 3, 4])
+    assert len(fig.data) == 5 and fig.layout.yaxis.scaleanchor == "x"
+
+
+def test_budget_figures() -> None:
+    spec = B.BatchSpec(n_anchors=5_000)
+    fig = FL.budget_figure(B.loss_budget(spec))
+    assert len(fig.data) == 6 and fig.layout.barmode == "stack"
+    fig = FL.loss_cdf_figure(B.normalized_loss_cdf(spec, gammas=(0.0, 2.0), n_points=11))
+    assert len([t for t in fig.data if t.showlegend is not False]) == 2
+    fig = FL.probability_figure(B.probability_histogram(spec, bins=10))
+    assert len(fig.data) == 3
