@@ -142,14 +142,67 @@ def _empty_sparse(n: int, m: int) -> SparseIoU:
     return SparseIoU(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32), n, m)
 
 
-def _ragged_arange(starts: np.ndarray, lengths: np.ndarray, step: int = 1) -> np.ndarray:
-    """Concatenation of ``starts[r] + step * arange(lengths[r])`` over runs r (all lengths > 0), int64."""
+def _ragged_arange(starts: np.ndarray, lengths: np.ndarray, step: int = 1, out: np.ndarray | None = None) -> np.ndarray:
+    """Concatenation of ``starts[r] + step * arange(lengths[r])`` over runs r (all lengths > 0)."""
     total = int(lengths.sum())
-    out = np.full(total, step, np.int64)
+    if out is None:
+        out = np.empty(total, np.int64)
+    out.fill(step)
     first = np.cumsum(lengths) - lengths
     out[first[0]] = starts[0]
     out[first[1:]] = starts[1:] - (starts[:-1] + step * (lengths[:-1] - 1))
     return np.cumsum(out, out=out)
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """The pairs of one (level, cell-anchor shape): GTs with a non-empty column and row range."""
+
+    start: int  # first anchor index of the level
+    gw: int
+    na: int
+    a: int
+    g_ok: np.ndarray
+    i_lo: np.ndarray
+    ni: np.ndarray
+    j_lo: np.ndarray
+    nj: np.ndarray
+    cx1: np.ndarray
+    cx2: np.ndarray
+    ry1: np.ndarray
+    ry2: np.ndarray
+
+    @property
+    def num_pairs(self) -> int:
+        return int((self.ni * self.nj).sum())
+
+
+def _grid_chunks(anchors: np.ndarray, gt: np.ndarray, grids: Sequence[LevelGrid]) -> list[_Chunk]:
+    offsets = level_offsets(list(grids))
+    if offsets[-1] != len(anchors):
+        raise ValueError(f"grids describe {offsets[-1]} anchors but {len(anchors)} were given")
+    gx1, gy1, gx2, gy2 = gt[:, 0], gt[:, 1], gt[:, 2], gt[:, 3]
+    chunks = []
+    for grid, start in zip(grids, offsets[:-1], strict=True):
+        gh, gw = grid.grid_hw
+        na = len(grid.cell_anchors)
+        block = anchors[start : start + gh * gw * na].reshape(gh, gw, na, 4)
+        # Column extents (x) from row 0, row extents (y) from column 0: (na, gw) and (na, gh).
+        cx1, cx2 = np.ascontiguousarray(block[0, :, :, 0].T), np.ascontiguousarray(block[0, :, :, 2].T)
+        ry1, ry2 = np.ascontiguousarray(block[:, 0, :, 1].T), np.ascontiguousarray(block[:, 0, :, 3].T)
+        for a in range(na):
+            # Columns j with x2 > gx1 and x1 < gx2 form one range, as the extents increase with j; rows alike.
+            j_lo = np.searchsorted(cx2[a], gx1, side="right")
+            nj = np.searchsorted(cx1[a], gx2, side="left") - j_lo
+            i_lo = np.searchsorted(ry2[a], gy1, side="right")
+            ni = np.searchsorted(ry1[a], gy2, side="left") - i_lo
+            g_ok = np.nonzero((nj > 0) & (ni > 0))[0]
+            if len(g_ok):
+                chunks.append(
+                    _Chunk(int(start), gw, na, a, g_ok, i_lo[g_ok], ni[g_ok], j_lo[g_ok], nj[g_ok],
+                           cx1[a], cx2[a], ry1[a], ry2[a])
+                )  # fmt: skip
+    return chunks
 
 
 def sparse_iou_grid(anchors: np.ndarray, gt_boxes: np.ndarray, grids: Sequence[LevelGrid]) -> SparseIoU:
@@ -167,68 +220,58 @@ def sparse_iou_grid(anchors: np.ndarray, gt_boxes: np.ndarray, grids: Sequence[L
         grids: from :func:`explorer.anchors.level_grids`.
 
     Returns:
-        The pairs with IoU > 0, grouped by level and cell-anchor shape.
+        The pairs with IoU > 0, grouped by level and cell-anchor shape, then by GT.
     """
     anchors = _as_boxes(anchors, "anchors")
     gt = _as_boxes(gt_boxes, "gt_boxes")
-    offsets = level_offsets(list(grids))
-    if offsets[-1] != len(anchors):
-        raise ValueError(f"grids describe {offsets[-1]} anchors but {len(anchors)} were given")
     n, m = len(anchors), len(gt)
     if m == 0 or n == 0:
+        if grids is not None and level_offsets(list(grids))[-1] != n:
+            raise ValueError(f"grids describe {level_offsets(list(grids))[-1]} anchors but {n} were given")
         return _empty_sparse(n, m)
+    chunks = _grid_chunks(anchors, gt, grids)
+    total = sum(c.num_pairs for c in chunks)
+    a_idx = np.empty(total, np.int64)
+    g_idx = np.empty(total, np.int64)
+    iou = np.empty(total, np.float32)
+    col = np.empty(total, np.int64)
+    tmp = np.empty(total, np.float32)
     gx1, gy1, gx2, gy2 = gt[:, 0], gt[:, 1], gt[:, 2], gt[:, 3]
     area_g = (gx2 - gx1) * (gy2 - gy1)
-    out_a, out_g, out_iou = [], [], []
-    for grid, start in zip(grids, offsets[:-1], strict=True):
-        gh, gw = grid.grid_hw
-        na = len(grid.cell_anchors)
-        block = anchors[start : start + gh * gw * na].reshape(gh, gw, na, 4)
-        # Column extents (x) from row 0, row extents (y) from column 0: (na, gw) and (na, gh).
-        cx1, cx2 = block[0, :, :, 0].T, block[0, :, :, 2].T
-        ry1, ry2 = block[:, 0, :, 1].T, block[:, 0, :, 3].T
-        for a in range(na):
-            # Columns j with x2 > gx1 and x1 < gx2 form one range, as the extents increase with j; rows alike.
-            j_lo = np.searchsorted(cx2[a], gx1, side="right")
-            j_hi = np.searchsorted(cx1[a], gx2, side="left")
-            i_lo = np.searchsorted(ry2[a], gy1, side="right")
-            i_hi = np.searchsorted(ry1[a], gy2, side="left")
-            nj = j_hi - j_lo
-            ni = i_hi - i_lo
-            g_ok = np.nonzero((nj > 0) & (ni > 0))[0]
-            if len(g_ok) == 0:
-                continue
-            nj, ni, j_lo, i_lo = nj[g_ok], ni[g_ok], j_lo[g_ok], i_lo[g_ok]
-            # Per (GT, column): intersection width and anchor width.
-            jv = _ragged_arange(j_lo, nj)
-            jq = np.repeat(g_ok, nj)
-            col_x1, col_x2 = cx1[a, jv], cx2[a, jv]
-            iw_col = np.minimum(col_x2, gx2[jq]) - np.maximum(col_x1, gx1[jq])
-            aw_col = col_x2 - col_x1
-            col_start = np.cumsum(nj) - nj
-            # Per (GT, row): intersection height, anchor height, GT area; one run of nj pairs per row.
-            iv = _ragged_arange(i_lo, ni)
-            rq = np.repeat(np.arange(len(g_ok)), ni)
-            iq = g_ok[rq]
-            row_y1, row_y2 = ry1[a, iv], ry2[a, iv]
-            ih_row = np.minimum(row_y2, gy2[iq]) - np.maximum(row_y1, gy1[iq])
-            ah_row = row_y2 - row_y1
-            run = nj[rq]
-            col = _ragged_arange(col_start[rq], run)
-            idx = _ragged_arange(start + (iv * gw + j_lo[rq]) * na + a, run, na)
-            inter = np.repeat(ih_row, run) * iw_col[col]
-            area_a = np.repeat(ah_row, run) * aw_col[col]
-            iou = inter / (area_a + np.repeat(area_g[iq], run) - inter)
-            out_a.append(idx)
-            out_g.append(np.repeat(iq, run))
-            out_iou.append(iou)
-    if not out_a:
-        return _empty_sparse(n, m)
-    a_idx = np.concatenate(out_a)
-    g_idx = np.concatenate(out_g).astype(np.int64, copy=False)
-    iou = np.concatenate(out_iou).astype(np.float32, copy=False)
-    keep = iou > 0
-    if not keep.all():
+    pos = 0
+    for c in chunks:
+        k = c.num_pairs
+        sl = slice(pos, pos + k)
+        pos += k
+        # Per (GT, column): intersection width and anchor width.
+        jv = _ragged_arange(c.j_lo, c.nj)
+        jq = np.repeat(c.g_ok, c.nj)
+        col_x1, col_x2 = c.cx1[jv], c.cx2[jv]
+        iw_col = np.minimum(col_x2, gx2[jq]) - np.maximum(col_x1, gx1[jq])
+        aw_col = col_x2 - col_x1
+        col_start = np.cumsum(c.nj) - c.nj
+        # Per (GT, row): intersection height, anchor height; each row is one run of nj pairs.
+        iv = _ragged_arange(c.i_lo, c.ni)
+        rq = np.repeat(np.arange(len(c.g_ok)), c.ni)
+        iq = c.g_ok[rq]
+        row_y1, row_y2 = c.ry1[iv], c.ry2[iv]
+        ih_row = np.minimum(row_y2, gy2[iq]) - np.maximum(row_y1, gy1[iq])
+        ah_row = row_y2 - row_y1
+        run = c.nj[rq]
+        cs = _ragged_arange(col_start[rq], run, out=col[sl])
+        _ragged_arange(c.start + (iv * c.gw + c.j_lo[rq]) * c.na + c.a, run, c.na, out=a_idx[sl])
+        g_idx[sl] = np.repeat(iq, run)
+        inter = iou[sl]
+        np.take(iw_col, cs, out=inter)
+        inter *= np.repeat(ih_row, run)  # iw * ih
+        area = tmp[sl]
+        np.take(aw_col, cs, out=area)
+        area *= np.repeat(ah_row, run)  # (x2 - x1) * (y2 - y1)
+        area += np.repeat(area_g[iq], run)
+        area -= inter  # union = area_anchor + area_gt - inter
+        np.divide(inter, area, out=inter)
+    if total and not (iou > 0).all():
+        keep = iou > 0
         a_idx, g_idx, iou = a_idx[keep], g_idx[keep], iou[keep]
     return SparseIoU(a_idx, g_idx, iou, n, m)
 
