@@ -1,0 +1,776 @@
+"""RetinaNet models, their weights, the device, inference and dense per-anchor outputs.
+
+Three sources of weights:
+
+- torchvision's COCO weights for ``retinanet_resnet50_fpn`` (v1) and ``retinanet_resnet50_fpn_v2`` through
+  torchvision's own weights API (:func:`load_coco_model`): read from the torch hub cache
+  (``$TORCH_HOME/hub/checkpoints``), downloaded into it when the machine is online, and otherwise a
+  :class:`WeightsUnavailableError` that says where the file should go;
+- a user's checkpoint (:func:`load_checkpoint_model`): a ``.pt``/``.pth`` state dict read with
+  ``torch.load(weights_only=True)``, architecture detected from its keys, class names from a COCO categories list;
+- the project's demo model (:func:`load_demo_model`), shipped in ``explorer/models/`` (see ``demo_model.py``).
+
+Inference (:func:`run_inference`) runs the model stage by stage under the model's lock (torchvision's
+``AnchorGenerator`` caches per-size anchors on itself during forward, so a shared model is not thread-safe), times
+the stages, and returns the final detections, the candidates before NMS and the dense outputs: the per-anchor class
+logits and box deltas with their anchors and levels, from which per-anchor losses are computed without running the
+model again (``explorer/lossmaps.py``). A CUDA out-of-memory error retries on the CPU with a notice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import pickle
+import socket
+import threading
+import time
+import urllib.error
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision.models.detection import (
+    RetinaNet,
+    RetinaNet_ResNet50_FPN_V2_Weights,
+    RetinaNet_ResNet50_FPN_Weights,
+    retinanet_resnet50_fpn,
+    retinanet_resnet50_fpn_v2,
+)
+from torchvision.ops import boxes as box_ops
+
+from explorer.demo_model import DEMO_NUM_CLASSES, build_demo_model
+
+DEMO = "demo"
+V1 = "retinanet_resnet50_fpn"
+V2 = "retinanet_resnet50_fpn_v2"
+#: Architectures a checkpoint can hold, in detection order.
+ARCHITECTURES: tuple[str, ...] = (DEMO, V1, V2)
+COCO_ARCHITECTURES: tuple[str, ...] = (V1, V2)
+ARCH_LABELS: dict[str, str] = {
+    DEMO: "demo (ResNet-10 FPN, synthetic shapes)",
+    V1: "retinanet_resnet50_fpn (v1)",
+    V2: "retinanet_resnet50_fpn_v2",
+}
+_COCO_WEIGHTS = {V1: RetinaNet_ResNet50_FPN_Weights.COCO_V1, V2: RetinaNet_ResNet50_FPN_V2_Weights.COCO_V1}
+_BUILDERS: dict[str, Callable[..., RetinaNet]] = {V1: retinanet_resnet50_fpn, V2: retinanet_resnet50_fpn_v2}
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+DEMO_WEIGHTS = MODELS_DIR / "demo_retinanet.pt"
+DEMO_META = MODELS_DIR / "demo_retinanet.json"
+
+#: Largest checkpoint accepted from an upload (bytes).
+MAX_CHECKPOINT_BYTES = 600_000_000
+#: Keys that BatchNorm keeps for bookkeeping only; their absence or presence never matters at inference.
+_BOOKKEEPING_SUFFIX = "num_batches_tracked"
+_CLS_WEIGHT = "head.classification_head.cls_logits.weight"
+
+#: Postprocessing defaults (torchvision's RetinaNet).
+SCORE_THRESH = 0.05
+TOPK_CANDIDATES = 1000
+NMS_THRESH = 0.5
+DETECTIONS_PER_IMG = 300
+
+_DOWNLOAD_LOCK = threading.Lock()
+
+
+class WeightsUnavailableError(ValueError):
+    """torchvision's COCO weights are neither in the torch hub cache nor downloadable."""
+
+
+# --------------------------------------------------------------------------------------------------- device
+
+
+def select_device(prefer: str | None = None) -> torch.device:
+    """CUDA when available, otherwise the CPU.
+
+    Args:
+        prefer: ``"cuda"``, ``"cpu"`` or ``None``/``"auto"``; ``$FOCALSCOPE_DEVICE`` sets it when ``None``.
+
+    Returns:
+        The device; ``"cuda"`` without a usable GPU falls back to the CPU.
+    """
+    choice = (prefer or os.environ.get("FOCALSCOPE_DEVICE") or "auto").lower()
+    if choice not in ("auto", "cuda", "cpu"):
+        raise ValueError(f"device must be 'auto', 'cuda' or 'cpu', got {choice!r}")
+    if choice in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def device_name(device: torch.device) -> str:
+    """A human-readable device line: ``"CUDA: NVIDIA H100 80GB HBM3"`` or ``"CPU (2 threads)"``."""
+    if device.type == "cuda":
+        return f"CUDA: {torch.cuda.get_device_name(device)}"
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
+# --------------------------------------------------------------------------------------------------- models
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference, with its class names and its lock.
+
+    Attributes:
+        model: the torchvision ``RetinaNet`` in eval mode on ``device``.
+        arch: one of :data:`ARCHITECTURES`.
+        source: ``"demo"``, ``"coco"`` or ``"checkpoint"``.
+        class_names: label id -> name for the ids the model predicts (labels are logit indices).
+        device: where it runs.
+        notices: messages for the user (e.g. a CPU fallback).
+        lock: held during every forward pass.
+    """
+
+    model: RetinaNet
+    arch: str
+    source: str
+    class_names: dict[int, str]
+    device: torch.device
+    notices: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.model.head.classification_head.num_classes)
+
+    def label_name(self, label: int) -> str:
+        return self.class_names.get(int(label), f"class {int(label)}")
+
+
+def build_model(arch: str, num_classes: int) -> RetinaNet:
+    """A RetinaNet of the given architecture with random weights; never downloads anything.
+
+    Args:
+        arch: one of :data:`ARCHITECTURES`.
+        num_classes: logits per anchor (torchvision counts the background slot: 91 for COCO).
+    """
+    if arch == DEMO:
+        return build_demo_model(num_classes)
+    if arch not in _BUILDERS:
+        raise ValueError(f"unknown architecture {arch!r}; expected one of {ARCHITECTURES}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    return _BUILDERS[arch](weights=None, weights_backbone=None, num_classes=num_classes)
+
+
+@lru_cache(maxsize=len(ARCHITECTURES))
+def _architecture_shapes(arch: str) -> dict[str, tuple[int, ...]]:
+    """Parameter/buffer shapes of ``arch`` with 2 classes (built on the meta device: no memory, no init cost)."""
+    with torch.device("meta"):
+        model = build_model(arch, 2)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.endswith(_BOOKKEEPING_SUFFIX)}
+
+
+def _anchors_per_location(arch: str) -> int:
+    return 9  # all three architectures: 3 sizes x 3 aspect ratios
+
+
+def _to_inference(model: RetinaNet, device: torch.device) -> RetinaNet:
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.to(device)
+
+
+def coco_class_names(arch: str = V1) -> dict[int, str]:
+    """torchvision's COCO names by label id (91 slots; ``"__background__"`` and ``"N/A"`` left out)."""
+    names = _COCO_WEIGHTS[arch].meta["categories"]
+    return {i: n for i, n in enumerate(names) if n not in ("__background__", "N/A")}
+
+
+def coco_weights_path(arch: str) -> Path:
+    """Where torchvision's weights API caches the COCO weights of ``arch`` (``$TORCH_HOME/hub/checkpoints/...``)."""
+    if arch not in _COCO_WEIGHTS:
+        raise ValueError(f"no COCO weights for {arch!r}; expected one of {COCO_ARCHITECTURES}")
+    url = _COCO_WEIGHTS[arch].url
+    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+
+
+@contextlib.contextmanager
+def _socket_timeout(seconds: float) -> Iterator[None]:
+    with _DOWNLOAD_LOCK:
+        old = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(seconds)
+        try:
+            yield
+        finally:
+            socket.setdefaulttimeout(old)
+
+
+def load_coco_model(
+    arch: str, *, allow_download: bool = True, timeout_s: float = 20.0, device: torch.device | None = None
+) -> LoadedModel:
+    """torchvision's RetinaNet with its COCO weights, through torchvision's weights API.
+
+    The weights come from the torch hub cache when the file is there (offline works), otherwise they are downloaded
+    into it (``allow_download``).
+
+    Raises:
+        WeightsUnavailableError: not cached and the download is disallowed or fails (offline), or the cached file
+            is unreadable. The message names the expected path.
+    """
+    path = coco_weights_path(arch)
+    weights = _COCO_WEIGHTS[arch]
+    if not path.exists() and not allow_download:
+        raise WeightsUnavailableError(
+            f"torchvision's COCO weights for {arch} are not in the torch hub cache (expected {path}); "
+            "downloading is off. Copy the file there (from a machine online: "
+            f"`python -c \"import torchvision; torchvision.models.detection.{arch}(weights='DEFAULT')\"`)."
+        )
+    try:
+        with _socket_timeout(timeout_s):
+            model = _BUILDERS[arch](weights=weights, progress=False)
+    except (urllib.error.URLError, OSError, TimeoutError) as err:
+        with contextlib.suppress(OSError):
+            partial = path.with_name(path.name + ".partial")
+            if partial.exists():
+                partial.unlink()
+        raise WeightsUnavailableError(
+            f"torchvision's COCO weights for {arch} are not in the torch hub cache ({path}) and could not be "
+            f"downloaded from {weights.url} ({type(err).__name__}: {err}). The machine is probably offline: copy "
+            "the file into that folder, or use the demo model."
+        ) from err
+    except (RuntimeError, pickle.UnpicklingError, EOFError, KeyError) as err:
+        raise WeightsUnavailableError(
+            f"the cached COCO weights at {path} could not be loaded ({type(err).__name__}: {str(err)[:300]}); "
+            "delete the file to download it again."
+        ) from err
+    dev = device or select_device()
+    return LoadedModel(_to_inference(model, dev), arch, "coco", coco_class_names(arch), dev)
+
+
+def _demo_class_names() -> dict[int, str]:
+    meta = json.loads(DEMO_META.read_text())
+    return {int(c["id"]): str(c["name"]) for c in meta["categories"]}
+
+
+def demo_metadata() -> dict:
+    """The demo model's training metadata (``explorer/models/demo_retinanet.json``)."""
+    return json.loads(DEMO_META.read_text())
+
+
+def load_demo_model(device: torch.device | None = None) -> LoadedModel:
+    """The project's demo RetinaNet with its shipped weights (float16 on disk, float32 in memory)."""
+    state = read_state_dict(DEMO_WEIGHTS.read_bytes())
+    model = build_demo_model(DEMO_NUM_CLASSES)
+    model.load_state_dict(state)
+    dev = device or select_device()
+    return LoadedModel(_to_inference(model, dev), DEMO, "demo", _demo_class_names(), dev)
+
+
+# --------------------------------------------------------------------------------------------------- checkpoints
+
+
+def read_state_dict(data: bytes) -> dict[str, torch.Tensor]:
+    """Read a state dict from checkpoint bytes with ``torch.load(weights_only=True)``.
+
+    Accepts a bare state dict or one wrapped as ``{"model": ...}`` / ``{"state_dict": ...}`` (torchvision's
+    reference scripts, Lightning), strips a ``module.`` prefix (DataParallel) and converts floats to float32.
+
+    Raises:
+        ValueError: empty or oversized data, a pickle that ``weights_only`` refuses, bytes that are not a torch
+            checkpoint, or content that is not a mapping of names to tensors.
+    """
+    if not data:
+        raise ValueError("the checkpoint is empty (0 bytes)")
+    if len(data) > MAX_CHECKPOINT_BYTES:
+        raise ValueError(
+            f"the checkpoint is {len(data) / 1e6:.0f} MB, over the {MAX_CHECKPOINT_BYTES / 1e6:.0f} MB limit"
+        )
+    try:
+        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(
+            "torch.load(weights_only=True) refused this checkpoint: it holds pickled Python objects other than "
+            f"tensors and plain containers ({first[:200]}). Save only the state dict: "
+            "torch.save(model.state_dict(), path)."
+        ) from err
+    except (RuntimeError, EOFError, OSError, ValueError, TypeError, AttributeError, ImportError) as err:
+        raise ValueError(
+            f"this file is not a PyTorch checkpoint that torch.load can read ({type(err).__name__}: {str(err)[:200]})"
+        ) from err
+    for wrapper in ("model", "state_dict", "model_state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
+            obj = obj[wrapper]
+            break
+    if not isinstance(obj, dict):
+        raise ValueError(f"the checkpoint holds a {type(obj).__name__}, not a state dict (a dict of tensors)")
+    if not obj:
+        raise ValueError("the checkpoint's state dict is empty")
+    bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        shown = ", ".join(repr(k) for k in bad[:5])
+        raise ValueError(f"the checkpoint is not a state dict: {len(bad)} entries are not named tensors ({shown})")
+    state: dict[str, torch.Tensor] = {}
+    for key, value in obj.items():
+        name = key[len("module.") :] if key.startswith("module.") else key
+        state[name] = value.float() if value.is_floating_point() else value
+    return state
+
+
+def parse_categories(data: bytes | str | list | dict) -> dict[int, str]:
+    """Class names from a COCO categories list: a COCO JSON (``{"categories": [...]}``) or the bare list.
+
+    Returns:
+        category id -> name. torchvision's convention is used: the model's label is the category id.
+
+    Raises:
+        ValueError: not JSON, no categories, entries without an integer ``id`` >= 0 and a string ``name``, or
+            duplicate ids.
+    """
+    obj = data
+    if isinstance(data, bytes | str):
+        try:
+            obj = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"the categories file is not valid JSON ({err})") from err
+    if isinstance(obj, dict):
+        if "categories" not in obj:
+            raise ValueError("the categories JSON has no 'categories' key (expected a COCO file or a list)")
+        obj = obj["categories"]
+    if not isinstance(obj, list) or not obj:
+        raise ValueError("the categories must be a non-empty list of {'id': int, 'name': str}")
+    names: dict[int, str] = {}
+    for entry in obj:
+        if not isinstance(entry, dict):
+            raise ValueError(f"category entry {entry!r} is not an object")
+        cid, name = entry.get("id"), entry.get("name")
+        if not isinstance(cid, int) or isinstance(cid, bool) or cid < 0:
+            raise ValueError(f"category {entry!r}: 'id' must be an integer >= 0")
+        if not isinstance(name, str):
+            raise ValueError(f"category {entry!r}: 'name' must be a string")
+        if cid in names:
+            raise ValueError(f"category id {cid} appears twice ({names[cid]!r} and {name!r})")
+        names[cid] = name
+    return names
+
+
+def _shown(keys: list[str], limit: int = 6) -> str:
+    more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
+def _compare_keys(state: dict[str, torch.Tensor], arch: str) -> tuple[list[str], list[str], list[str]]:
+    """(missing, unexpected, shape-mismatched) key names of ``state`` against ``arch`` (class count aside)."""
+    expected = _architecture_shapes(arch)
+    have = {k: tuple(v.shape) for k, v in state.items() if not k.endswith(_BOOKKEEPING_SUFFIX)}
+    missing = sorted(set(expected) - set(have))
+    unexpected = sorted(set(have) - set(expected))
+    class_dependent = ("head.classification_head.cls_logits.weight", "head.classification_head.cls_logits.bias")
+    mismatched = sorted(k for k in set(have) & set(expected) if k not in class_dependent and have[k] != expected[k])
+    return missing, unexpected, mismatched
+
+
+def detect_architecture(state: dict[str, torch.Tensor]) -> str:
+    """The architecture whose parameter names and shapes match ``state`` exactly (class count aside).
+
+    Raises:
+        ValueError: no architecture matches; the message names the missing, unexpected and mismatched keys
+            against the closest one.
+    """
+    best: tuple[int, str, tuple[list[str], list[str], list[str]]] | None = None
+    for arch in ARCHITECTURES:
+        diff = _compare_keys(state, arch)
+        score = sum(len(d) for d in diff)
+        if score == 0:
+            return arch
+        if best is None or score < best[0]:
+            best = (score, arch, diff)
+    assert best is not None
+    _, arch, (missing, unexpected, mismatched) = best
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing keys ({_shown(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys ({_shown(unexpected)})")
+    if mismatched:
+        parts.append(f"{len(mismatched)} keys with other shapes ({_shown(mismatched)})")
+    raise ValueError(
+        f"the checkpoint does not match any supported architecture {ARCHITECTURES}; closest is {arch} with "
+        + "; ".join(parts)
+    )
+
+
+def checkpoint_num_classes(state: dict[str, torch.Tensor], arch: str) -> int:
+    """Logits per anchor stored in the checkpoint's classification layer."""
+    if _CLS_WEIGHT not in state:
+        raise ValueError(f"the checkpoint has no {_CLS_WEIGHT!r}: it is not a RetinaNet state dict")
+    rows = int(state[_CLS_WEIGHT].shape[0])
+    a = _anchors_per_location(arch)
+    if rows % a:
+        raise ValueError(f"{_CLS_WEIGHT} has {rows} rows, not a multiple of the {a} anchors per location of {arch}")
+    return rows // a
+
+
+def load_checkpoint_model(
+    data: bytes,
+    *,
+    arch: str = "auto",
+    categories: dict[int, str] | None = None,
+    device: torch.device | None = None,
+) -> LoadedModel:
+    """A RetinaNet from a user's checkpoint (state dict bytes).
+
+    Args:
+        data: the ``.pt``/``.pth`` bytes.
+        arch: one of :data:`ARCHITECTURES`, or ``"auto"`` to detect it from the keys.
+        categories: category id -> name (:func:`parse_categories`); ids must fit the checkpoint's class count.
+            Without it, COCO names are used for a 91-class torchvision model, the shape names for a 9-class demo
+            model, and ``"class k"`` otherwise.
+
+    Raises:
+        ValueError: unreadable checkpoint (see :func:`read_state_dict`), wrong architecture (missing, unexpected or
+            mis-shaped keys by name), or a class count that does not fit the categories.
+    """
+    state = read_state_dict(data)
+    if arch == "auto":
+        arch = detect_architecture(state)
+    elif arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; expected 'auto' or one of {ARCHITECTURES}")
+    else:
+        missing, unexpected, mismatched = _compare_keys(state, arch)
+        problems = []
+        if missing:
+            problems.append(f"missing keys: {_shown(missing)}")
+        if unexpected:
+            problems.append(f"unexpected keys: {_shown(unexpected)}")
+        if mismatched:
+            problems.append(f"keys with other shapes: {_shown(mismatched)}")
+        if problems:
+            raise ValueError(f"the checkpoint does not fit {arch}: " + "; ".join(problems))
+    num_classes = checkpoint_num_classes(state, arch)
+    if categories:
+        too_big = {cid: name for cid, name in categories.items() if cid >= num_classes}
+        if too_big:
+            cid = max(too_big)
+            raise ValueError(
+                f"wrong class count: the checkpoint predicts {num_classes} classes (label ids 0..{num_classes - 1}) "
+                f"but category {too_big[cid]!r} has id {cid}"
+            )
+        names = dict(categories)
+    elif num_classes == 91 and arch in COCO_ARCHITECTURES:
+        names = coco_class_names(arch)
+    elif num_classes == DEMO_NUM_CLASSES and arch == DEMO:
+        names = _demo_class_names()
+    else:
+        names = {i: f"class {i}" for i in range(num_classes)}
+    model = build_model(arch, num_classes)
+    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.endswith(_BOOKKEEPING_SUFFIX)]
+    unexpected = [k for k in result.unexpected_keys if not k.endswith(_BOOKKEEPING_SUFFIX)]
+    if missing or unexpected:  # detect/compare above make this unreachable unless torchvision changes
+        raise ValueError(f"the checkpoint does not fit {arch}: missing {missing[:6]}, unexpected {unexpected[:6]}")
+    dev = device or select_device()
+    return LoadedModel(_to_inference(model, dev), arch, "checkpoint", names, dev)
+
+
+# --------------------------------------------------------------------------------------------------- inference
+
+
+@dataclass
+class Detections:
+    """Boxes in original-image pixels.
+
+    Attributes:
+        boxes: (D, 4) float32 xyxy.
+        scores: (D,) float32 in (0, 1).
+        labels: (D,) int64 label ids.
+        levels: (D,) int64 pyramid level index (0 = P3) of the anchor each box came from.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    levels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @staticmethod
+    def empty() -> Detections:
+        return Detections(
+            np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        )
+
+
+@dataclass
+class DenseOutputs:
+    """Everything the head predicts for one image, before postprocessing (torchvision order).
+
+    Attributes:
+        cls_logits: (N, K) float32 class logits per anchor.
+        bbox_deltas: (N, 4) float32 box deltas (dx, dy, dw, dh), BoxCoder weights (1, 1, 1, 1).
+        anchors: (N, 4) float32 xyxy anchors in network-input pixels (the resized image).
+        levels: (N,) int64 level index 0..L-1 (0 = P3).
+        grid_sizes: per level (gh, gw).
+        anchors_per_location: A.
+        input_size: (h, w) of the resized image before padding (what boxes are clipped to).
+        image_size: (h, w) of the original image.
+    """
+
+    cls_logits: torch.Tensor
+    bbox_deltas: torch.Tensor
+    anchors: torch.Tensor
+    levels: torch.Tensor
+    grid_sizes: list[tuple[int, int]]
+    anchors_per_location: int
+    input_size: tuple[int, int]
+    image_size: tuple[int, int]
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.grid_sizes)
+
+    @property
+    def level_counts(self) -> list[int]:
+        return [gh * gw * self.anchors_per_location for gh, gw in self.grid_sizes]
+
+    @property
+    def scale_xy(self) -> tuple[float, float]:
+        """Original pixels per input pixel, (sx, sy)."""
+        return self.image_size[1] / self.input_size[1], self.image_size[0] / self.input_size[0]
+
+    def to_original(self, boxes: torch.Tensor) -> torch.Tensor:
+        """Input-pixel xyxy boxes -> original-image pixels (torchvision's ``resize_boxes``)."""
+        sx, sy = self.scale_xy
+        return boxes * torch.tensor([sx, sy, sx, sy], dtype=boxes.dtype, device=boxes.device)
+
+    def to_input(self, boxes: np.ndarray) -> np.ndarray:
+        """Original-image xyxy boxes -> network-input pixels, (M, 4) float32."""
+        sx, sy = self.scale_xy
+        return (np.asarray(boxes, np.float32).reshape(-1, 4) / np.array([sx, sy, sx, sy], np.float32)).astype(
+            np.float32
+        )
+
+    def decoded_boxes(self) -> torch.Tensor:
+        """Every anchor's predicted box, (N, 4) float32 xyxy in input pixels, clipped to the input size."""
+        boxes = decode_deltas(self.bbox_deltas, self.anchors)
+        return box_ops.clip_boxes_to_image(boxes, self.input_size)
+
+    def max_prob_maps(self) -> list[np.ndarray]:
+        """Per level, the highest class probability over anchors and classes: (gh, gw) float32 maps."""
+        probs = torch.sigmoid(self.cls_logits).amax(dim=1)
+        maps = []
+        for (gh, gw), chunk in zip(self.grid_sizes, probs.split(self.level_counts), strict=True):
+            maps.append(chunk.reshape(gh, gw, self.anchors_per_location).amax(dim=2).numpy().astype(np.float32))
+        return maps
+
+    def split_per_level(self) -> tuple[dict[str, list[torch.Tensor]], list[list[torch.Tensor]]]:
+        """Head outputs and anchors split per level, batched as torchvision's ``postprocess_detections`` wants."""
+        counts = self.level_counts
+        head = {
+            "cls_logits": [t[None] for t in self.cls_logits.split(counts)],
+            "bbox_regression": [t[None] for t in self.bbox_deltas.split(counts)],
+        }
+        return head, [list(self.anchors.split(counts))]
+
+
+@dataclass
+class InferenceResult:
+    """Output of :func:`run_inference`.
+
+    Attributes:
+        detections: final detections after NMS (at most ``detections_per_img``).
+        candidates: the candidates before NMS (score > threshold, top-k per level).
+        dense: the dense per-anchor outputs.
+        timings_ms: ``preprocess``, ``backbone+FPN``, ``head``, ``postprocess`` and ``total`` in milliseconds.
+        device: the device line it ran on.
+        notices: messages for the user (CPU fallback after CUDA out-of-memory).
+    """
+
+    detections: Detections
+    candidates: Detections
+    dense: DenseOutputs
+    timings_ms: dict[str, float]
+    device: str
+    notices: list[str] = field(default_factory=list)
+
+
+def decode_deltas(deltas: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    """R-CNN delta decoding with weights (1, 1, 1, 1) and dw/dh clamped at log(1000/16) (reference.md 2.1).
+
+    Args:
+        deltas: (N, 4) (dx, dy, dw, dh).
+        anchors: (N, 4) xyxy.
+
+    Returns:
+        (N, 4) xyxy, the same arithmetic as torchvision's ``BoxCoder.decode_single``.
+    """
+    from torchvision.models.detection._utils import BoxCoder
+
+    return BoxCoder(weights=(1.0, 1.0, 1.0, 1.0)).decode_single(deltas, anchors)
+
+
+def candidates_from_dense(
+    dense: DenseOutputs, *, score_thresh: float = SCORE_THRESH, topk: int = TOPK_CANDIDATES
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """torchvision's per-level candidate selection: sigmoid, score > thresh, top-k over (anchor, class), decode, clip.
+
+    Returns:
+        ``(boxes (C, 4) input pixels, scores (C,), labels (C,), levels (C,))``.
+    """
+    boxes, scores, labels, levels = [], [], [], []
+    num_classes = dense.cls_logits.shape[1]
+    start = 0
+    for level, count in enumerate(dense.level_counts):
+        logits = dense.cls_logits[start : start + count]
+        scores_l = torch.sigmoid(logits).flatten()
+        keep = scores_l > score_thresh
+        scores_l = scores_l[keep]
+        idx = torch.where(keep)[0]
+        k = min(topk, idx.numel())
+        scores_l, order = scores_l.topk(k)
+        idx = idx[order]
+        anchor_idx = torch.div(idx, num_classes, rounding_mode="floor")
+        decoded = decode_deltas(
+            dense.bbox_deltas[start : start + count][anchor_idx], dense.anchors[start : start + count][anchor_idx]
+        )
+        boxes.append(box_ops.clip_boxes_to_image(decoded, dense.input_size))
+        scores.append(scores_l)
+        labels.append(idx % num_classes)
+        levels.append(torch.full((k,), level, dtype=torch.int64))
+        start += count
+    return torch.cat(boxes), torch.cat(scores), torch.cat(labels), torch.cat(levels)
+
+
+def _as_detections(
+    dense: DenseOutputs, boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, levels: torch.Tensor
+) -> Detections:
+    return Detections(
+        dense.to_original(boxes).numpy().astype(np.float32),
+        scores.numpy().astype(np.float32),
+        labels.numpy().astype(np.int64),
+        levels.numpy().astype(np.int64),
+    )
+
+
+def postprocess_dense(
+    dense: DenseOutputs,
+    *,
+    score_thresh: float = SCORE_THRESH,
+    topk: int = TOPK_CANDIDATES,
+    nms_thresh: float = NMS_THRESH,
+    detections_per_img: int = DETECTIONS_PER_IMG,
+) -> tuple[Detections, Detections]:
+    """``(final detections, candidates before NMS)`` from dense outputs, in original-image pixels.
+
+    Identical to torchvision's ``RetinaNet.postprocess_detections`` + ``transform.postprocess``.
+    """
+    boxes, scores, labels, levels = candidates_from_dense(dense, score_thresh=score_thresh, topk=topk)
+    keep = box_ops.batched_nms(boxes, scores, labels, nms_thresh)[:detections_per_img]
+    final = _as_detections(dense, boxes[keep], scores[keep], labels[keep], levels[keep])
+    return final, _as_detections(dense, boxes, scores, labels, levels)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def image_to_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> (3, H, W) float32 in [0, 1]."""
+    arr = np.asarray(image)
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+        raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {arr.shape} {arr.dtype}")
+    if arr.shape[0] < 2 or arr.shape[1] < 2:
+        raise ValueError(f"image is too small: {arr.shape[1]}x{arr.shape[0]} pixels")
+    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float().div_(255.0)
+
+
+@torch.inference_mode()
+def _forward_dense(model: RetinaNet, image: np.ndarray, device: torch.device) -> tuple[DenseOutputs, dict[str, float]]:
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    tensor = image_to_tensor(image).to(device)
+    images, _ = model.transform([tensor])
+    _sync(device)
+    t1 = time.perf_counter()
+    features = list(model.backbone(images.tensors).values())
+    _sync(device)
+    t2 = time.perf_counter()
+    head = model.head(features)
+    anchors = model.anchor_generator(images, features)[0]
+    _sync(device)
+    t3 = time.perf_counter()
+    timings["preprocess"] = (t1 - t0) * 1000
+    timings["backbone+FPN"] = (t2 - t1) * 1000
+    timings["head"] = (t3 - t2) * 1000
+    grid_sizes = [(int(f.shape[-2]), int(f.shape[-1])) for f in features]
+    a = model.anchor_generator.num_anchors_per_location()[0]
+    levels = torch.cat([torch.full((gh * gw * a,), i, dtype=torch.int64) for i, (gh, gw) in enumerate(grid_sizes)])
+    dense = DenseOutputs(
+        cls_logits=head["cls_logits"][0].float().cpu(),
+        bbox_deltas=head["bbox_regression"][0].float().cpu(),
+        anchors=anchors.float().cpu(),
+        levels=levels,
+        grid_sizes=grid_sizes,
+        anchors_per_location=a,
+        input_size=(int(images.image_sizes[0][0]), int(images.image_sizes[0][1])),
+        image_size=(int(image.shape[0]), int(image.shape[1])),
+    )
+    return dense, timings
+
+
+def run_inference(
+    loaded: LoadedModel,
+    image: np.ndarray,
+    *,
+    score_thresh: float = SCORE_THRESH,
+    topk: int = TOPK_CANDIDATES,
+    nms_thresh: float = NMS_THRESH,
+    detections_per_img: int = DETECTIONS_PER_IMG,
+) -> InferenceResult:
+    """Run the model on one image, under its lock, stage by stage.
+
+    Args:
+        loaded: the model.
+        image: (H, W, 3) uint8 RGB.
+        score_thresh, topk, nms_thresh, detections_per_img: postprocessing (torchvision's defaults).
+
+    Returns:
+        An :class:`InferenceResult`; on CUDA out-of-memory the model moves to the CPU, the image is run there,
+        and a notice says so.
+    """
+    if not 0.0 <= score_thresh < 1.0:
+        raise ValueError(f"score_thresh must be in [0, 1), got {score_thresh}")
+    notices: list[str] = []
+    with loaded.lock:
+        try:
+            dense, timings = _forward_dense(loaded.model, image, loaded.device)
+        except torch.OutOfMemoryError:
+            loaded.model.to("cpu")
+            loaded.device = torch.device("cpu")
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            notice = "CUDA ran out of memory: this image ran on the CPU (the model stays there for this session)."
+            loaded.notices.append(notice)
+            notices.append(notice)
+            dense, timings = _forward_dense(loaded.model, image, loaded.device)
+        t0 = time.perf_counter()
+        detections, candidates = postprocess_dense(
+            dense, score_thresh=score_thresh, topk=topk, nms_thresh=nms_thresh, detections_per_img=detections_per_img
+        )
+        timings["postprocess"] = (time.perf_counter() - t0) * 1000
+    timings["total"] = sum(timings.values())
+    return InferenceResult(detections, candidates, dense, timings, device_name(loaded.device), notices)
+
+
+def filter_detections(
+    dets: Detections, *, score_thresh: float = 0.0, classes: set[int] | None = None, max_detections: int | None = None
+) -> Detections:
+    """Keep detections with score >= ``score_thresh`` and a label in ``classes``, best ``max_detections`` first."""
+    keep = dets.scores >= score_thresh
+    if classes is not None:
+        keep &= np.isin(dets.labels, np.fromiter(classes, np.int64, len(classes)))
+    idx = np.nonzero(keep)[0]
+    idx = idx[np.argsort(-dets.scores[idx], kind="stable")]
+    if max_detections is not None:
+        idx = idx[: max(0, max_detections)]
+    return Detections(dets.boxes[idx], dets.scores[idx], dets.labels[idx], dets.levels[idx])
