@@ -40,16 +40,16 @@ def classification_section(alpha: float, gamma: float) -> None:
     axis = c3.segmented_control(
         "x axis", ["p_t", "logit"], default="p_t", required=True, key="axis", bind=QP, width="stretch"
     )
-    target = c4.segmented_control(
+    example = c4.segmented_control(
         "Example class",
-        [1, 0],
-        format_func=lambda t: "foreground" if t else "background",
-        default=1,
+        ["foreground", "background"],
+        default="foreground",
         required=True,
         key="target",
         bind=QP,
         width="stretch",
     )
+    target = 1 if example == "foreground" else 0
     c5, c6, c7, c8, c9 = st.columns([2, 2, 2, 2, 2])
     alpha_on = c5.toggle("Apply α to the curves", value=False, key="alpha_on", bind=QP)
     log_y = c5.toggle("Log scale", value=False, key="log", bind=QP)
@@ -183,16 +183,18 @@ def box_curves_section(riou_beta: float, riou_k: float) -> None:
         bind=QP,
         width="stretch",
     )
-    grad_kind = c3.segmented_control(
-        "Gradient",
-        ["box", "iou"],
-        format_func=lambda k: "‖∂L/∂box‖" if k == "box" else "|∂L/∂IoU|",
+    grad_choice = c3.segmented_control(
+        "Gradient w.r.t.",
+        ["box", "IoU"],
         default="box",
         required=True,
         key="grad_kind",
         bind=QP,
         width="stretch",
+        help="box: ‖∂L/∂(x1, y1, x2, y2)‖ of the prediction, for every loss; IoU: |∂L/∂IoU|, for the losses that "
+        "are functions of IoU alone (1 − IoU, −ln IoU, RIoU).",
     )
+    grad_kind = "box" if grad_choice == "box" else "iou"
     gated = c4.toggle("mmdet CIoU (gated)", value=False, key="gated", bind=QP)
     log_y = c5.toggle("Log scale", value=False, key="box_log", bind=QP)
     if not chosen:
@@ -287,9 +289,8 @@ def budget_section(alpha: float, gamma: float) -> None:
         "law. The bars split the batch's total loss and total gradient between the groups."
     )
     c1, c2, c3 = st.columns(3)
-    n = c1.select_slider(
-        "Anchors N", list(ui.BATCH_SIZES), value=100_000, format_func=lambda v: f"{v:,}", key="n", bind=QP
-    )
+    size = c1.select_slider("Anchors N", list(ui.BATCH_SIZES), value="100k", key="n", bind=QP)
+    n = ui.BATCH_SIZES[size]
     pos_share = c2.slider("Positives (%)", 0.0, 20.0, 0.5, 0.1, key="pos_pct", bind=QP)
     hard_share = c3.slider("Hard negatives (%)", 0.0, 50.0, 2.0, 0.5, key="hard_pct", bind=QP)
     with st.expander("Probability laws (Beta a, b) and seed"):
@@ -306,7 +307,7 @@ def budget_section(alpha: float, gamma: float) -> None:
     )
     try:
         spec = budget.BatchSpec(
-            n_anchors=int(n),
+            n_anchors=n,
             positive=budget.GroupSpec(pos_share / 100, pa, pb),
             hard_negative=budget.GroupSpec(hard_share / 100, ha, hb),
             easy_negative=budget.GroupSpec(max(0.0, 1 - (pos_share + hard_share) / 100), ea, eb),

@@ -65,6 +65,14 @@ def test_budget_reacts_to_controls(monkeypatch) -> None:
     assert not at.exception and "Choose at least one γ" in texts(at)
 
 
+def test_query_params_restore_a_shared_view(monkeypatch) -> None:
+    at = run_page(monkeypatch, target="background", alpha_on="true", axis="logit", alpha="0.5")
+    assert at.get("button_group")[1].value == "background"
+    assert "200× with α_t = 0.5" in texts(at)
+    at = run_page(monkeypatch, tab="Where the loss goes", n="1M", pos_pct="1.0")
+    assert "10,000 positives" in texts(at)
+
+
 def test_sandbox_degenerate_box_shows_error(monkeypatch) -> None:
     at = run_page(monkeypatch, tab="Box losses", pred_x=["80", "80"])
     assert any("x2 > x1" in e.value for e in at.error)

@@ -10,8 +10,8 @@ from explorer import loss_budget as budget
 from explorer import loss_curves as curves
 from ui.common import download_buttons, plot
 
-#: Batch sizes offered for the simulation.
-BATCH_SIZES: tuple[int, ...] = (10_000, 100_000, 1_000_000, 3_000_000, 10_000_000)
+#: Batch sizes offered for the simulation, by the label shown (and kept in the URL).
+BATCH_SIZES: dict[str, int] = {"10k": 10_000, "100k": 100_000, "1M": 1_000_000, "3M": 3_000_000, "10M": 10_000_000}
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
