@@ -1,0 +1,142 @@
+"""Plotly figures for the Anchor lab: per-level label counts, threshold sweep, positives per GT."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+#: Label colours, the same as explorer.overlay.LABEL_COLORS, as CSS.
+LABEL_CSS: dict[str, str] = {
+    "positive": "rgb(0,200,83)",
+    "ignored": "rgb(240,228,66)",
+    "hard negative": "rgb(255,140,0)",
+    "easy negative": "rgb(150,150,150)",
+}
+LEVEL_CSS: tuple[str, ...] = (
+    "rgb(0,114,178)",
+    "rgb(230,159,0)",
+    "rgb(0,158,115)",
+    "rgb(204,121,167)",
+    "rgb(213,94,0)",
+    "rgb(86,180,233)",
+    "rgb(240,228,66)",
+)
+
+
+def level_label_bar(
+    counts: Mapping[str, Sequence[int]], level_names: Sequence[str], *, normalize: bool = False, log_y: bool = False
+) -> go.Figure:
+    """Stacked bars of anchors per level split by label (positive, ignored, hard negative, easy negative).
+
+    Args:
+        counts: from :func:`explorer.assign.per_level_counts` (keys "positive", "ignored", "hard negative",
+            "easy negative"), one value per level.
+        level_names: e.g. ["P3", ..., "P7"].
+        normalize: show shares (percent of the level) instead of counts.
+        log_y: logarithmic count axis (easy negatives dwarf everything else).
+    """
+    fig = go.Figure()
+    for name in ("positive", "ignored", "hard negative", "easy negative"):
+        vals = np.asarray(counts[name], dtype=np.int64)
+        fig.add_bar(
+            x=list(level_names),
+            y=vals,
+            name=name,
+            marker_color=LABEL_CSS[name],
+            hovertemplate="%{x}: %{y:,} " + name + "<extra></extra>",
+        )
+    fig.update_layout(
+        barmode="stack",
+        barnorm="percent" if normalize else None,
+        title="Anchors per level by label",
+        xaxis_title="pyramid level",
+        yaxis_title="share of the level's anchors (%)" if normalize else "anchors",
+        legend={"orientation": "h", "y": -0.2},
+        margin={"t": 50, "b": 40, "l": 60, "r": 20},
+        height=380,
+    )
+    if log_y and not normalize:
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def threshold_sweep_figure(sweep: Mapping[str, np.ndarray], *, current: float | None = None) -> go.Figure:
+    """Positives per GT and unmatched GTs as the positive IoU threshold moves (from
+    :func:`explorer.assign.threshold_sweep`)."""
+    t = np.asarray(sweep["pos_thresh"])
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_scatter(x=t, y=sweep["mean_pos_per_gt"], name="mean positives per GT", mode="lines+markers")
+    fig.add_scatter(x=t, y=sweep["median_pos_per_gt"], name="median positives per GT", mode="lines+markers",
+                    line={"dash": "dot"})  # fmt: skip
+    fig.add_scatter(x=t, y=sweep["unmatched_gt"], name="GTs with no positive", mode="lines+markers",
+                    line={"color": "crimson"}, secondary_y=True)  # fmt: skip
+    fig.add_scatter(x=t, y=sweep["low_quality_only_gt"], name="GTs positive only by low-quality match",
+                    mode="lines+markers", line={"color": "darkorange", "dash": "dash"}, secondary_y=True)  # fmt: skip
+    if current is not None:
+        fig.add_vline(x=current, line_dash="dot", line_color="gray", annotation_text="current")
+    fig.update_layout(
+        title="Threshold sweep (negative threshold capped at the positive one)",
+        xaxis_title="positive IoU threshold",
+        legend={"orientation": "h", "y": -0.25},
+        margin={"t": 50, "b": 40, "l": 60, "r": 60},
+        height=400,
+    )
+    fig.update_yaxes(title_text="positive anchors per GT", secondary_y=False, rangemode="tozero")
+    fig.update_yaxes(title_text="GTs", secondary_y=True, rangemode="tozero")
+    return fig
+
+
+def positives_per_gt_figure(
+    gt_sizes: np.ndarray, num_positive: np.ndarray, best_level: np.ndarray, level_names: Sequence[str]
+) -> go.Figure:
+    """Scatter of GT size (sqrt area, resized px) against its positive anchors, coloured by its best level."""
+    fig = go.Figure()
+    sizes = np.asarray(gt_sizes, dtype=np.float64)
+    npos = np.asarray(num_positive)
+    lv = np.asarray(best_level)
+    for li, name in enumerate(level_names):
+        sel = lv == li
+        if not sel.any():
+            continue
+        idx = np.nonzero(sel)[0]
+        fig.add_scatter(
+            x=sizes[sel],
+            y=npos[sel],
+            mode="markers",
+            name=f"best anchor on {name}",
+            marker={"color": LEVEL_CSS[li % len(LEVEL_CSS)], "size": 9, "line": {"width": 1, "color": "white"}},
+            customdata=idx,
+            hovertemplate="GT %{customdata}: size %{x:.0f} px, %{y} positives<extra></extra>",
+        )
+    fig.update_layout(
+        title="Positive anchors per GT vs GT size",
+        xaxis_title="GT size √(w·h), input pixels",
+        yaxis_title="positive anchors",
+        xaxis_type="log",
+        margin={"t": 50, "b": 40, "l": 60, "r": 20},
+        height=380,
+        legend={"orientation": "h", "y": -0.25},
+    )
+    return fig
+
+
+def iou_hist_figure(max_iou: np.ndarray, *, pos_thresh: float, neg_thresh: float) -> go.Figure:
+    """Histogram of the per-anchor max IoU over anchors that overlap some GT (log count axis)."""
+    vals = np.asarray(max_iou)
+    vals = vals[vals > 0]
+    fig = go.Figure(go.Histogram(x=vals, xbins={"start": 0, "end": 1.0001, "size": 0.02}, marker_color="steelblue"))
+    fig.add_vline(x=neg_thresh, line_dash="dash", line_color="darkorange", annotation_text="neg")
+    fig.add_vline(x=pos_thresh, line_dash="dash", line_color="green", annotation_text="pos")
+    fig.update_layout(
+        title=f"Max IoU of the {len(vals):,} anchors that overlap a GT",
+        xaxis_title="max IoU over GTs",
+        yaxis_title="anchors",
+        yaxis_type="log",
+        margin={"t": 50, "b": 40, "l": 60, "r": 20},
+        height=340,
+        showlegend=False,
+    )
+    return fig

@@ -1,0 +1,269 @@
+"""Streamlit-aware helpers of the Anchor lab: bounded caches keyed on bytes digests, input widgets."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from explorer import anchor_lab as lab
+from explorer import boxes as boxio
+from explorer import overlay, synthetic
+from explorer.anchors import AnchorConfig, octave_sizes
+from explorer.assign import SparseIoU, threshold_sweep
+from explorer.images import decode_image
+from ui.common import sample_dataset_path
+
+
+def digest(data: bytes) -> str:
+    """SHA-256 hex digest, the cache key of uploaded bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """The chosen image: pixels, a stable key, a display name and its own annotations (if any)."""
+
+    image: np.ndarray
+    key: str
+    name: str
+    own_boxes: boxio.BoxSet | None
+
+
+# ---------------------------------------------------------------- cached loaders
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def decode_upload(key: str, _data: bytes) -> np.ndarray:
+    """Decode an upload once per content digest (``key``); raises ValueError for bad images."""
+    return decode_image(_data)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def sample_scene(seed: int) -> tuple[np.ndarray, list[dict]]:
+    """A synthetic 640x480 scene and its annotations."""
+    return synthetic.make_scene(int(seed))
+
+
+@st.cache_data(max_entries=1, show_spinner=False)
+def sample_coco() -> dict:
+    """The sample dataset's COCO dict."""
+    return json.loads(Path(sample_dataset_path()).read_text())
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def sample_dataset_image(file_name: str) -> np.ndarray:
+    """One image of the sample dataset (decoded with the same safe decoder as uploads)."""
+    path = Path(sample_dataset_path()).parent / "images" / Path(file_name).name
+    return decode_image(path.read_bytes())
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def input_image(
+    image_key: str, resized_hw: tuple[int, int], padded_hw: tuple[int, int], _image: np.ndarray
+) -> np.ndarray:
+    """The image as the network sees it: resized, then padded (dark border) to the padded size. Read-only."""
+    resized = overlay.resize_image(_image, *resized_hw)
+    out = overlay.pad_canvas(resized, *padded_hw)
+    out.setflags(write=False)
+    return out
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def anchor_scene(height: int, width: int, config: AnchorConfig) -> lab.AnchorScene:
+    """Anchors and grids for an image size and configuration (shared, read-only)."""
+    scene = lab.prepare_scene(height, width, config)
+    scene.anchors.setflags(write=False)
+    scene.levels.setflags(write=False)
+    return scene
+
+
+def boxes_key(boxes: np.ndarray) -> str:
+    """Digest of a box array (float32 bytes and shape)."""
+    arr = np.ascontiguousarray(boxes, dtype=np.float32)
+    return digest(arr.tobytes() + str(arr.shape).encode())
+
+
+@st.cache_resource(max_entries=6, show_spinner=False)
+def sparse_iou(height: int, width: int, config: AnchorConfig, key: str, _boxes_input: np.ndarray) -> SparseIoU:
+    """Intersecting (anchor, GT) pairs; ``key`` is :func:`boxes_key` of the input-pixel boxes."""
+    return lab.compute_sparse(anchor_scene(height, width, config), _boxes_input)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def sweep(
+    height: int, width: int, config: AnchorConfig, key: str, neg: float, low_quality: bool, semantics: str,
+    _boxes_input: np.ndarray,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """Threshold sweep 0.30..0.70 for the current boxes (cached on their digest)."""
+    sp = sparse_iou(height, width, config, key, _boxes_input)
+    thresholds = tuple(np.round(np.arange(0.30, 0.701, 0.05), 2))
+    return threshold_sweep(sp, thresholds, neg_thresh=neg, low_quality=low_quality, semantics=semantics)
+
+
+# ---------------------------------------------------------------- widgets
+
+
+def anchor_config_widgets() -> tuple[AnchorConfig, dict]:
+    """Sidebar controls for the anchor configuration and the input size. Returns (config, errors)."""
+    st.subheader("Anchors")
+    convention = st.selectbox(
+        "Convention",
+        ["torchvision", "mmdet", "detectron2"],
+        key="al_convention",
+        help="torchvision: integer sizes, rounded cell anchors, stride = padded // grid, floor resize. "
+        "mmdet / detectron2: float sizes, fixed strides, rounded resize; detectron2 orders anchors size-major.",
+    )
+    c1, c2 = st.columns(2)
+    base = c1.number_input("P3 base size (px)", 4, 256, 32, 4, key="al_base", help="Sizes double per level.")
+    spo = c2.number_input("Scales per octave", 1, 5, 3, 1, key="al_spo")
+    ratios = st.multiselect(
+        "Aspect ratios (h/w)",
+        [0.25, 0.33, 0.5, 1.0, 2.0, 3.0, 4.0],
+        default=[0.5, 1.0, 2.0],
+        key="al_ratios",
+        help="h / w in all three frameworks: 0.5 is a wide box.",
+    )
+    levels = st.slider("Pyramid levels", 3, 7, (3, 7), key="al_levels")
+    st.subheader("Input size")
+    resize = st.toggle("Resize like the model", value=True, key="al_resize")
+    c3, c4 = st.columns(2)
+    min_size = c3.number_input("Short side", 128, 2048, 800, 32, key="al_min", disabled=not resize)
+    max_size = c4.number_input("Long side max", 128, 4096, 1333, 1, key="al_max", disabled=not resize)
+    div = st.selectbox("Pad to a multiple of", [32, 64, 128, 1], key="al_div")
+    lv = list(range(levels[0], levels[1] + 1))
+    bases = tuple(int(base) * 2 ** (k - 3) for k in lv)
+    sizes = octave_sizes(bases, int(spo), integer=convention == "torchvision")
+    if not ratios:
+        st.warning("No aspect ratio selected: using 1.0.")
+        ratios = [1.0]
+    cfg = AnchorConfig(
+        sizes=sizes,
+        aspect_ratios=tuple(float(r) for r in sorted(ratios)),
+        strides=tuple(2**k for k in lv),
+        min_size=int(min_size),
+        max_size=int(max(max_size, min_size)),
+        size_divisible=int(div),
+        convention=convention,
+        resize=bool(resize),
+    )
+    return cfg, {}
+
+
+def assigner_widgets() -> dict:
+    """Sidebar controls for the label assignment."""
+    st.subheader("Assignment")
+    assigner = st.radio(
+        "Assigner", ["max_iou", "atss"], format_func={"max_iou": "Max-IoU (RetinaNet)", "atss": "ATSS"}.get,
+        key="al_assigner", horizontal=True,
+    )  # fmt: skip
+    pos = st.slider("Positive IoU ≥", 0.05, 0.95, 0.5, 0.05, key="al_pos", disabled=assigner == "atss")
+    neg = st.slider("Negative IoU <", 0.0, 0.95, 0.4, 0.05, key="al_neg", disabled=assigner == "atss")
+    if neg > pos:
+        st.warning(f"Negative threshold {neg:.2f} is above the positive one {pos:.2f}: using {pos:.2f}.")
+        neg = pos
+    low_quality = st.toggle("Low-quality matches", value=True, key="al_lq", disabled=assigner == "atss")
+    semantics = st.radio(
+        "Low-quality semantics", ["torchvision", "mmdet"], key="al_sem", horizontal=True,
+        disabled=assigner == "atss" or not low_quality,
+        help="torchvision/detectron2: a promoted anchor keeps its own best GT. mmdet: it goes to the GT that "
+        "picked it (later GTs overwrite earlier ones).",
+    )  # fmt: skip
+    topk = st.number_input("ATSS top-k per level", 1, 50, 9, 1, key="al_topk", disabled=assigner != "atss")
+    return {
+        "assigner": assigner,
+        "pos_thresh": float(pos),
+        "neg_thresh": float(neg),
+        "low_quality": bool(low_quality),
+        "semantics": semantics,
+        "topk": int(topk),
+    }
+
+
+def image_input_widget() -> ImageInput | None:
+    """Image source: a sample scene, an image of the sample dataset, or an upload. None when nothing usable."""
+    source = st.radio(
+        "Image", ["scene", "dataset", "upload"], horizontal=True, key="al_source",
+        format_func={"scene": "Sample scene", "dataset": "Sample dataset", "upload": "Upload"}.get,
+    )  # fmt: skip
+    if source == "scene":
+        seed = int(st.number_input("Scene seed", 0, 10_000, 7, 1, key="al_seed"))
+        img, anns = sample_scene(seed)
+        own = boxio.boxes_from_scene(anns, img.shape[1], img.shape[0], synthetic.CLASS_NAMES)
+        return ImageInput(img, f"scene-{seed}", f"scene_{seed}.png", own)
+    if source == "dataset":
+        coco = sample_coco()
+        names = boxio.coco_file_names(coco)
+        name = st.selectbox("Sample image", names, key="al_sample_name")
+        img = sample_dataset_image(name)
+        own = boxio.boxes_from_coco(coco, name, img.shape[1], img.shape[0])
+        return ImageInput(img, f"sample-{name}", name, own)
+    up = st.file_uploader("Image file", type=["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff"], key="al_upload")
+    if up is None:
+        st.info("Upload an image (jpg, png, webp, bmp, tiff), or pick a sample.")
+        return None
+    data = up.getvalue()
+    key = digest(data)
+    try:
+        img = decode_upload(key, data)
+    except ValueError as err:
+        st.error(f"Cannot use {up.name}: {err}")
+        return None
+    return ImageInput(img, f"upload-{key}", up.name, None)
+
+
+def boxes_input_widget(inp: ImageInput) -> boxio.BoxSet:
+    """GT source: the sample's own boxes, a COCO JSON, a YOLO .txt, or a table; then an editable table."""
+    h, w = inp.image.shape[:2]
+    options = (["own"] if inp.own_boxes is not None else []) + ["coco", "yolo", "table"]
+    labels = {"own": "Sample annotations", "coco": "COCO JSON", "yolo": "YOLO .txt", "table": "Table only"}
+    src = st.radio("Boxes", options, format_func=labels.get, horizontal=True, key=f"al_boxsrc_{bool(inp.own_boxes)}")
+    parsed = boxio.BoxSet(np.zeros((0, 4), np.float32), [])
+    src_key = src
+    if src == "own" and inp.own_boxes is not None:
+        parsed = inp.own_boxes
+    elif src == "coco":
+        up = st.file_uploader("COCO annotations (.json)", type=["json"], key="al_coco")
+        if up is not None:
+            data = up.getvalue()
+            src_key = f"coco-{digest(data)[:16]}"
+            try:
+                parsed = boxio.boxes_from_coco(boxio.load_coco(data), inp.name, w, h)
+            except ValueError as err:
+                st.error(f"{up.name}: {err}")
+    elif src == "yolo":
+        up = st.file_uploader("YOLO labels (.txt)", type=["txt"], key="al_yolo")
+        if up is not None:
+            data = up.getvalue()
+            src_key = f"yolo-{digest(data)[:16]}"
+            try:
+                parsed = boxio.parse_yolo(data, w, h)
+            except ValueError as err:
+                st.error(f"{up.name}: {err}")
+    with st.expander(f"Edit boxes ({len(parsed)} from the source; original image pixels)", expanded=src == "table"):
+        rows = st.data_editor(
+            parsed.table_rows() or [{"x1": None, "y1": None, "x2": None, "y2": None, "label": None}],
+            num_rows="dynamic",
+            key=f"al_editor_{inp.key}_{src_key}",
+            width="stretch",
+            column_config={
+                "x1": st.column_config.NumberColumn("x1", format="%.1f"),
+                "y1": st.column_config.NumberColumn("y1", format="%.1f"),
+                "x2": st.column_config.NumberColumn("x2", format="%.1f"),
+                "y2": st.column_config.NumberColumn("y2", format="%.1f"),
+                "label": st.column_config.TextColumn("label"),
+            },
+        )
+    records = rows.to_dict("records") if hasattr(rows, "to_dict") else list(rows)
+    edited = boxio.boxes_from_rows(records, w, h)
+    return boxio.BoxSet(
+        edited.boxes,
+        edited.classes,
+        list(parsed.notes) + list(edited.notes),
+        list(parsed.warnings) + list(edited.warnings),
+        list(parsed.skipped) + list(edited.skipped),
+    )
