@@ -1,0 +1,176 @@
+"""Plotly figures of the Live detections page. Builders take arrays and tables computed in
+:mod:`explorer.detector` and :mod:`explorer.groundtruth` and return a ``go.Figure``; none runs the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+__all__ = [
+    "GROUP_COLORS",
+    "level_heatmaps_figure",
+    "loss_maps_figure",
+    "loss_share_figure",
+    "timings_figure",
+]
+
+#: One colour per anchor group (same as the Loss lab's).
+GROUP_COLORS: dict[str, str] = {
+    "easy negative": "#1f77b4",
+    "hard negative": "#ff7f0e",
+    "positive": "#2ca02c",
+    "ignored": "#bcbd22",
+}
+
+
+def _layout(fig: go.Figure, title: str, *, height: int) -> go.Figure:
+    fig.update_layout(
+        title={"text": title, "x": 0.0, "xanchor": "left"},
+        height=height,
+        margin={"l": 40, "r": 20, "t": 80, "b": 40},
+        template="plotly_white",
+    )
+    return fig
+
+
+def _level_names(n: int) -> list[str]:
+    return [f"P{3 + i}" for i in range(n)]
+
+
+def level_heatmaps_figure(
+    maps: Sequence[np.ndarray], *, strides: Sequence[int] | None = None, title: str = ""
+) -> go.Figure:
+    """One heatmap per pyramid level of the highest class probability over the anchor grid.
+
+    Args:
+        maps: per level a (gh, gw) array in [0, 1] (``DenseOutputs.max_prob_maps()``).
+        strides: optional stride per level, shown in the subplot titles.
+        title: figure title.
+    """
+    n = len(maps)
+    names = _level_names(n)
+    subtitles = [
+        f"{name} · {m.shape[0]}×{m.shape[1]}" + (f" · stride {strides[i]}" if strides is not None else "")
+        for i, (name, m) in enumerate(zip(names, maps, strict=True))
+    ]
+    fig = make_subplots(rows=1, cols=max(1, n), subplot_titles=subtitles, horizontal_spacing=0.03)
+    for i, m in enumerate(maps):
+        fig.add_trace(
+            go.Heatmap(
+                z=m,
+                zmin=0.0,
+                zmax=1.0,
+                colorscale="Inferno",
+                showscale=i == n - 1,
+                colorbar={"title": "max p"},
+                hovertemplate="row %{y}, col %{x}<br>max p = %{z:.3f}<extra>" + names[i] + "</extra>",
+            ),
+            row=1,
+            col=i + 1,
+        )
+        fig.update_yaxes(
+            autorange="reversed", scaleanchor=f"x{i + 1 if i else ''}", showticklabels=False, row=1, col=i + 1
+        )
+        fig.update_xaxes(showticklabels=False, row=1, col=i + 1)
+    return _layout(fig, title or "Highest class probability per anchor location, per level", height=330)
+
+
+def loss_maps_figure(
+    level_maps: Sequence[dict[str, np.ndarray]], groups: Sequence[str], *, loss_name: str, log_scale: bool = True
+) -> go.Figure:
+    """A grid of heatmaps: one row per anchor group, one column per level, of the loss summed per grid cell.
+
+    Args:
+        level_maps: ``groundtruth.level_loss_maps`` output (per level, group -> (gh, gw) map).
+        groups: the group rows to show, in order.
+        loss_name: shown in the title ("Focal (α=0.25, γ=2)").
+        log_scale: colour by log10(loss) so small losses stay visible.
+    """
+    n = len(level_maps)
+    rows = max(1, len(groups))
+    names = _level_names(n)
+    titles = [f"{g} · {names[j]}" for g in groups for j in range(n)]
+    fig = make_subplots(
+        rows=rows, cols=max(1, n), subplot_titles=titles, horizontal_spacing=0.02, vertical_spacing=0.08
+    )
+    everything = np.concatenate([m[g].ravel() for m in level_maps for g in groups]) if groups else np.zeros(1)
+    positive = everything[everything > 0]
+    hi = float(positive.max()) if positive.size else 1.0
+    lo = max(float(np.percentile(positive, 1)) if positive.size else 1e-6, hi * 1e-6)
+    for r, group in enumerate(groups):
+        for c, maps in enumerate(level_maps):
+            z = maps[group]
+            shown = np.where(z > 0, np.log10(np.maximum(z, lo)), np.nan) if log_scale else np.where(z > 0, z, np.nan)
+            fig.add_trace(
+                go.Heatmap(
+                    z=shown,
+                    customdata=z,
+                    zmin=np.log10(lo) if log_scale else 0.0,
+                    zmax=np.log10(hi) if log_scale else hi,
+                    colorscale="Viridis",
+                    showscale=r == 0 and c == n - 1,
+                    colorbar={"title": "log10 loss" if log_scale else "loss"},
+                    hovertemplate="row %{y}, col %{x}<br>loss = %{customdata:.4g}<extra>" + group + "</extra>",
+                ),
+                row=r + 1,
+                col=c + 1,
+            )
+            fig.update_yaxes(autorange="reversed", showticklabels=False, row=r + 1, col=c + 1)
+            fig.update_xaxes(showticklabels=False, row=r + 1, col=c + 1)
+    return _layout(
+        fig,
+        f"{loss_name} loss per anchor location, by group and level (blank: no such anchor)",
+        height=200 + 190 * rows,
+    )
+
+
+def loss_share_figure(shares: pd.DataFrame, kinds: Sequence[str]) -> go.Figure:
+    """Stacked bars: the share of the image's loss from each anchor group, one bar per loss.
+
+    Args:
+        shares: ``LossBreakdown.shares()`` (columns ``group``, ``anchors``, ``<kind> share``).
+        kinds: loss display names to show ("CE", "Focal", "QFL").
+    """
+    fig = go.Figure()
+    counted = shares[shares["group"] != "ignored"]
+    for _, row in counted.iterrows():
+        fig.add_trace(
+            go.Bar(
+                name=f"{row['group']} ({int(row['anchors']):,} anchors)",
+                x=list(kinds),
+                y=[row[f"{k} share"] for k in kinds],
+                marker_color=GROUP_COLORS.get(row["group"], "#7f7f7f"),
+                hovertemplate="%{x}: %{y:.1%}<extra>" + row["group"] + "</extra>",
+                text=[f"{row[f'{k} share']:.1%}" for k in kinds],
+                textposition="inside",
+            )
+        )
+    fig.update_layout(barmode="stack", yaxis={"tickformat": ".0%", "range": [0, 1], "title": "share of loss"})
+    fig.update_layout(legend={"orientation": "h", "yanchor": "bottom", "y": -0.3, "x": 0.0})
+    return _layout(
+        fig, "Where the image's classification loss comes from (ignored anchors are not counted)", height=420
+    )
+
+
+def timings_figure(timings_ms: dict[str, float], *, device: str) -> go.Figure:
+    """Horizontal bars of the stage timings in milliseconds (``total`` left out of the bars, shown in the title)."""
+    stages = [k for k in timings_ms if k != "total"]
+    fig = go.Figure(
+        go.Bar(
+            x=[timings_ms[k] for k in stages],
+            y=stages,
+            orientation="h",
+            text=[f"{timings_ms[k]:.1f} ms" for k in stages],
+            textposition="auto",
+            marker_color="#4c78a8",
+        )
+    )
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(title="ms")
+    total = timings_ms.get("total", sum(timings_ms[k] for k in stages))
+    return _layout(fig, f"Timings on {device}: {total:.1f} ms in total", height=260)

@@ -1,0 +1,198 @@
+"""Live detections: run a RetinaNet on an image, look at its candidates, its dense scores and, with ground truth,
+where its classification loss comes from."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from explorer import detection_view, groundtruth
+from explorer.detector import filter_detections
+from explorer.figures import detections as figs
+from explorer.images import decode_image
+from ui import detections as ui
+from ui.common import download_buttons, page_setup, plot
+
+page_setup("Live detections", "🎯")
+st.caption(
+    "Run torchvision's RetinaNet (or the demo model that ships with the app) on an image. Compare the candidates "
+    "before NMS with the final detections, see the highest class probability over each level's anchor grid, and "
+    "with ground truth split the per-anchor classification loss into easy negatives, hard negatives, positives "
+    "and ignored anchors."
+)
+
+# ----------------------------------------------------------------------------------------------- inputs
+with st.sidebar:
+    st.header("Model")
+    request = ui.model_picker()
+    st.header("Image")
+    source = st.radio("Source", ["Sample scenes", "Upload"], horizontal=True, key="det_source")
+    scene_index = 0
+    uploads, gt_file = [], None
+    if source == "Sample scenes":
+        scene_index = st.selectbox(
+            "Scene", range(detection_view.NUM_SAMPLE_SCENES), format_func=lambda i: f"held-out scene {i + 1}"
+        )
+    else:
+        uploads = st.file_uploader(
+            "Images", type=["jpg", "jpeg", "png", "bmp", "tif", "tiff", "webp"], accept_multiple_files=True
+        )
+        gt_file = st.file_uploader("Ground truth (COCO JSON, optional; file names must match)", type=["json"])
+
+loaded, model_error = ui.load_model(request)
+if model_error:
+    if request.kind == "checkpoint" and request.checkpoint is None:
+        st.info("Upload a checkpoint in the sidebar; until then the demo model runs.")
+    else:
+        st.error(f"{model_error}\n\nShowing the demo model instead.")
+for notice in loaded.notices:
+    st.warning(notice)
+
+# ----------------------------------------------------------------------------------------------- the image
+image, image_name, gt = None, "", None
+if source == "Sample scenes":
+    scene = detection_view.sample_scene(scene_index)
+    image, image_name = scene.image, scene.name
+    if loaded.arch == "demo":
+        gt = (scene.gt_boxes, scene.gt_labels)
+    else:
+        st.info("The sample scenes' ground truth uses the shape classes; it is compared only with the demo model.")
+elif uploads:
+    names = [u.name for u in uploads]
+    pick = st.selectbox("Uploaded image", range(len(uploads)), format_func=lambda i: names[i])
+    data = uploads[pick].getvalue()
+    try:
+        image = decode_image(data)
+    except ValueError as err:
+        st.error(f"{names[pick]}: {err}")
+    image_name = names[pick]
+    if gt_file is not None and image is not None:
+        try:
+            coco = ui.read_coco(ui.digest(gt_file.getvalue()), gt_file.getvalue())
+            gt = detection_view.gt_for_image(coco, image_name)
+            if gt is None:
+                st.warning(
+                    f"{gt_file.name} has no image named {image_name!r}: showing detections without ground truth."
+                )
+        except ValueError as err:
+            st.error(f"{gt_file.name}: {err}")
+else:
+    st.info("Upload one or more images in the sidebar, or pick a sample scene.")
+
+if image is None:
+    st.stop()
+
+# ----------------------------------------------------------------------------------------------- inference
+image_key = ui.digest(image.tobytes() + str(image.shape).encode())
+try:
+    result = ui.infer(request.key, image_key, loaded, image)
+except ValueError as err:
+    st.error(str(err))
+    st.stop()
+for notice in result.notices:
+    st.warning(notice)
+
+names = loaded.class_names
+c1, c2, c3, c4 = st.columns([1.2, 1.6, 1, 1])
+score_thresh = c1.slider("Score threshold", 0.05, 1.0, 0.3, 0.01)
+present = sorted(set(result.candidates.labels.tolist()) | (set(gt[1].tolist()) if gt is not None else set()))
+class_filter = c2.multiselect(
+    "Classes (empty = all)", present, format_func=lambda k: names.get(int(k), f"class {k}"), key="det_classes"
+)
+max_dets = c3.number_input("Max detections", 1, 300, 100, 10)
+view = c4.radio("Show", ["Final detections", "Candidates before NMS"], key="det_view")
+
+classes = set(class_filter) if class_filter else None
+shown_final = filter_detections(result.detections, score_thresh=score_thresh, classes=classes, max_detections=max_dets)
+candidates = filter_detections(result.candidates, score_thresh=score_thresh, classes=classes)
+
+st.write(
+    f"**{image_name}** · {image.shape[1]}×{image.shape[0]} px · network input "
+    f"{result.dense.input_size[1]}×{result.dense.input_size[0]} · {len(result.dense.levels):,} anchors · "
+    f"model **{ui.MODEL_CHOICES[request.kind] if not model_error else ui.MODEL_CHOICES['demo']}** · {result.device}"
+)
+
+left, right = st.columns([3, 2])
+with left:
+    matching = None
+    if view == "Final detections":
+        gt_shown = gt
+        if gt is not None and classes is not None:
+            keep = [lab in classes for lab in gt[1].tolist()]
+            gt_shown = (gt[0][keep], gt[1][keep])
+        if gt_shown is not None:
+            matching = groundtruth.match_detections(shown_final, gt_shown[0], gt_shown[1], iou_thresh=0.5)
+        canvas = detection_view.draw_detections(
+            image, shown_final, names, matching=matching, gt_boxes=gt_shown[0] if gt_shown is not None else None
+        )
+        caption = f"{len(shown_final)} detections after NMS"
+        if matching is not None:
+            counts = matching.counts()
+            caption += (
+                f" · green TP {counts['true positives']}, red FP {counts['false positives']}, "
+                f"yellow missed {counts['missed']} (IoU 0.5, same class)"
+            )
+        table = detection_view.detections_table(shown_final, names, matching)
+    else:
+        canvas = detection_view.draw_detections(
+            image, candidates, names, color_by="level", show_labels=len(candidates) <= 60, thickness=1
+        )
+        caption = (
+            f"{len(candidates)} candidates before NMS (score > 0.05, top 1,000 per level, then your threshold) · "
+            "colour = pyramid level (P3 blue, P4 orange, P5 green, P6 pink, P7 red)"
+        )
+        table = detection_view.detections_table(candidates, names)
+    st.image(canvas, caption=caption, width="stretch")
+with right:
+    plot(figs.timings_figure(result.timings_ms, device=result.device), key="det_timings")
+    st.dataframe(table, height=260, hide_index=True)
+    download_buttons(name=f"detections_{image_name}", df=table, key="det_table")
+
+maps = result.dense.max_prob_maps()
+heat = figs.level_heatmaps_figure(maps)
+plot(heat, key="det_heat")
+
+# ----------------------------------------------------------------------------------------------- loss maps
+st.subheader("Where the loss comes from")
+if gt is None:
+    st.info(
+        "Ground truth is needed for the loss maps: pick a sample scene with the demo model, or upload a COCO JSON "
+        "whose image file names match your uploads."
+    )
+    st.stop()
+
+g1, g2, g3 = st.columns(3)
+alpha = g1.slider("Focal α (-1 = off)", -1.0, 1.0, 0.25, 0.05)
+gamma = g2.slider("Focal γ", 0.0, 5.0, 2.0, 0.1)
+kind = g3.selectbox(
+    "Loss shown in the maps", list(groundtruth.LOSS_KINDS), index=1, format_func=groundtruth.LOSS_KINDS.get
+)
+try:
+    breakdown = groundtruth.loss_breakdown(result.dense, gt[0], gt[1], alpha=alpha, gamma=gamma)
+except ValueError as err:
+    st.error(f"The ground truth does not fit this model: {err}")
+    st.stop()
+
+shares = breakdown.shares()
+s1, s2 = st.columns([3, 2])
+with s1:
+    plot(figs.loss_share_figure(shares, list(groundtruth.LOSS_KINDS.values())), key="det_shares")
+with s2:
+    totals = breakdown.totals()
+    st.markdown(
+        f"Image loss normalised by max(1, positives) = {breakdown.normalizer:.0f}: "
+        + ", ".join(f"{groundtruth.LOSS_KINDS[k]} **{v:.4g}**" for k, v in totals.items())
+    )
+    st.dataframe(shares, hide_index=True)
+    download_buttons(name=f"loss_shares_{image_name}", df=shares, key="det_shares_dl")
+
+groups = st.multiselect(
+    "Groups in the maps", list(figs.GROUP_COLORS), default=list(figs.GROUP_COLORS), key="det_groups"
+)
+level_maps = groundtruth.level_loss_maps(result.dense, breakdown, kind)
+loss_fig = figs.loss_maps_figure(level_maps, groups, loss_name=groundtruth.LOSS_KINDS[kind])
+plot(loss_fig, key="det_lossmaps")
+st.caption(
+    "Anchors are labelled by max-IoU assignment (IoU ≥ 0.5 positive, plus each GT's best anchors; [0.4, 0.5) "
+    "ignored; hard negative 0 < IoU < 0.4; easy negative no overlap). Ignored anchors are drawn with the loss they "
+    "would have as negatives but are not counted, as in torchvision."
+)

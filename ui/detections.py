@@ -1,0 +1,104 @@
+"""Streamlit-aware helpers of the Live detections page: the one cached model, cached inference, model widgets."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+
+from explorer import detector
+from explorer.coco import CocoDataset, load_coco
+from explorer.detector import InferenceResult, LoadedModel
+
+MODEL_CHOICES: dict[str, str] = {
+    "demo": "Demo model (synthetic shapes, ships with the app)",
+    detector.V1: "torchvision retinanet_resnet50_fpn · COCO",
+    detector.V2: "torchvision retinanet_resnet50_fpn_v2 · COCO",
+    "checkpoint": "Your checkpoint (.pt / .pth state dict)",
+}
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class ModelRequest:
+    """What the user asked for. ``checkpoint``/``categories`` are bytes, keyed by their digests."""
+
+    kind: str
+    checkpoint: bytes | None = None
+    arch: str = "auto"
+    categories: bytes | None = None
+    allow_download: bool = True
+
+    @property
+    def key(self) -> str:
+        parts = [self.kind, self.arch, str(self.allow_download)]
+        for blob in (self.checkpoint, self.categories):
+            parts.append(digest(blob) if blob else "-")
+        return "|".join(parts)
+
+
+def _build(req: ModelRequest) -> LoadedModel:
+    if req.kind == "demo":
+        return detector.load_demo_model()
+    if req.kind in detector.COCO_ARCHITECTURES:
+        return detector.load_coco_model(req.kind, allow_download=req.allow_download)
+    if req.kind == "checkpoint":
+        if not req.checkpoint:
+            raise ValueError("upload a checkpoint first")
+        names = detector.parse_categories(req.categories) if req.categories else None
+        return detector.load_checkpoint_model(req.checkpoint, arch=req.arch, categories=names)
+    raise ValueError(f"unknown model choice {req.kind!r}")
+
+
+@st.cache_resource(max_entries=1, show_spinner="Loading the model…")
+def _load(key: str, _request: ModelRequest) -> tuple[LoadedModel, str | None]:
+    """One model per process (``max_entries=1``: a new request replaces it). A request that cannot be served is
+    cached too, as the demo model plus the message, so an offline download is not retried on every rerun."""
+    try:
+        return _build(_request), None
+    except ValueError as err:  # WeightsUnavailableError is a ValueError
+        return detector.load_demo_model(), str(err)
+
+
+def load_model(request: ModelRequest) -> tuple[LoadedModel, str | None]:
+    """The requested model, or the demo model and an error message when the request cannot be served."""
+    return _load(request.key, request)
+
+
+@st.cache_data(max_entries=6, show_spinner="Running the detector…")
+def infer(model_key: str, image_key: str, _loaded: LoadedModel, _image: np.ndarray) -> InferenceResult:
+    """Inference keyed on the model request and the image digest (the model and image are not hashed)."""
+    return detector.run_inference(_loaded, _image)
+
+
+@st.cache_data(max_entries=4)
+def read_coco(key: str, _data: bytes) -> CocoDataset:
+    return load_coco(_data)
+
+
+def model_picker() -> ModelRequest:
+    """The model widgets (in the sidebar): choice, and for a checkpoint its file, architecture and categories."""
+    kind = st.selectbox("Model", list(MODEL_CHOICES), format_func=MODEL_CHOICES.get, key="det_model")
+    req = ModelRequest(kind)
+    if kind in detector.COCO_ARCHITECTURES:
+        req.allow_download = st.checkbox(
+            "Download the weights if they are not cached",
+            value=True,
+            help=f"Cached at {detector.coco_weights_path(kind)}. Offline, the page falls back to the demo model.",
+        )
+    elif kind == "checkpoint":
+        up = st.file_uploader("Checkpoint (.pt / .pth state dict)", type=["pt", "pth"], key="det_ckpt")
+        req.arch = st.selectbox(
+            "Architecture",
+            ["auto", *detector.ARCHITECTURES],
+            format_func=lambda a: "detect from the keys" if a == "auto" else detector.ARCH_LABELS[a],
+        )
+        cats = st.file_uploader("Categories (COCO JSON or list, optional)", type=["json"], key="det_cats")
+        req.checkpoint = up.getvalue() if up is not None else None
+        req.categories = cats.getvalue() if cats is not None else None
+    return req
