@@ -1,0 +1,62 @@
+"""AppTest of the Anchor lab page: default inputs and a few widget changes run without an exception."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from explorer import synthetic
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = str(ROOT / "pages" / "2_Anchor_lab.py")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _sample_ready() -> None:
+    synthetic.sample_dataset()
+
+
+@pytest.fixture
+def app() -> AppTest:
+    return AppTest.from_file(PAGE, default_timeout=90)
+
+
+def _ok(at: AppTest) -> dict[str, str]:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    return {m.label: m.value for m in at.metric}
+
+
+def test_default_and_widget_changes(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    at = app.run()
+    metrics = _ok(at)
+    assert at.title[0].value.endswith("Anchor lab")
+    assert metrics["Anchors"] == "163,206"  # 640x480 scene -> 800x1066
+    positives = int(metrics["Positive"].replace(",", ""))
+    assert positives > 0
+    at.sidebar.slider(key="al_pos").set_value(0.7).run()
+    higher = _ok(at)
+    assert int(higher["Positive"].replace(",", "")) < positives
+    at.sidebar.toggle(key="al_lq").set_value(False).run()
+    _ok(at)
+    at.sidebar.radio(key="al_assigner").set_value("atss").run()
+    assert int(_ok(at)["Ignored"].replace(",", "")) == 0
+    at.sidebar.selectbox(key="al_convention").set_value("detectron2").run()
+    _ok(at)
+    at.radio(key="al_source").set_value("dataset").run()
+    _ok(at)
+    at.sidebar.slider(key="al_levels").set_value((3, 5)).run()
+    _ok(at)
+
+
+def test_no_resize_shows_floor_explanation(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    at = app.run()
+    at.sidebar.toggle(key="al_resize").set_value(False).run()
+    metrics = _ok(at)
+    assert metrics["Anchors"] == "57,600"  # 480x640 as is: 9 x (60x80 + 30x40 + 15x20 + 8x10 + 4x5)
+    text = " ".join(m.value for m in at.markdown)
+    assert "floor convention" in text
