@@ -71,6 +71,7 @@ def classification_curves(
     *,
     gammas: Sequence[float] = (0.0, 0.5, 1.0, 2.0, 5.0),
     alpha: float = 0.25,
+    focal_alpha: float | None = None,
     fl_star_gamma: float = 2.0,
     fl_star_beta: float = 1.0,
     axis: str = "p_t",
@@ -83,7 +84,8 @@ def classification_curves(
     Args:
         losses: names from :data:`CLASSIFICATION_LOSSES`. "focal" gives one curve per gamma in ``gammas``.
         gammas: focal gammas to overlay (the paper's Figure 1 uses 0, 0.5, 1, 2, 5).
-        alpha: positive-class weight used by alpha-CE and focal loss, or -1 for no alpha (as in Figure 1).
+        alpha: positive-class weight in [0, 1] used by alpha-CE (and by focal loss unless ``focal_alpha`` is set).
+        focal_alpha: alpha of the focal curves, or -1 for no alpha (as in the paper's Figure 1); None = ``alpha``.
         fl_star_gamma, fl_star_beta: FL*'s gamma* and beta*.
         axis: "p_t" (x from 0.001 to 0.999, the paper's axis) or "logit" (x over ``logit_range``).
         target: the example's class (1 foreground, 0 background); it sets alpha_t and the sign of the gradient.
@@ -120,12 +122,13 @@ def classification_curves(
         if name == "CE":
             curves.append(("CE", name, math.nan, ce, L.ce_grad(x, y)))
         elif name == "α-CE":
-            a = alpha if alpha >= 0 else -1
-            curves.append((f"α-CE α={_fmt(alpha)}", name, math.nan, L.alpha_ce_loss(x, y, a), L.alpha_ce_grad(x, y, a)))
+            label = f"α-CE α={_fmt(alpha)}" if alpha >= 0 else "α-CE (α off)"
+            curves.append((label, name, math.nan, L.alpha_ce_loss(x, y, alpha), L.alpha_ce_grad(x, y, alpha)))
         elif name == "focal":
+            fa = alpha if focal_alpha is None else focal_alpha
             for g in gammas:
-                label = f"FL γ={_fmt(g)}" + (f" α={_fmt(alpha)}" if alpha >= 0 else "")
-                curves.append((label, name, float(g), L.focal_loss(x, y, alpha, g), L.focal_loss_grad(x, y, alpha, g)))
+                label = f"FL γ={_fmt(g)}" + (f" α={_fmt(fa)}" if fa >= 0 else "")
+                curves.append((label, name, float(g), L.focal_loss(x, y, fa, g), L.focal_loss_grad(x, y, fa, g)))
         else:
             g, b = fl_star_gamma, fl_star_beta
             curves.append(

@@ -51,7 +51,9 @@ def classification_section(alpha: float, gamma: float) -> None:
     )
     target = 1 if example == "foreground" else 0
     c5, c6, c7, c8, c9 = st.columns([2, 2, 2, 2, 2])
-    alpha_on = c5.toggle("Apply α to the curves", value=False, key="alpha_on", bind=QP)
+    alpha_on = c5.toggle(
+        "Apply α to focal", value=False, key="alpha_on", bind=QP, help="Off: the paper's Figure 1 (α_t = 1)."
+    )
     log_y = c5.toggle("Log scale", value=False, key="log", bind=QP)
     well = c6.slider("Well-classified from p_t >", 0.5, 0.99, 0.6, 0.01, key="wc", bind=QP)
     readout = c7.slider("Readout at p_t =", 0.5, 0.99, 0.9, 0.01, key="pt", bind=QP)
@@ -75,10 +77,10 @@ def classification_section(alpha: float, gamma: float) -> None:
         return
     overlay = tuple(sorted({float(g) for g in gammas} | {float(gamma)}))
     df = ui.classification_curves(
-        tuple(losses), overlay, alpha if alpha_on else -1.0, fls_gamma, fls_beta, axis, int(target)
+        tuple(losses), overlay, alpha, alpha if alpha_on else -1.0, fls_gamma, fls_beta, axis, target
     )
     fig = figs.classification_figure(
-        df, axis=axis, log_y=log_y, well_classified=well, target=int(target), readout_pt=readout
+        df, axis=axis, log_y=log_y, well_classified=well, target=target, readout_pt=readout
     )
     ui.figure_block(
         fig,

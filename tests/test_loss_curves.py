@@ -45,6 +45,13 @@ def test_classification_gradients_are_autograd(target: int) -> None:
     np.testing.assert_allclose(ce["p_t"], torch.sigmoid(x if target else -x).numpy(), atol=1e-15)
 
 
+def test_focal_alpha_separate_from_alpha_ce() -> None:
+    df = C.classification_curves(["CE", "α-CE", "focal"], gammas=(0.0,), alpha=0.5, focal_alpha=-1, n=20)
+    ce = df[df["curve"] == "CE"]["loss"].to_numpy()
+    np.testing.assert_allclose(df[df["curve"] == "α-CE α=0.5"]["loss"], 0.5 * ce, rtol=1e-12)
+    np.testing.assert_allclose(df[df["curve"] == "FL γ=0"]["loss"], ce, rtol=1e-12)
+
+
 def test_classification_curves_validation() -> None:
     with pytest.raises(ValueError, match="unknown classification loss"):
         C.classification_curves(["hinge"])
