@@ -151,8 +151,7 @@ def draw_anchor_boxes(
         cv2.rectangle(layer, (x1, y1), (x2 - 1, y2 - 1), col, thickness)
         cv2.rectangle(mask, (x1, y1), (x2 - 1, y2 - 1), 255, thickness)
     blend = cv2.addWeighted(layer, alpha, base, 1.0 - alpha, 0.0)
-    sel = mask > 0
-    base[sel] = blend[sel]
+    np.copyto(base, blend, where=(mask > 0)[:, :, None])
     return base
 
 
@@ -191,11 +190,14 @@ def overlay_density(
     peak = float(d.max()) if d.size else 0.0
     if peak <= 0:
         return base
-    norm = np.sqrt(d / peak)  # sqrt: keep sparse regions visible next to dense ones
+    norm = np.sqrt(d * np.float32(1.0 / peak))  # sqrt: keep sparse regions visible next to dense ones
     heat = cv2.applyColorMap((norm * 255).astype(np.uint8), colormap)
     heat = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB)
-    a = (alpha * np.clip(norm * 3.0, 0.0, 1.0))[:, :, None]
-    return (base * (1.0 - a) + heat * a).round().astype(np.uint8)
+    # Integer blend: out = base + (heat - base) * a, with a = alpha * min(1, 3 * norm) in 1/256 steps.
+    a = np.minimum(norm * np.float32(3.0), np.float32(1.0)) * np.float32(alpha * 256.0)
+    a16 = cv2.merge([a.astype(np.uint16)] * 3)
+    out = base.astype(np.uint16) * (256 - a16) + heat.astype(np.uint16) * a16
+    return (out >> 8).astype(np.uint8)
 
 
 def highlight_boxes(

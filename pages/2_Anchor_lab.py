@@ -81,107 +81,117 @@ with st.expander(f"Why {stats['anchors']:,} anchors and not the 'floor' count?")
         "(100, 50, 25, 12, 6) that tutorials quote."
     )
 
+# Lazy tabs: only the open tab's content runs, so a rerun after a threshold change stays fast.
 tab_img, tab_loc, tab_lvl, tab_gt, tab_sweep = st.tabs(
-    ["Image", "Anchors at a location", "Per level", "Per GT", "Threshold sweep"]
+    ["Image", "Anchors at a location", "Per level", "Per GT", "Threshold sweep"], key="al_tab", on_change="rerun"
 )
 
-with tab_img:
-    c1, c2, c3 = st.columns([3, 2, 2])
-    view = c1.segmented_control(
-        "View",
-        ["GT boxes", "Positive anchors", "Hard-negative density"],
-        default="Positive anchors",
-        required=True,
-        key="al_view",
-    )
-    show_levels = c2.multiselect(
+if tab_img.open:
+    with tab_img:
+        c1, c2, c3 = st.columns([3, 2, 2])
+        view = c1.segmented_control(
+            "View",
+            ["GT boxes", "Positive anchors", "Hard-negative density"],
+            default="Positive anchors",
+            required=True,
+            key="al_view",
+        )
+        show_levels = c2.multiselect(
         "Levels", list(range(len(scene.grids))), default=list(range(len(scene.grids))),
         format_func=lambda i: scene.level_names[i], key="al_show_levels",
     )  # fmt: skip
-    color_by = c3.radio("Colour positives by", ["gt", "level"], horizontal=True, key="al_colour",
+        color_by = c3.radio("Colour positives by", ["gt", "level"], horizontal=True, key="al_colour",
                         format_func={"gt": "matched GT", "level": "level"}.get)  # fmt: skip
-    show_ignored = c3.toggle("Show ignored anchors", value=True, key="al_show_ign")
-    if view == "GT boxes":
-        shown = lab.gt_image(img_in, boxes_in, gts.classes, result)
-        caption = "GT boxes; those without any positive anchor are highlighted in red."
-    elif view == "Hard-negative density":
-        shown = lab.hard_negative_image(img_in, scene, boxes_in, result)
-        caption = (
-            f"Density of the {stats['hard negative']:,} hard-negative anchor centres (0 < IoU < "
-            f"{params['neg_thresh']:.2f}). The other {stats['easy negative']:,} negatives overlap no box at all."
-        )
-    else:
-        shown = lab.positives_image(
-            img_in, scene, boxes_in, result, levels=show_levels, color_by=color_by, show_ignored=show_ignored
-        )
-        caption = (
-            f"{stats['positive']:,} positive anchors coloured by "
-            + ("the GT they match" if color_by == "gt" else "level (P3 blue, P4 orange, P5 green, P6 pink, P7 red)")
-            + (f"; {stats['ignored']:,} ignored anchors in yellow" if show_ignored else "")
-            + ". The dark border is the padding."
-        )
-    st.image(shown, caption=caption, width="stretch", output_format="JPEG")
-
-with tab_loc:
-    ph, pw = scene.padded_hw
-    default_xy = lab.default_location(scene, boxes_in)
-    c1, c2 = st.columns(2)
-    x = c1.slider("x (input pixels)", 0, pw - 1, int(min(pw - 1, default_xy[0])), key=f"al_x_{inp.key}")
-    y = c2.slider("y (input pixels)", 0, ph - 1, int(min(ph - 1, default_xy[1])), key=f"al_y_{inp.key}")
-    loc = lab.location_table(scene, x, y, boxes_in, result)
-    c3, c4 = st.columns([3, 2])
-    c3.image(lab.location_image(img_in, scene, x, y, boxes_in), width="stretch", output_format="JPEG",
-             caption="Every anchor at the nearest cell of each level, coloured by level.")  # fmt: skip
-    c4.dataframe(loc, hide_index=True, width="stretch", height=520)
-    download_buttons(name="anchors_at_location", df=loc, key="al_dl_loc")
-
-with tab_lvl:
-    lvl = lab.per_level_table(scene, result)
-    st.dataframe(lvl, hide_index=True, width="stretch")
-    c1, c2 = st.columns(2)
-    norm = c1.toggle("Show shares (%)", value=False, key="al_norm")
-    logy = c2.toggle("Log count axis", value=True, key="al_logy", disabled=norm)
-    counts = {k: lvl[k].to_numpy()[:-1] for k in ("positive", "ignored", "hard negative", "easy negative")}
-    fig_lvl = figs.level_label_bar(counts, scene.level_names, normalize=norm, log_y=logy)
-    plot(fig_lvl, key="al_fig_lvl")
-    download_buttons(name="anchors_per_level", df=lvl, fig=fig_lvl, key="al_dl_lvl")
-    plot(figs.iou_hist_figure(result.max_iou, pos_thresh=pos_thr, neg_thresh=params["neg_thresh"]), key="al_fig_iou")
-
-with tab_gt:
-    gt_df = lab.per_gt_table(scene, boxes_in, gts.classes, result)
-    if len(gt_df) == 0:
-        st.info("No GT boxes: every anchor is an easy negative. Add boxes in the table above.")
-    else:
-        bad = int(result.no_positive.sum())
-        if bad:
-            st.warning(f"{bad} GT(s) have no positive anchor at all (red in the image).")
-        st.dataframe(
-            gt_df.style.apply(
-                lambda r: ["background-color: rgba(230,0,0,0.25)" if r["status"] == "no positive" else ""] * len(r),
-                axis=1,
-            ),
-            hide_index=True,
-            width="stretch",
-        )
-        download_buttons(name="gt_anchor_stats", df=gt_df, key="al_dl_gt")
-        c1, c2 = st.columns(2)
-        c1.image(lab.gt_image(img_in, boxes_in, gts.classes, result), width="stretch", output_format="JPEG")
-        with c2:
-            plot(
-                figs.positives_per_gt_figure(
-                    lab.box_sizes(boxes_in), result.num_positive, result.best_level, scene.level_names
-                ),
-                key="al_fig_gt",
+        show_ignored = c3.toggle("Show ignored anchors", value=True, key="al_show_ign")
+        if view == "GT boxes":
+            shown = lab.gt_image(img_in, boxes_in, gts.classes, result)
+            caption = "GT boxes; those without any positive anchor are highlighted in red."
+        elif view == "Hard-negative density":
+            shown = lab.hard_negative_image(img_in, scene, boxes_in, result)
+            caption = (
+                f"Density of the {stats['hard negative']:,} hard-negative anchor centres (0 < IoU < "
+                f"{params['neg_thresh']:.2f}). The other {stats['easy negative']:,} negatives overlap no box at all."
             )
+        else:
+            shown = lab.positives_image(
+                img_in, scene, boxes_in, result, levels=show_levels, color_by=color_by, show_ignored=show_ignored
+            )
+            caption = (
+                f"{stats['positive']:,} positive anchors coloured by "
+                + ("the GT they match" if color_by == "gt" else "level (P3 blue, P4 orange, P5 green, P6 pink, P7 red)")
+                + (f"; {stats['ignored']:,} ignored anchors in yellow" if show_ignored else "")
+                + ". The dark border is the padding."
+            )
+        st.image(shown, caption=caption, width="stretch", output_format="JPEG")
 
-with tab_sweep:
-    if params["assigner"] == "atss":
-        st.info("The sweep moves the max-IoU positive threshold; it is shown for max-IoU labeling.")
-    if len(boxes_in) == 0:
-        st.info("No GT boxes to sweep over.")
-    else:
-        sw = ui.sweep(h0, w0, config, bkey, params["neg_thresh"], params["low_quality"], params["semantics"], boxes_in)
-        plot(figs.threshold_sweep_figure(sw, current=pos_thr), key="al_fig_sweep")
-        sw_df = lab.sweep_table(sw)
-        st.dataframe(sw_df, hide_index=True, width="stretch")
-        download_buttons(name="threshold_sweep", df=sw_df, key="al_dl_sweep")
+if tab_loc.open:
+    with tab_loc:
+        ph, pw = scene.padded_hw
+        default_xy = lab.default_location(scene, boxes_in)
+        c1, c2 = st.columns(2)
+        x = c1.slider("x (input pixels)", 0, pw - 1, int(min(pw - 1, default_xy[0])), key=f"al_x_{inp.key}")
+        y = c2.slider("y (input pixels)", 0, ph - 1, int(min(ph - 1, default_xy[1])), key=f"al_y_{inp.key}")
+        loc = lab.location_table(scene, x, y, boxes_in, result)
+        c3, c4 = st.columns([3, 2])
+        c3.image(lab.location_image(img_in, scene, x, y, boxes_in), width="stretch", output_format="JPEG",
+             caption="Every anchor at the nearest cell of each level, coloured by level.")  # fmt: skip
+        c4.dataframe(loc, hide_index=True, width="stretch", height=520)
+        download_buttons(name="anchors_at_location", df=loc, key="al_dl_loc")
+
+if tab_lvl.open:
+    with tab_lvl:
+        lvl = lab.per_level_table(scene, result)
+        st.dataframe(lvl, hide_index=True, width="stretch")
+        c1, c2 = st.columns(2)
+        norm = c1.toggle("Show shares (%)", value=False, key="al_norm")
+        logy = c2.toggle("Log count axis", value=True, key="al_logy", disabled=norm)
+        counts = {k: lvl[k].to_numpy()[:-1] for k in ("positive", "ignored", "hard negative", "easy negative")}
+        fig_lvl = figs.level_label_bar(counts, scene.level_names, normalize=norm, log_y=logy)
+        plot(fig_lvl, key="al_fig_lvl")
+        download_buttons(name="anchors_per_level", df=lvl, fig=fig_lvl, key="al_dl_lvl")
+        plot(
+            figs.iou_hist_figure(result.max_iou, pos_thresh=pos_thr, neg_thresh=params["neg_thresh"]), key="al_fig_iou"
+        )
+
+if tab_gt.open:
+    with tab_gt:
+        gt_df = lab.per_gt_table(scene, boxes_in, gts.classes, result)
+        if len(gt_df) == 0:
+            st.info("No GT boxes: every anchor is an easy negative. Add boxes in the table above.")
+        else:
+            bad = int(result.no_positive.sum())
+            if bad:
+                st.warning(f"{bad} GT(s) have no positive anchor at all (red in the image).")
+            st.dataframe(
+                gt_df.style.apply(
+                    lambda r: ["background-color: rgba(230,0,0,0.25)" if r["status"] == "no positive" else ""] * len(r),
+                    axis=1,
+                ),
+                hide_index=True,
+                width="stretch",
+            )
+            download_buttons(name="gt_anchor_stats", df=gt_df, key="al_dl_gt")
+            c1, c2 = st.columns(2)
+            c1.image(lab.gt_image(img_in, boxes_in, gts.classes, result), width="stretch", output_format="JPEG")
+            with c2:
+                plot(
+                    figs.positives_per_gt_figure(
+                        lab.box_sizes(boxes_in), result.num_positive, result.best_level, scene.level_names
+                    ),
+                    key="al_fig_gt",
+                )
+
+if tab_sweep.open:
+    with tab_sweep:
+        if params["assigner"] == "atss":
+            st.info("The sweep moves the max-IoU positive threshold; it is shown for max-IoU labeling.")
+        if len(boxes_in) == 0:
+            st.info("No GT boxes to sweep over.")
+        else:
+            sw = ui.sweep(
+                h0, w0, config, bkey, params["neg_thresh"], params["low_quality"], params["semantics"], boxes_in
+            )
+            plot(figs.threshold_sweep_figure(sw, current=pos_thr), key="al_fig_sweep")
+            sw_df = lab.sweep_table(sw)
+            st.dataframe(sw_df, hide_index=True, width="stretch")
+            download_buttons(name="threshold_sweep", df=sw_df, key="al_dl_sweep")

@@ -84,4 +84,4 @@ def test_figures(setup) -> None:
     f3 = figs.positives_per_gt_figure(lab.box_sizes(boxes), res.num_positive, res.best_level, scene.level_names)
     assert sum(len(t.x) for t in f3.data) == len(boxes)
     f4 = figs.iou_hist_figure(res.max_iou, pos_thresh=0.5, neg_thresh=0.4)
-    assert len(f4.data[0].x) == int((res.max_iou > 0).sum())
+    assert sum(f4.data[0].y) == int((res.max_iou > 0).sum())

@@ -52,6 +52,25 @@ def test_default_and_widget_changes(app: AppTest, monkeypatch: pytest.MonkeyPatc
     _ok(at)
 
 
+@pytest.mark.parametrize("tab", ["Anchors at a location", "Per level", "Per GT", "Threshold sweep"])
+def test_every_tab_renders(app: AppTest, monkeypatch: pytest.MonkeyPatch, tab: str) -> None:
+    monkeypatch.chdir(ROOT)
+    at = app.run()
+    at.session_state["al_tab"] = tab  # tabs run lazily: only the open one renders
+    at.run()
+    _ok(at)
+    assert len(at.dataframe) >= 2, f"{tab} shows no table besides the box editor"
+
+
+def test_view_switch(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    at = app.run()
+    for view in ("GT boxes", "Hard-negative density", "Positive anchors"):
+        at.button_group(key="al_view").set_value(view).run()
+        _ok(at)
+        assert at.get("image")
+
+
 def test_no_resize_shows_floor_explanation(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
     at = app.run()

@@ -127,7 +127,17 @@ def iou_hist_figure(max_iou: np.ndarray, *, pos_thresh: float, neg_thresh: float
     """Histogram of the per-anchor max IoU over anchors that overlap some GT (log count axis)."""
     vals = np.asarray(max_iou)
     vals = vals[vals > 0]
-    fig = go.Figure(go.Histogram(x=vals, xbins={"start": 0, "end": 1.0001, "size": 0.02}, marker_color="steelblue"))
+    counts, edges = np.histogram(vals, bins=50, range=(0.0, 1.0))
+    centres = (edges[:-1] + edges[1:]) / 2
+    fig = go.Figure(
+        go.Bar(
+            x=centres,
+            y=counts,
+            width=edges[1] - edges[0],
+            marker_color="steelblue",
+            hovertemplate="IoU %{x:.2f}: %{y:,} anchors<extra></extra>",
+        )
+    )
     fig.add_vline(x=neg_thresh, line_dash="dash", line_color="darkorange", annotation_text="neg")
     fig.add_vline(x=pos_thresh, line_dash="dash", line_color="green", annotation_text="pos")
     fig.update_layout(
