@@ -180,21 +180,25 @@ def per_level_table(scene: AnchorScene, assignment: Assignment) -> pd.DataFrame:
         )
     df = pd.DataFrame(rows)
     total = {c: int(df[c].sum()) for c in ("anchors", "positive", "ignored", "hard negative", "easy negative")}
-    total.update({"level": "all", "GTs best here": int(df["GTs best here"].sum())})
+    total.update(
+        {"level": "all", "grid": "", "stride": "", "sizes (px)": "", "GTs best here": int(df["GTs best here"].sum())}
+    )
+    total["anchors/location"] = int(df["anchors/location"].max()) if len(df) else 0
     return pd.concat([df, pd.DataFrame([total])], ignore_index=True)
 
 
 def per_gt_table(
     scene: AnchorScene, boxes_input: np.ndarray, classes: Sequence[str], assignment: Assignment
 ) -> pd.DataFrame:
-    """One row per GT: box (input px), size, positives, ignored, best IoU, level of the best anchor, flags."""
+    """One row per GT: box (input px), size, positives, ignored, best IoU, level of the best anchor, status
+    ("ok", "low-quality only", "no positive"); ATSS adds the per-GT IoU threshold."""
     b = np.asarray(boxes_input, dtype=np.float64).reshape(-1, 4)
     w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
     names = scene.level_names
     status = np.where(
         assignment.no_positive, "no positive", np.where(assignment.low_quality_only, "low-quality only", "ok")
     )
-    return pd.DataFrame(
+    df = pd.DataFrame(
         {
             "gt": np.arange(len(b)),
             "class": list(classes),
@@ -208,10 +212,12 @@ def per_gt_table(
             "ignored": assignment.num_ignored,
             "best IoU": assignment.best_iou.round(4),
             "best level": [names[li] if li >= 0 else "-" for li in assignment.best_level],
-            "ATSS threshold": assignment.threshold.round(4),
             "status": status,
         }
     )
+    if assignment.method == "atss":
+        df.insert(len(df.columns) - 1, "ATSS threshold", assignment.threshold.round(4))
+    return df
 
 
 def location_table(

@@ -14,6 +14,12 @@ from ui.common import download_buttons, page_setup, plot
 
 page_setup("Anchor lab", "⚓")
 
+GT_FORMATS = {c: "{:.1f}" for c in ("x1", "y1", "x2", "y2", "size √(wh)")} | {
+    "aspect h/w": "{:.2f}",
+    "best IoU": "{:.4f}",
+    "ATSS threshold": "{:.4f}",
+}
+
 st.markdown(
     "Which anchors become positives, ignored, hard and easy negatives for the boxes of one image, shown on the "
     "image **as the network sees it** (resized, padded). With the torchvision convention the anchors are exactly "
@@ -56,7 +62,7 @@ st.caption(
     + ("ATSS (no ignore band)" if params["assigner"] == "atss" else f"positive ≥ {pos_thr:.2f}, negative < "
        f"{params['neg_thresh']:.2f}, low-quality matches {'on' if params['low_quality'] else 'off'}")
 )  # fmt: skip
-m = st.columns(8)
+m = st.columns(4) + st.columns(4)
 m[0].metric("Anchors", f"{stats['anchors']:,}")
 m[1].metric("Positive", f"{stats['positive']:,}")
 m[2].metric("Ignored", f"{stats['ignored']:,}")
@@ -163,7 +169,7 @@ if tab_gt.open:
             if bad:
                 st.warning(f"{bad} GT(s) have no positive anchor at all (red in the image).")
             st.dataframe(
-                gt_df.style.apply(
+                gt_df.style.format({k: v for k, v in GT_FORMATS.items() if k in gt_df.columns}).apply(
                     lambda r: ["background-color: rgba(230,0,0,0.25)" if r["status"] == "no positive" else ""] * len(r),
                     axis=1,
                 ),
