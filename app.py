@@ -47,7 +47,7 @@ pages = common.existing_pages()
 cols = st.columns(max(1, len(pages)))
 for col, (path, title, icon) in zip(cols, pages, strict=False):
     with col, st.container(border=True):
-        st.page_link(path, label=title, icon=icon)
+        st.page_link(path, label=f"**{title}**", icon=icon)
         st.caption(descriptions[title])
 
 st.subheader("Sample data")

@@ -9,24 +9,44 @@ from pathlib import Path
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from explorer import synthetic
 
-#: Page files and their titles, in navigation order. The home page links only to files that exist.
+#: Page files, titles and Material icons, in navigation order. Navigation lists only the files that exist.
+HOME: tuple[str, str, str] = ("app.py", "Home", ":material/center_focus_strong:")
 PAGES: tuple[tuple[str, str, str], ...] = (
-    ("pages/1_Loss_lab.py", "Loss lab", "📉"),
-    ("pages/2_Anchor_lab.py", "Anchor lab", "⚓"),
-    ("pages/3_Dataset_diagnostics.py", "Dataset diagnostics", "📊"),
-    ("pages/4_Live_detections.py", "Live detections", "🎯"),
+    ("pages/1_Loss_lab.py", "Loss lab", ":material/show_chart:"),
+    ("pages/2_Anchor_lab.py", "Anchor lab", ":material/anchor:"),
+    ("pages/3_Dataset_diagnostics.py", "Dataset diagnostics", ":material/query_stats:"),
+    ("pages/4_Live_detections.py", "Live detections", ":material/my_location:"),
 )
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def page_setup(title: str, icon: str = "🔭") -> None:
-    """Configure the page (wide layout, tab title) and show its title. Call first on every page."""
+    """Configure the page (wide layout, tab title, favicon), draw the navigation and the title. Call first.
+
+    The navigation is drawn here rather than by Streamlit's automatic `pages/` menu, so that the home page is
+    called "Home" and every entry has an icon; `client.showSidebarNavigation = false` hides the automatic one.
+    """
     st.set_page_config(page_title=f"{title} · FocalScope", page_icon=icon, layout="wide")
-    st.title(f"{icon} {title}" if icon else title)
+    entries = [HOME, *existing_pages()]
+    if _served_from_app():
+        with st.sidebar:
+            st.markdown("### FocalScope")
+            for path, label, material in entries:
+                st.page_link(path, label=label, icon=material)
+            st.divider()
+    material = next((m for _, label, m in entries if label == title), HOME[2])
+    st.title(f"{material} {title}")
+
+
+def _served_from_app() -> bool:
+    """True when the entrypoint is app.py (page links resolve); False when a page runs on its own (AppTest)."""
+    ctx = get_script_run_ctx()
+    return ctx is not None and Path(ctx.main_script_path).resolve() == ROOT / HOME[0]
 
 
 def existing_pages() -> list[tuple[str, str, str]]:

@@ -35,3 +35,14 @@ def test_home_page_shows_real_numbers(monkeypatch):
     assert metrics["Anchors, 800×1333 input"] == "201,600"
     assert int(metrics["Positives in a sample scene"].replace(",", "")) > 0
     assert any("Device:" in m.value for m in at.markdown)
+
+
+@pytest.mark.parametrize("script", SCRIPTS[1:])
+def test_page_runs_through_the_app_entrypoint(script, monkeypatch):
+    """As `streamlit run app.py` serves it: the page's sidebar links every page, "Home" included."""
+    monkeypatch.chdir(ROOT)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    at.switch_page(script).run()
+    assert not at.exception, [e.value for e in at.exception]
+    links = [el.proto.label for el in at.sidebar if el.type == "page_link"]
+    assert links[0] == "Home" and len(links) == len(SCRIPTS)

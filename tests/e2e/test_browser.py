@@ -142,7 +142,7 @@ def _assert_clean(page, title: str, shot: str) -> None:
 @pytest.mark.parametrize(("path", "title"), PAGES, ids=[t for _, t in PAGES])
 def test_deep_link_on_fresh_server(browser, path, title):
     with Server() as server:
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
         page.goto(f"{server.url}/{path}")
         _wait_until_done(page, title)
         _assert_clean(page, title, f"deep-{path or 'home'}")
@@ -151,11 +151,11 @@ def test_deep_link_on_fresh_server(browser, path, title):
 
 def test_sidebar_navigation_reaches_every_page(browser):
     with Server() as server:
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
         page.goto(server.url)
         _wait_until_done(page, "FocalScope")
         for path, title in PAGES[1:]:
-            page.locator(f'[data-testid="stSidebarNav"] a[href$="/{path}"]').first.click()
+            page.locator(f'[data-testid="stSidebar"] a[href$="{path}"]').first.click()
             _wait_until_done(page, title)
             assert page.url.rstrip("/").endswith(path)
             _assert_clean(page, title, f"nav-{path}")
