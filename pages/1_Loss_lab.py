@@ -89,7 +89,8 @@ def classification_section(alpha: float, gamma: float) -> None:
         latex=[
             r"\mathrm{CE}=-\log p_t",
             r"\mathrm{FL}=-\alpha_t(1-p_t)^{\gamma}\log p_t",
-            r"\frac{\partial \mathrm{FL}}{\partial x}=\alpha_t\, s\,(1-p_t)^{\gamma}(\gamma p_t\log p_t+p_t-1)",
+            r"\begin{aligned}\frac{\partial \mathrm{FL}}{\partial x}=\;&\alpha_t\, s\,(1-p_t)^{\gamma}\\"
+            r"&\times(\gamma p_t\log p_t+p_t-1)\end{aligned}",
             r"\mathrm{FL}^*=-\frac{\log \sigma(\gamma^* x_t+\beta^*)}{\gamma^*}",
         ],
         notes="p_t = p for a foreground example, 1 − p for background; s = ±1 is the class sign. "
@@ -117,9 +118,10 @@ def soft_target_section() -> None:
         caption="Read: both losses vanish along the dotted diagonal (prediction = target IoU); VFL keeps the "
         "full BCE-like push on positives but damps negatives (bottom row) by αp^γ.",
         latex=[
-            r"\mathrm{QFL}=-|y-\sigma|^{\beta}\big[(1-y)\log(1-\sigma)+y\log\sigma\big]",
-            r"\mathrm{VFL}=\begin{cases}-q\,[q\log p+(1-q)\log(1-p)] & q>0\\"
-            r" -\alpha p^{\gamma}\log(1-p) & q=0\end{cases}",
+            r"\begin{aligned}\mathrm{QFL}=&-|y-\sigma|^{\beta}\\&\times\big[(1-y)\log(1-\sigma)\\"
+            r"&\quad+y\log\sigma\big]\end{aligned}",
+            r"\begin{aligned}q>0:&\;\mathrm{VFL}=-q\,[q\log p\\&\qquad+(1-q)\log(1-p)]\\"
+            r"q=0:&\;\mathrm{VFL}=-\alpha p^{\gamma}\log(1-p)\end{aligned}",
         ],
         notes="Gradients are with respect to the logit; the modulating weights are not detached (mmdet).",
         df=grid.to_frame(),
@@ -130,8 +132,8 @@ def soft_target_section() -> None:
         figs.soft_cut_figure(cut_df, target=cut),
         caption="Read: QFL's minimum sits exactly at the target (red line); VFL and BCE have theirs there too, "
         "but with different curvature away from it.",
-        latex=r"\frac{\partial \mathrm{QFL}}{\partial x}=\beta|y-\sigma|^{\beta-1}\mathrm{sgn}(\sigma-y)"
-        r"\,\sigma(1-\sigma)\,\mathrm{BCE}+|y-\sigma|^{\beta}(\sigma-y)",
+        latex=r"\begin{aligned}\frac{\partial\mathrm{QFL}}{\partial x}=\;&\beta|y-\sigma|^{\beta-1}"
+        r"\mathrm{sgn}(\sigma-y)\\&\times\sigma(1-\sigma)\,\mathrm{BCE}\\&+|y-\sigma|^{\beta}(\sigma-y)\end{aligned}",
         df=cut_df,
         name="soft_target_cut",
     )
@@ -160,7 +162,7 @@ def dfl_section() -> None:
         caption="Read: DFL only rewards the two bins around the target (red bars); it is smallest when the "
         "prediction puts exactly those weights there — a sharp peak elsewhere is penalised.",
         latex=[
-            r"\mathrm{DFL}=-\big[(y_{i+1}-y)\log S_i+(y-y_i)\log S_{i+1}\big]",
+            r"\begin{aligned}\mathrm{DFL}=-\big[&(y_{i+1}-y)\log S_i\\&+(y-y_i)\log S_{i+1}\big]\end{aligned}",
             r"\frac{\partial\,\mathrm{DFL}}{\partial z_j}=S_j-w_j",
         ],
         notes="S = softmax over the n + 1 bins; y_i = ⌊y⌋. The prediction here is a Gaussian bump over the bins.",
@@ -268,20 +270,19 @@ def sandbox_section(riou_beta: float, riou_k: float) -> None:
         row = metrics.loc[name]
         value = row["loss"] if name.startswith("RIoU") else row["value"]
         col.metric(name if not name.startswith("RIoU") else "RIoU loss", f"{value:.4f}", help=f"loss {row['loss']:.4f}")
-    fig = figs.box_pair_figure(pred, gt)
-    left, right = st.columns([3, 2])
-    with left:
-        ui.figure_block(
-            fig,
-            caption="Read: GIoU grows the penalty with the empty part of C; DIoU with the centre distance ρ "
-            "relative to C's diagonal c; CIoU adds the aspect-ratio mismatch.",
-            latex=r"v=\tfrac{4}{\pi^2}\Big(\arctan\tfrac{w_g}{h_g}-\arctan\tfrac{w}{h}\Big)^2,\;"
+    ui.figure_block(
+        figs.box_pair_figure(pred, gt),
+        caption="Read: GIoU grows the penalty with the empty part of C; DIoU with the centre distance ρ "
+        "relative to C's diagonal c; CIoU adds the aspect-ratio mismatch v. Hover a metric for its loss.",
+        latex=[
+            r"v=\tfrac{4}{\pi^2}\Big(\arctan\tfrac{w_g}{h_g}-\arctan\tfrac{w}{h}\Big)^2",
             r"\alpha=\frac{v}{1-\mathrm{IoU}+v}",
-            df=table,
-            name="box_pair",
-        )
-    with right:
-        st.dataframe(table, hide_index=True, width="stretch")
+        ],
+        notes="mmdet's CIoU sets α = 0 unless IoU > 0.5 (then it equals DIoU below 0.5).",
+        df=table,
+        name="box_pair",
+    )
+    st.dataframe(table, hide_index=True, width="stretch")
 
 
 @st.fragment

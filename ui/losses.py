@@ -99,7 +99,7 @@ def figure_block(
 ) -> None:
     """One figure with its reading hint above, and its formula(s), notes and downloads beside it."""
     st.caption(caption)
-    left, right = st.columns([4, 1.3], gap="medium")
+    left, right = st.columns([2.6, 1], gap="medium")
     with left:
         plot(fig, key=f"fig-{name}")
     with right:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
@@ -48,7 +49,7 @@ def _layout(fig: go.Figure, title: str, *, height: int = 420) -> go.Figure:
     fig.update_layout(
         title={"text": title, "x": 0.0, "xanchor": "left"},
         height=height,
-        margin={"l": 60, "r": 20, "t": 70, "b": 50},
+        margin={"l": 60, "r": 20, "t": 70, "b": 90},
         legend={"orientation": "h", "yanchor": "bottom", "y": -0.32, "x": 0.0},
         hovermode="x unified",
         template="plotly_white",
@@ -101,7 +102,7 @@ def classification_figure(
                     name=label,
                     legendgroup=label,
                     showlegend=col == 1,
-                    line={"color": colors[label], "width": 2},
+                    line={"color": colors[label], "width": 2, "dash": "dash" if label == "CE" else "solid"},
                     hovertemplate="%{y:.4g}",
                 ),
                 row=1,
@@ -144,7 +145,7 @@ def soft_heatmap_figure(grid: SoftTargetGrid, *, quantity: str = "loss", cut_tar
     if quantity not in ("loss", "grad"):
         raise ValueError(f"quantity={quantity!r} is invalid: use 'loss' or 'grad'")
     names = ("Quality Focal Loss", "Varifocal loss")
-    fig = make_subplots(rows=1, cols=2, subplot_titles=names, horizontal_spacing=0.12)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=names, horizontal_spacing=0.2)
     zs = (grid.qfl, grid.vfl) if quantity == "loss" else (grid.qfl_grad, grid.vfl_grad)
     for col, (name, z) in enumerate(zip(names, zs, strict=True), start=1):
         common = {
@@ -152,13 +153,15 @@ def soft_heatmap_figure(grid: SoftTargetGrid, *, quantity: str = "loss", cut_tar
             "y": grid.target,
             "z": z,
             "name": name,
-            "colorbar": {"x": 0.44 if col == 1 else 1.0, "len": 0.9, "title": {"text": quantity}},
+            "colorbar": {"x": 0.41 if col == 1 else 1.01, "len": 0.9, "thickness": 14, "title": {"text": quantity}},
             "hovertemplate": "pred %{x:.3f}<br>target %{y:.3f}<br>" + quantity + " %{z:.4g}<extra></extra>",
         }
+        # The colour range stops at the 98th percentile of |z|: the few extreme corners (confident and wrong)
+        # would otherwise flatten everything else into one colour. Hover shows the exact values.
+        lim = float(np.quantile(np.abs(z), 0.98)) or float(np.abs(z).max()) or 1.0
         if quantity == "loss":
-            fig.add_trace(go.Heatmap(colorscale="Viridis", **common), row=1, col=col)
+            fig.add_trace(go.Heatmap(colorscale="Viridis", zmin=0, zmax=lim, **common), row=1, col=col)
         else:
-            lim = float(max(abs(z.min()), abs(z.max()))) or 1.0
             fig.add_trace(go.Heatmap(colorscale="RdBu_r", zmid=0, zmin=-lim, zmax=lim, **common), row=1, col=col)
         fig.add_trace(
             go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"color": "white", "dash": "dot"}, name="pred = target"),
@@ -169,7 +172,8 @@ def soft_heatmap_figure(grid: SoftTargetGrid, *, quantity: str = "loss", cut_tar
             fig.add_hline(y=cut_target, line_color="red", line_dash="dash", row=1, col=col)
     fig.update_traces(showlegend=False, selector={"type": "scatter"})
     fig.update_xaxes(title_text="prediction σ(x)", range=[0, 1])
-    fig.update_yaxes(title_text="target IoU", range=[0, 1])
+    fig.update_yaxes(title_text="target IoU", range=[0, 1], row=1, col=1)
+    fig.update_yaxes(range=[0, 1], row=1, col=2)
     title = "Soft-target losses" + (" (loss)" if quantity == "loss" else " (gradient dL/dx)")
     fig = _layout(fig, title, height=440)
     fig.update_layout(hovermode="closest")
@@ -362,7 +366,7 @@ def box_pair_figure(pred_xyxy: Sequence[float], gt_xyxy: Sequence[float]) -> go.
         range=[cy2 + pad, cy1 - pad], title_text="y (px, down)", scaleanchor="x", scaleratio=1, constrain="domain"
     )
     fig = _layout(fig, "Two-box sandbox", height=420)
-    fig.update_layout(hovermode="closest", legend={"y": -0.25})
+    fig.update_layout(hovermode="closest", legend={"y": -0.38})
     return fig
 
 
@@ -396,7 +400,7 @@ def budget_figure(table: pd.DataFrame) -> go.Figure:
                 row=1,
                 col=col,
             )
-    fig.update_layout(barmode="stack")
+    fig.update_layout(barmode="stack", uniformtext={"minsize": 9, "mode": "hide"})
     fig.update_yaxes(tickformat=".0%", range=[0, 1])
     fig = _layout(fig, "Where the loss goes: share per anchor group")
     fig.update_layout(hovermode="closest")
@@ -464,4 +468,6 @@ def probability_figure(hist: pd.DataFrame) -> go.Figure:
         )
     fig.update_xaxes(title_text="predicted foreground probability p", range=[0, 1])
     fig.update_yaxes(title_text="anchors per bin", type="log", exponentformat="power")
-    return _layout(fig, "The simulated batch: predicted probability per group", height=360)
+    fig = _layout(fig, "The simulated batch: predicted probability per group", height=380)
+    fig.update_layout(legend={"orientation": "h", "x": 1.0, "xanchor": "right", "y": 1.02, "yanchor": "bottom"})
+    return fig
