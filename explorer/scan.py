@@ -42,6 +42,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -856,6 +857,14 @@ def input_boxes(ds: CocoDataset, geo_ratio_h: np.ndarray, geo_ratio_w: np.ndarra
     return ds.boxes_xyxy.astype(np.float32) * scale
 
 
+def _workers(requested: int | None, chunks: int) -> int:
+    if requested is not None:
+        if requested < 1:
+            raise ValueError(f"workers must be >= 1, got {requested}")
+        return min(int(requested), max(1, chunks))
+    return max(1, min(2, os.cpu_count() or 1, chunks))
+
+
 def _cuda_available() -> bool:
     """True when torch sees a CUDA device; avoids importing torch on machines without NVIDIA device nodes."""
     if "torch" not in sys.modules and not any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0")):
@@ -874,6 +883,7 @@ def scan_dataset(
     progress: ProgressFn | None = None,
     device: str = "auto",
     chunk_images: int = _CHUNK_IMAGES,
+    workers: int | None = None,
 ) -> ScanResult:
     """Scan every image of a dataset.
 
@@ -883,6 +893,8 @@ def scan_dataset(
         progress: called as ``progress(done_images, total_images)`` after each chunk.
         device: ``"auto"`` (CUDA when available, else the numpy path), ``"cpu"`` (numpy) or ``"cuda"``.
         chunk_images: images per chunk of the numpy path.
+        workers: threads for the numpy path (numpy releases the GIL in its array operations); ``None`` uses
+            up to 2 threads (at most the CPU count) when there are several chunks.
 
     Returns:
         A :class:`ScanResult`.
@@ -918,19 +930,35 @@ def scan_dataset(
         scan_torch(boxes_in[m_rows], m_img, K_all, geo, cfg, res, box_pos, box_best, box_lq, progress=progress)
     else:
         step = max(1, int(chunk_images))
-        for s in range(0, n, step):
-            e = min(n, s + step)
+        bounds = [(s, min(n, s + step)) for s in range(0, n, step)]
+
+        def run(bound: tuple[int, int]) -> tuple[int, int, _ChunkOut]:
+            s, e = bound
             bs, be = m_first[s], m_first[e]
             sel = np.arange(s, e)
-            o = _scan_chunk(boxes_in[m_rows[bs:be]], m_img[bs:be] - s, m_k[bs:be], e - s, geo, sel, cfg)
-            for key in ("positives", "ignored", "hard", "easy"):
-                res[key][s:e] = getattr(o, key)
-            for key in ("level_pos", "level_ign", "level_hard", "level_easy"):
-                res[key][s:e] = getattr(o, key)
-            box_pos[bs:be], box_best[bs:be], box_lq[bs:be] = o.box_pos, o.box_best, o.box_lq_only
-            fallback[s:e] = o.fallback
-            if progress is not None:
-                progress(e, n)
+            return s, e, _scan_chunk(boxes_in[m_rows[bs:be]], m_img[bs:be] - s, m_k[bs:be], e - s, geo, sel, cfg)
+
+        n_workers = _workers(workers, len(bounds))
+        if n_workers > 1:
+            pool = ThreadPoolExecutor(n_workers)
+            outputs = pool.map(run, bounds)
+        else:
+            pool = None
+            outputs = map(run, bounds)
+        try:
+            for s, e, o in outputs:
+                bs, be = m_first[s], m_first[e]
+                for key in ("positives", "ignored", "hard", "easy"):
+                    res[key][s:e] = getattr(o, key)
+                for key in ("level_pos", "level_ign", "level_hard", "level_easy"):
+                    res[key][s:e] = getattr(o, key)
+                box_pos[bs:be], box_best[bs:be], box_lq[bs:be] = o.box_pos, o.box_best, o.box_lq_only
+                fallback[s:e] = o.fallback
+                if progress is not None:
+                    progress(e, n)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
     for i in np.flatnonzero(fallback).tolist():
         sl = slice(m_first[i], m_first[i + 1])
         r = reference_image_stats(boxes_in[m_rows[sl]], (int(geo.input_h[i]), int(geo.input_w[i])), cfg)
