@@ -115,9 +115,10 @@ def _wait_until_done(page, title: str, timeout_ms: int = 120_000) -> None:
     deadline = time.monotonic() + timeout_ms / 1000
     quiet_since = None
     while time.monotonic() < deadline:
-        running = page.locator('[data-testid="stStatusWidget"]').count() > 0
-        skeleton = page.locator('[data-testid="stSkeleton"]').count() > 0
-        if running or skeleton:
+        busy = page.locator(
+            '[data-testid="stStatusWidget"], [data-testid="stSpinner"], [data-testid="stSkeleton"]'
+        ).count()
+        if busy:
             quiet_since = None
         elif quiet_since is None:
             quiet_since = time.monotonic()
