@@ -891,7 +891,8 @@ def scan_dataset(
         ds: from :func:`explorer.coco.load_coco`.
         config: anchors and thresholds (torchvision's RetinaNet defaults).
         progress: called as ``progress(done_images, total_images)`` after each chunk.
-        device: ``"auto"`` (CUDA when available, else the numpy path), ``"cpu"`` (numpy) or ``"cuda"``.
+        device: ``"auto"`` (CUDA when available, else the numpy path), ``"cpu"`` (numpy), ``"cuda"`` (the
+            torch path, :mod:`explorer.scan_torch`) or ``"torch-cpu"`` (the torch path on the CPU: slow, for tests).
         chunk_images: images per chunk of the numpy path.
         workers: threads for the numpy path (numpy releases the GIL in its array operations); ``None`` uses
             up to 2 threads (at most the CPU count) when there are several chunks.
@@ -900,9 +901,9 @@ def scan_dataset(
         A :class:`ScanResult`.
     """
     cfg = config or ScanConfig()
-    if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
-    use_cuda = device == "cuda" or (device == "auto" and _cuda_available())
+    if device not in ("auto", "cpu", "cuda", "torch-cpu"):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'torch-cpu', got {device!r}")
+    use_torch = device in ("cuda", "torch-cpu") or (device == "auto" and _cuda_available())
     t0 = time.perf_counter()
     n = ds.num_images
     geo = _geometry(ds.heights, ds.widths, cfg.anchors)
@@ -923,11 +924,15 @@ def scan_dataset(
     box_lq = np.zeros(len(m_rows), bool)
     fallback = np.zeros(n, bool)
     path = "numpy"
-    if use_cuda:
+    if use_torch:
         from explorer.scan_torch import scan_torch
 
-        path = "torch-cuda"
-        scan_torch(boxes_in[m_rows], m_img, K_all, geo, cfg, res, box_pos, box_best, box_lq, progress=progress)
+        torch_device = "cpu" if device == "torch-cpu" else "cuda"
+        path = f"torch-{torch_device}"
+        scan_torch(
+            boxes_in[m_rows], m_img, K_all, geo, cfg, res, box_pos, box_best, box_lq, progress=progress,
+            device=torch_device,
+        )  # fmt: skip
     else:
         step = max(1, int(chunk_images))
         bounds = [(s, min(n, s + step)) for s in range(0, n, step)]
@@ -965,7 +970,7 @@ def scan_dataset(
         for key in ("positives", "ignored", "hard", "easy", "level_pos", "level_ign", "level_hard", "level_easy"):
             res[key][i] = r[key]
         box_pos[sl], box_best[sl], box_lq[sl] = r["box_pos"], r["box_best"], r["box_lq_only"]
-    if progress is not None and (use_cuda or n == 0):
+    if progress is not None and n == 0:
         progress(n, n)
     result = _assemble(ds, cfg, geo, boxes_in, m_rows, m_img, K_all, res, box_pos, box_best, box_lq)
     result.seconds = time.perf_counter() - t0
