@@ -236,6 +236,7 @@ def sparse_iou_grid(anchors: np.ndarray, gt_boxes: np.ndarray, grids: Sequence[L
     iou = np.empty(total, np.float32)
     col = np.empty(total, np.int64)
     tmp = np.empty(total, np.float32)
+    ramp = np.arange(max((c.num_pairs for c in chunks), default=0), dtype=np.int64)
     gx1, gy1, gx2, gy2 = gt[:, 0], gt[:, 1], gt[:, 2], gt[:, 3]
     area_g = (gx2 - gx1) * (gy2 - gy1)
     pos = 0
@@ -258,14 +259,19 @@ def sparse_iou_grid(anchors: np.ndarray, gt_boxes: np.ndarray, grids: Sequence[L
         ih_row = np.minimum(row_y2, gy2[iq]) - np.maximum(row_y1, gy1[iq])
         ah_row = row_y2 - row_y1
         run = c.nj[rq]
-        cs = _ragged_arange(col_start[rq], run, out=col[sl])
-        _ragged_arange(c.start + (iv * c.gw + c.j_lo[rq]) * c.na + c.a, run, c.na, out=a_idx[sl])
+        # Position of each pair within its row run (a repeat-based ragged arange: no sequential cumsum).
+        within = col[sl]
+        np.subtract(ramp[:k], np.repeat(np.cumsum(run) - run, run), out=within)
+        a_out = a_idx[sl]
+        np.multiply(within, c.na, out=a_out)
+        a_out += np.repeat(c.start + (iv * c.gw + c.j_lo[rq]) * c.na + c.a, run)
+        within += np.repeat(col_start[rq], run)  # now the index into the per-(GT, column) arrays
         g_idx[sl] = np.repeat(iq, run)
         inter = iou[sl]
-        np.take(iw_col, cs, out=inter)
+        np.take(iw_col, within, out=inter, mode="clip")
         inter *= np.repeat(ih_row, run)  # iw * ih
         area = tmp[sl]
-        np.take(aw_col, cs, out=area)
+        np.take(aw_col, within, out=area, mode="clip")
         area *= np.repeat(ah_row, run)  # (x2 - x1) * (y2 - y1)
         area += np.repeat(area_g[iq], run)
         area -= inter  # union = area_anchor + area_gt - inter
@@ -426,7 +432,11 @@ def _per_gt_best(sp: SparseIoU) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-GT best IoU (M,), best anchor (M,) (lowest index on ties, -1 if none) and the tie mask over pairs."""
     n, m = sp.num_anchors, sp.num_gt
     best = np.zeros(m, np.float32)
-    np.maximum.at(best, sp.gt_idx, sp.iou)
+    if len(sp.iou):
+        # Pairs come in runs of one GT (grid order): reduce each run, then the few run maxima per GT.
+        g = sp.gt_idx
+        starts = np.concatenate([[0], np.flatnonzero(g[1:] != g[:-1]) + 1])
+        np.maximum.at(best, g[starts], np.maximum.reduceat(sp.iou, starts))
     tied = sp.iou == best[sp.gt_idx]
     best_anchor = np.full(m, n, np.int64)
     np.minimum.at(best_anchor, sp.gt_idx[tied], sp.anchor_idx[tied])
