@@ -1,0 +1,207 @@
+"""Command line: ``python -m explorer scan ANNOTATIONS.json [--out stats.parquet|stats.csv] [options]``.
+
+Scans a COCO instances file with RetinaNet's anchors and label assignment (torchvision's defaults unless told
+otherwise), shows a progress bar on stderr, prints a summary table, and writes the per-image table (and optionally
+the per-box and per-class tables) as Parquet or CSV. Invalid input ends with exit status 2 and a one-line message,
+never a traceback.
+
+Example:
+    python -m explorer scan instances_val2017.json --out val_stats.parquet --classes-out val_classes.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from explorer.anchors import CONVENTIONS, TORCHVISION_SIZES, default_config
+
+#: Tagged classes printed per tag.
+_SHOW_CLASSES = 8
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected at least one number, got {text!r}")
+    return values
+
+
+def _sizes(text: str) -> tuple[tuple[float, ...], ...]:
+    """'32,40,50;64,80,101;...' -> per-level sizes (integers stay integers, as torchvision's)."""
+    levels = []
+    for part in text.split(";"):
+        if part.strip():
+            values = _floats(part)
+            levels.append(tuple(int(v) if float(v).is_integer() else v for v in values))
+    if not levels:
+        raise argparse.ArgumentTypeError(f"expected sizes per level like '32,40,50;64,80,101', got {text!r}")
+    return tuple(levels)
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    values = _floats(text)
+    if any(not float(v).is_integer() for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    return tuple(int(v) for v in values)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m explorer", description="FocalScope command line tools.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    scan = sub.add_parser(
+        "scan",
+        help="per-image anchor-label statistics of a COCO instances file",
+        description="Scan a COCO instances JSON: positives, ignored, hard and easy negatives per image, as "
+        "torchvision's RetinaNet labels them (Matcher with low-quality matches), plus per-class, per-level and "
+        "per-size aggregates.",
+    )
+    scan.add_argument("annotations", type=Path, help="COCO instances JSON file")
+    scan.add_argument("--out", type=Path, help="write the per-image table (.parquet or .csv)")
+    scan.add_argument("--boxes-out", type=Path, help="write the per-box table (.parquet or .csv)")
+    scan.add_argument("--classes-out", type=Path, help="write the per-class table (.parquet or .csv)")
+    scan.add_argument("--problems-out", type=Path, help="write the validation problems table (.parquet or .csv)")
+    scan.add_argument("--min-size", type=int, default=800, help="resize: shorter side (800)")
+    scan.add_argument("--max-size", type=int, default=1333, help="resize: cap on the longer side (1333)")
+    scan.add_argument("--pos", type=float, default=0.5, help="IoU >= pos is positive (0.5)")
+    scan.add_argument("--neg", type=float, default=0.4, help="IoU < neg is negative; [neg, pos) ignored (0.4)")
+    scan.add_argument(
+        "--no-low-quality", action="store_true", help="disable low-quality matches (allow_low_quality_matches)"
+    )
+    scan.add_argument("--convention", choices=CONVENTIONS, default="torchvision", help="anchor/resize convention")
+    scan.add_argument(
+        "--sizes",
+        type=_sizes,
+        default=None,
+        help="anchor sizes per level, e.g. '32,40,50;64,80,101;128,161,203;256,322,406;512,645,812'",
+    )
+    scan.add_argument("--ratios", type=_floats, default=(0.5, 1.0, 2.0), help="aspect ratios h/w (0.5,1,2)")
+    scan.add_argument("--strides", type=_ints, default=None, help="level strides (8,16,32,64,128)")
+    scan.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA if available")
+    scan.add_argument("--workers", type=int, default=None, help="CPU threads (default: up to 2)")
+    scan.add_argument("--max-mb", type=float, default=2000.0, help="refuse annotation files larger than this (MB)")
+    scan.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def _write(df: pd.DataFrame, path: Path) -> None:
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        df.to_parquet(path, index=False)
+    elif suffix == ".csv":
+        df.to_csv(path, index=False)
+    else:
+        raise ValueError(f"output file {path} must end in .parquet or .csv")
+
+
+def _check_out(path: Path | None) -> None:
+    if path is not None and path.suffix.lower() not in (".parquet", ".csv"):
+        raise ValueError(f"output file {path} must end in .parquet or .csv")
+
+
+def run_scan(args: argparse.Namespace) -> int:
+    from explorer.coco import load_coco
+    from explorer.scan import ScanConfig, format_summary, scan_dataset
+
+    for p in (args.out, args.boxes_out, args.classes_out, args.problems_out):
+        _check_out(p)
+    overrides: dict = {"min_size": args.min_size, "max_size": args.max_size, "aspect_ratios": tuple(args.ratios)}
+    if args.sizes is not None:
+        overrides["sizes"] = args.sizes
+    elif args.strides is not None and args.convention == "torchvision":
+        overrides["sizes"] = TORCHVISION_SIZES[: len(args.strides)]
+    if args.strides is not None:
+        overrides["strides"] = args.strides
+    cfg = ScanConfig(
+        anchors=default_config(args.convention, **overrides),
+        pos_thresh=args.pos,
+        neg_thresh=args.neg,
+        low_quality=not args.no_low_quality,
+    )
+    err = sys.stderr
+    t0 = time.perf_counter()
+    if not args.quiet:
+        print(f"loading {args.annotations} ...", file=err, flush=True)
+    ds = load_coco(args.annotations, max_bytes=int(args.max_mb * 1e6))
+    t_load = time.perf_counter() - t0
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=ds.num_images, unit="img", file=err, desc="scanning", dynamic_ncols=True)
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.update(done - bar.n)
+
+    try:
+        result = scan_dataset(ds, cfg, progress=progress, device=args.device, workers=args.workers)
+    finally:
+        if bar is not None:
+            bar.close()
+    out = sys.stdout
+    print(f"{ds.name}: loaded in {t_load:.1f} s, scanned in {result.seconds:.1f} s ({result.path})", file=out)
+    problems = ds.problem_summary()
+    if len(problems):
+        print("\nvalidation problems (see --problems-out for every record):", file=out)
+        for r in problems.itertuples():
+            print(f"  {r.severity:<8} {r.kind:<20} {r.count:>9,}", file=out)
+    print("", file=out)
+    print(format_summary(result), file=out)
+    classes = result.per_class()
+    for tag, ascending in (("under-represented", True), ("over-represented", False)):
+        tagged = classes[classes["tag"] == tag].sort_values("representation", ascending=ascending)
+        if not len(tagged):
+            continue
+        print(f"\n{tag} classes ({len(tagged)}), by share of positive anchors against a uniform share:", file=out)
+        for r in tagged.head(_SHOW_CLASSES).itertuples():
+            print(
+                f"  {r.category[:24]:<24} {r.instances:>9,} boxes  {r.positives_per_instance:6.1f} pos/box  "
+                f"{r.representation:6.2f}x uniform",
+                file=out,
+            )
+        if len(tagged) > _SHOW_CLASSES:
+            print(f"  ... and {len(tagged) - _SHOW_CLASSES} more (see --classes-out)", file=out)
+    for path, df in (
+        (args.out, result.images),
+        (args.boxes_out, result.boxes),
+        (args.classes_out, classes),
+        (args.problems_out, ds.problems),
+    ):
+        if path is not None:
+            _write(df, path)
+            print(f"wrote {path} ({len(df):,} rows)", file=out)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "scan":
+            return run_scan(args)
+    except ValueError as exc:  # includes CocoFormatError
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {exc.strerror or exc} ({exc.filename})" if exc.filename else f"error: {exc}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print("error: out of memory while reading the annotations", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    parser.error(f"unknown command {args.command!r}")  # pragma: no cover - argparse rejects it first
+    return 2  # pragma: no cover
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

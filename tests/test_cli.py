@@ -1,0 +1,99 @@
+"""``python -m explorer scan``: summary, progress, outputs, and clean failures on bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from explorer import synthetic
+from explorer.__main__ import main
+
+
+@pytest.fixture(scope="module")
+def annotations(tmp_path_factory):
+    coco, _ = synthetic.make_dataset(8, seed=3)
+    coco["annotations"].append({"id": 999, "image_id": 1, "category_id": 1, "bbox": [1, 2, 0, 5], "iscrowd": 0})
+    path = tmp_path_factory.mktemp("cli") / "ann.json"
+    path.write_text(json.dumps(coco))
+    return path
+
+
+def test_scan_prints_summary_and_writes_tables(annotations, tmp_path, capsys):
+    out, boxes, classes, problems = (tmp_path / n for n in ("i.parquet", "b.csv", "c.csv", "p.csv"))
+    argv = ["scan", str(annotations), "--out", str(out), "--boxes-out", str(boxes), "--classes-out", str(classes)]
+    assert main([*argv, "--problems-out", str(problems)]) == 0
+    captured = capsys.readouterr()
+    assert "images" in captured.out and "hard negatives" in captured.out and "P7" in captured.out
+    assert "empty_box" in captured.out  # the validation summary
+    assert "scanning" in captured.err  # tqdm progress bar on stderr
+    images = pd.read_parquet(out)
+    assert len(images) == 8 and {"positives", "easy_negatives", "pos_P3"} <= set(images.columns)
+    assert len(pd.read_csv(boxes)) == images["boxes"].sum()
+    assert len(pd.read_csv(classes)) == len(synthetic.CLASS_NAMES)
+    assert pd.read_csv(problems)["kind"].tolist() == ["empty_box"]
+
+
+def test_scan_options_change_the_labels(annotations, tmp_path, capsys):
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    assert main(["scan", str(annotations), "--out", str(a), "--quiet"]) == 0
+    argv = ["scan", str(annotations), "--out", str(b), "--quiet", "--pos", "0.6", "--neg", "0.3", "--min-size", "600"]
+    assert main([*argv, "--max-size", "1000", "--no-low-quality", "--device", "cpu"]) == 0
+    capsys.readouterr()
+    da, db = pd.read_csv(a), pd.read_csv(b)
+    assert da["positives"].sum() > db["positives"].sum()
+    assert (db["input_height"] == 600).all()
+
+
+def test_custom_anchor_sizes(annotations, capsys):
+    argv = ["scan", str(annotations), "--quiet", "--sizes", "24,36;48,72;96,144", "--strides", "8,16,32"]
+    assert main([*argv, "--ratios", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "P5" in out and "P6" not in out
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"images": [', "invalid JSON at line 1"),
+        (b"not json at all", "not a COCO JSON file"),
+        (b"[]", "top level is a JSON list"),
+        (b'{"categories": []}', "no 'images' key"),
+    ],
+)
+def test_invalid_input_exits_with_a_message(tmp_path, capsys, content, message):
+    path = tmp_path / "bad.json"
+    path.write_bytes(content)
+    assert main(["scan", str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert err.strip().startswith("error:") and len(err.strip().splitlines()) == 1
+
+
+def test_bad_options_and_missing_file(annotations, tmp_path, capsys):
+    assert main(["scan", str(tmp_path / "missing.json"), "--quiet"]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["scan", str(annotations), "--quiet", "--out", str(tmp_path / "x.xlsx")]) == 2
+    assert ".parquet or .csv" in capsys.readouterr().err
+    assert main(["scan", str(annotations), "--quiet", "--pos", "0.3"]) == 2
+    assert "neg_thresh" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["scan", str(annotations), "--sizes", "a,b"])
+    assert info.value.code == 2
+
+
+def test_module_entry_point_has_no_traceback(tmp_path, repo_root):
+    path = tmp_path / "bad.json"
+    path.write_text('{"images": [{"id": 1, "width": 10, "height": 10}], "annotations": [}')
+    proc = subprocess.run(
+        [sys.executable, "-m", "explorer", "scan", str(path), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=repo_root,
+    )
+    assert proc.returncode == 2
+    assert "invalid JSON at line 1, column" in proc.stderr and "Traceback" not in proc.stderr
