@@ -317,6 +317,25 @@ def positives_image(
     return overlay.draw_boxes(out, boxes_input, colors=gt_cols, thickness=3)
 
 
+def ignored_image(
+    image: np.ndarray,
+    scene: AnchorScene,
+    boxes_input: np.ndarray,
+    assignment: Assignment,
+    *,
+    levels: Sequence[int] | None = None,
+    max_boxes: int = 4000,
+) -> np.ndarray:
+    """Ignored anchors (neg <= max IoU < pos), coloured like the GT they overlap most, over the GT boxes."""
+    sel_levels = np.ones(len(scene.anchors), bool) if levels is None else np.isin(scene.levels, list(levels))
+    gt_cols = overlay.palette(len(boxes_input))
+    ign = np.nonzero((assignment.label == IGNORED) & sel_levels)[0]
+    ign = ign[:: max(1, -(-len(ign) // max_boxes))]
+    cols = [gt_cols[int(g)] for g in assignment.argmax_gt[ign]]
+    out = overlay.draw_anchor_boxes(image, scene.anchors[ign], cols, alpha=0.7)
+    return overlay.draw_boxes(out, boxes_input, colors=gt_cols, thickness=3)
+
+
 def hard_negative_image(
     image: np.ndarray, scene: AnchorScene, boxes_input: np.ndarray, assignment: Assignment, *, cell: int = 8
 ) -> np.ndarray:

@@ -97,19 +97,37 @@ if tab_img.open:
         c1, c2, c3 = st.columns([3, 2, 2])
         view = c1.segmented_control(
             "View",
-            ["GT boxes", "Positive anchors", "Hard-negative density"],
+            ["GT boxes", "Positive anchors", "Ignored anchors", "Hard-negative density"],
             default="Positive anchors",
             required=True,
             key="al_view",
         )
         show_levels = c2.multiselect(
-        "Levels", list(range(len(scene.grids))), default=list(range(len(scene.grids))),
-        format_func=lambda i: scene.level_names[i], key="al_show_levels",
-    )  # fmt: skip
+            "Levels", list(range(len(scene.grids))), default=list(range(len(scene.grids))),
+            format_func=lambda i: scene.level_names[i], key="al_show_levels",
+        )  # fmt: skip
         color_by = c3.radio("Colour positives by", ["gt", "level"], horizontal=True, key="al_colour",
-                        format_func={"gt": "matched GT", "level": "level"}.get)  # fmt: skip
+                            format_func={"gt": "matched GT", "level": "level"}.get)  # fmt: skip
         show_ignored = c3.toggle("Show ignored anchors", value=True, key="al_show_ign")
-        if view == "GT boxes":
+        per_level = c2.toggle("One image per level", value=False, key="al_per_level")
+        if per_level and view in ("Positive anchors", "Ignored anchors"):
+            key = "ignored" if view == "Ignored anchors" else "positive"
+            per_lvl = lab.per_level_table(scene, result)[key].tolist()
+            cols = st.columns(min(3, max(1, len(show_levels))))
+            for k, li in enumerate(show_levels):
+                one = (
+                    lab.ignored_image(img_in, scene, boxes_in, result, levels=[li])
+                    if key == "ignored"
+                    else lab.positives_image(img_in, scene, boxes_in, result, levels=[li], color_by=color_by)
+                )
+                cols[k % len(cols)].image(
+                    one,
+                    caption=f"{scene.level_names[li]}: {per_lvl[li]:,} {key}",
+                    width="stretch",
+                    output_format="JPEG",
+                )
+            shown, caption = None, ""
+        elif view == "GT boxes":
             shown = lab.gt_image(img_in, boxes_in, gts.classes, result)
             caption = "GT boxes; those without any positive anchor are highlighted in red."
         elif view == "Hard-negative density":
@@ -117,6 +135,12 @@ if tab_img.open:
             caption = (
                 f"Density of the {stats['hard negative']:,} hard-negative anchor centres (0 < IoU < "
                 f"{params['neg_thresh']:.2f}). The other {stats['easy negative']:,} negatives overlap no box at all."
+            )
+        elif view == "Ignored anchors":
+            shown = lab.ignored_image(img_in, scene, boxes_in, result, levels=show_levels)
+            caption = (
+                f"{stats['ignored']:,} ignored anchors ({params['neg_thresh']:.2f} ≤ IoU < {pos_thr:.2f}), coloured "
+                "like the GT they overlap most: they get no classification loss."
             )
         else:
             shown = lab.positives_image(
@@ -128,7 +152,8 @@ if tab_img.open:
                 + (f"; {stats['ignored']:,} ignored anchors in yellow" if show_ignored else "")
                 + ". The dark border is the padding."
             )
-        st.image(shown, caption=caption, width="stretch", output_format="JPEG")
+        if shown is not None:
+            st.image(shown, caption=caption, width="stretch", output_format="JPEG")
 
 if tab_loc.open:
     with tab_loc:

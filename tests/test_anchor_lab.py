@@ -62,6 +62,7 @@ def test_images(setup) -> None:
         lab.positives_image(canvas, scene, boxes, res, show_ignored=True),
         lab.positives_image(canvas, scene, boxes, res, levels=[0], color_by="level"),
         lab.hard_negative_image(canvas, scene, boxes, res),
+        lab.ignored_image(canvas, scene, boxes, res, levels=[0, 1]),
         lab.location_image(canvas, scene, 100, 100, boxes),
     ):
         assert out.shape == canvas.shape and out.dtype == np.uint8 and out.any()

@@ -65,10 +65,13 @@ def test_every_tab_renders(app: AppTest, monkeypatch: pytest.MonkeyPatch, tab: s
 def test_view_switch(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
     at = app.run()
-    for view in ("GT boxes", "Hard-negative density", "Positive anchors"):
+    for view in ("GT boxes", "Hard-negative density", "Ignored anchors", "Positive anchors"):
         at.button_group(key="al_view").set_value(view).run()
         _ok(at)
-        assert at.get("image")
+        assert len(at.get("image")) == 1
+    at.toggle(key="al_per_level").set_value(True).run()
+    _ok(at)
+    assert len(at.get("image")) == 5  # one image per level P3..P7
 
 
 def test_no_resize_shows_floor_explanation(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
