@@ -132,9 +132,10 @@ if tab_img.open:
             caption = "GT boxes; those without any positive anchor are highlighted in red."
         elif view == "Hard-negative density":
             shown = lab.hard_negative_image(img_in, scene, boxes_in, result)
+            band = "0 < IoU" if params["assigner"] == "atss" else f"0 < IoU < {params['neg_thresh']:.2f}"
             caption = (
-                f"Density of the {stats['hard negative']:,} hard-negative anchor centres (0 < IoU < "
-                f"{params['neg_thresh']:.2f}). The other {stats['easy negative']:,} negatives overlap no box at all."
+                f"Density of the {stats['hard negative']:,} hard-negative anchor centres ({band}). "
+                f"The other {stats['easy negative']:,} negatives overlap no box at all."
             )
         elif view == "Ignored anchors":
             shown = lab.ignored_image(img_in, scene, boxes_in, result, levels=show_levels)
