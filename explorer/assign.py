@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -131,11 +132,30 @@ class SparseIoU:
         g, a = np.nonzero(q > 0)
         return cls(a.astype(np.int64), g.astype(np.int64), q[g, a], int(q.shape[1]), int(q.shape[0]))
 
+    @cached_property
+    def anchor_max(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-anchor max IoU (N,) float32 and argmax GT (N,) int64 (lowest GT on ties, -1 without overlap).
+
+        Computed once per instance; the arrays are shared, so they are read-only."""
+        return _read_only(_per_anchor_max(self))
+
+    @cached_property
+    def gt_best(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-GT best IoU (M,), best anchor (M,) (lowest index on ties, -1 if none), and the (K,) mask of pairs
+        tied at their GT's best IoU. Computed once per instance; read-only."""
+        return _read_only(_per_gt_best(self))
+
     def to_dense(self) -> np.ndarray:
         """(M, N) float32 matrix (zeros where boxes do not intersect)."""
         q = np.zeros((self.num_gt, self.num_anchors), np.float32)
         q[self.gt_idx, self.anchor_idx] = self.iou
         return q
+
+
+def _read_only(arrays: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    for a in arrays:
+        a.setflags(write=False)
+    return arrays
 
 
 def _empty_sparse(n: int, m: int) -> SparseIoU:
@@ -364,6 +384,9 @@ def _check_thresholds(pos_thresh: float, neg_thresh: float, semantics: str) -> N
 class Assignment:
     """Per-anchor and per-GT results of a label assignment.
 
+    ``max_iou``, ``argmax_gt``, ``best_iou`` and ``best_anchor`` are shared with the :class:`SparseIoU` they came
+    from (computed once per IoU, whatever the thresholds) and are read-only; copy them to modify.
+
     Per anchor (N,):
         label: int8 :data:`EASY_NEGATIVE`, :data:`HARD_NEGATIVE`, :data:`IGNORED` or :data:`POSITIVE`.
         matched_gt: int64 GT of a positive anchor, -1 otherwise.
@@ -525,13 +548,13 @@ def assign_from_sparse(
     """
     _check_thresholds(pos_thresh, neg_thresh, semantics)
     n, m = sp.num_anchors, sp.num_gt
-    max_iou, argmax = _per_anchor_max(sp)
+    max_iou, argmax = sp.anchor_max
     if m == 0:
         best = np.zeros(0, np.float32)
         best_anchor = np.zeros(0, np.int64)
         matched = np.full(n, BELOW_LOW_THRESHOLD, np.int64)
     else:
-        best, best_anchor, tied = _per_gt_best(sp)
+        best, best_anchor, tied = sp.gt_best
         internal_argmax = np.where(argmax >= 0, argmax, 0)  # torch's argmax of an all-zero column is 0
         matched = np.where(max_iou >= pos_thresh, internal_argmax, BELOW_LOW_THRESHOLD)
         matched[(max_iou >= neg_thresh) & (max_iou < pos_thresh)] = BETWEEN_THRESHOLDS
@@ -686,7 +709,7 @@ def assign_atss(
     gt = _as_boxes(gt_boxes, "gt_boxes")
     n, m = len(anchors), len(gt)
     sp = sparse if sparse is not None else sparse_iou(anchors, gt, grids)
-    max_iou, argmax = _per_anchor_max(sp)
+    max_iou, argmax = sp.anchor_max
     if m == 0:
         best, best_anchor = np.zeros(0, np.float32), np.zeros(0, np.int64)
         matched = np.full(n, BELOW_LOW_THRESHOLD, np.int64)
@@ -694,7 +717,7 @@ def assign_atss(
             sp, matched, max_iou, argmax, best, best_anchor, pos_thresh=0.0, neg_thresh=0.0, levels=levels,
             method="atss", threshold=np.zeros(0, np.float32),
         )  # fmt: skip
-    best, best_anchor, _ = _per_gt_best(sp)
+    best, best_anchor, _ = sp.gt_best
     gt_centres = np.stack([(gt[:, 0] + gt[:, 2]) / 2, (gt[:, 1] + gt[:, 3]) / 2], axis=1).astype(np.float32)
     slices = _level_slices(levels)
     if grids is not None and len(grids) != len(slices):
