@@ -125,8 +125,10 @@ class ScanResult:
 
     Attributes:
         images: one row per image, :data:`IMAGE_COLUMNS` then ``pos_P3`` .. ``pos_P7``.
-        boxes: one row per non-crowd box that was matched: ``image_index``, ``annotation_id``, ``image_id``,
-            ``category_id``, ``size`` (small/medium/large), ``area``, input-scale ``x1 y1 x2 y2``, ``num_positive``,
+        boxes: one row per non-crowd box that was matched: ``image_index``, ``ann_row`` (row in the dataset's
+            annotation arrays), ``annotation_id``, ``image_id``,
+            ``category_id``, ``size`` (small/medium/large), ``area``, original-scale ``width`` / ``height``, centre
+            relative to the image ``cx_rel`` / ``cy_rel``, input-scale ``x1 y1 x2 y2``, ``num_positive``,
             ``best_iou``, ``low_quality_only``, ``no_positive``.
         levels: one row per pyramid level: ``level``, ``anchors``, ``positives``, ``ignored``, ``hard_negatives``,
             ``easy_negatives``.
@@ -1022,14 +1024,22 @@ def _assemble(
     for li, level in enumerate(geo.level_numbers):
         images[f"pos_P{level}"] = res["level_pos"][:, li]
     b = boxes_in[m_rows]
+    ob = ds.boxes_xyxy[m_rows].astype(np.float64)
+    w_img = ds.widths[m_img].astype(np.float64)
+    h_img = ds.heights[m_img].astype(np.float64)
     boxes = pd.DataFrame(
         {
             "image_index": m_img,
+            "ann_row": m_rows,
             "annotation_id": ds.ann_ids[m_rows],
             "image_id": ds.image_ids[m_img] if n else ds.image_ids[:0],
             "category_id": ds.ann_category[m_rows],
             "size": pd.Categorical.from_codes(bucket, categories=list(SIZE_BUCKETS)),
             "area": ds.areas[m_rows],
+            "width": ob[:, 2] - ob[:, 0],
+            "height": ob[:, 3] - ob[:, 1],
+            "cx_rel": (ob[:, 0] + ob[:, 2]) / 2 / np.maximum(w_img, 1),
+            "cy_rel": (ob[:, 1] + ob[:, 3]) / 2 / np.maximum(h_img, 1),
             "x1": b[:, 0],
             "y1": b[:, 1],
             "x2": b[:, 2],

@@ -1,0 +1,411 @@
+"""Streamlit-aware helpers of Dataset diagnostics: data sources, the bounded scan cache, image access.
+
+Sources are the built-in sample dataset, an upload (COCO JSON, optionally a zip of its images) or, only when the
+operator sets ``FOCALSCOPE_DATA_ROOT``, a file chosen among those under that root (never a typed path; every path
+is resolved and must stay inside the root).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import threading
+import zipfile
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import streamlit as st
+
+from explorer.anchors import CONVENTIONS, default_config
+from explorer.coco import CocoDataset, load_coco
+from explorer.dataset_view import box_crop, labeled_anchor_image
+from explorer.images import decode_image
+from explorer.scan import ScanConfig, ScanResult, scan_dataset
+from ui.common import sample_dataset_path
+
+DATA_ROOT_ENV = "FOCALSCOPE_DATA_ROOT"
+MAX_JSON_BYTES = 1_000_000_000
+MAX_ZIP_BYTES = 2_000_000_000
+MAX_IMAGE_BYTES = 60_000_000
+#: Scans kept in memory (per server process): a COCO-train scan holds about 200 MB of tables.
+SCAN_CACHE_ENTRIES = 3
+
+
+def digest(data: bytes) -> str:
+    """SHA-256 hex digest: the cache key of annotation bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+# ---------------------------------------------------------------- image stores
+
+
+class ImageStore:
+    """Where the images of a dataset come from; ``read`` returns the bytes of a ``file_name`` or None."""
+
+    description = ""
+
+    def read(self, file_name: str) -> bytes | None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class FolderImages(ImageStore):
+    """Images in a folder; a ``file_name`` that would resolve outside the folder is refused."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder.resolve()
+        self.description = f"folder {folder.name}/"
+
+    def read(self, file_name: str) -> bytes | None:
+        try:
+            path = (self.folder / file_name).resolve()
+        except (OSError, ValueError):
+            return None
+        if not path.is_relative_to(self.folder) or not path.is_file():
+            # COCO file names are often bare; fall back on the base name inside the folder
+            path = (self.folder / PurePosixPath(file_name).name).resolve()
+            if not path.is_relative_to(self.folder) or not path.is_file():
+                return None
+        if path.stat().st_size > MAX_IMAGE_BYTES:
+            return None
+        return path.read_bytes()
+
+
+class ZipImages(ImageStore):
+    """Images inside an uploaded zip, looked up by path or by base name; members are read one at a time."""
+
+    def __init__(self, data: bytes) -> None:
+        if not zipfile.is_zipfile(io.BytesIO(data)):
+            raise ValueError("the images file is not a zip archive")
+        try:
+            self.zip = zipfile.ZipFile(io.BytesIO(data))
+            infos = [i for i in self.zip.infolist() if not i.is_dir()]
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise ValueError(f"the zip archive cannot be read: {exc}") from None
+        self.by_name = {i.filename: i for i in infos}
+        self.by_base = {}
+        for i in infos:
+            self.by_base.setdefault(PurePosixPath(i.filename).name, i)
+        self.lock = threading.Lock()
+        self.description = f"zip with {len(infos):,} files"
+
+    def read(self, file_name: str) -> bytes | None:
+        info = self.by_name.get(file_name) or self.by_base.get(PurePosixPath(file_name).name)
+        if info is None or info.file_size > MAX_IMAGE_BYTES:
+            return None
+        with self.lock:
+            try:
+                return self.zip.read(info)
+            except (zipfile.BadZipFile, OSError, RuntimeError, ValueError):
+                return None
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def zip_store(key: str, _data: bytes) -> ZipImages:
+    """The zip image store of an upload, once per content digest ``key`` (raises ValueError if not a zip)."""
+    return ZipImages(_data)
+
+
+# ---------------------------------------------------------------- sources
+
+
+@dataclass
+class Source:
+    """The chosen dataset: annotation bytes, their digest, a display name and where its images are."""
+
+    name: str
+    data: bytes
+    key: str
+    images: ImageStore | None
+
+
+def data_root() -> Path | None:
+    """The operator's data root (``FOCALSCOPE_DATA_ROOT``), if set and a folder."""
+    value = os.environ.get(DATA_ROOT_ENV, "").strip()
+    if not value:
+        return None
+    root = Path(value).expanduser().resolve()
+    return root if root.is_dir() else None
+
+
+def safe_join(root: Path, relative: str) -> Path:
+    """``root / relative`` resolved, refusing anything that leaves ``root`` (.., absolute paths, symlinks)."""
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise ValueError(f"{relative!r} is outside the data root")
+    return path
+
+
+@st.cache_data(ttl=60, max_entries=4, show_spinner=False)
+def server_entries(root: str, max_depth: int = 4, limit: int = 2000) -> tuple[list[str], list[str]]:
+    """JSON files and folders under the data root (relative paths, sorted, bounded)."""
+    base = Path(root)
+    files, dirs = [], []
+    for dirpath, dirnames, filenames in os.walk(base):
+        rel = Path(dirpath).relative_to(base)
+        depth = len(rel.parts)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if depth < max_depth else []
+        if depth:
+            dirs.append(rel.as_posix())
+        files += [(rel / f).as_posix() for f in sorted(filenames) if f.lower().endswith(".json")]
+        if len(files) + len(dirs) > limit:
+            break
+    return sorted(files), sorted(dirs)
+
+
+def _guess_images_dir(json_rel: str, dirs: list[str]) -> int:
+    """Index (in ["(none)"] + dirs) of the folder most likely to hold the images of an annotation file."""
+    stem = PurePosixPath(json_rel).stem
+    parent = PurePosixPath(json_rel).parent
+    base = parent.parent if parent.name == "annotations" else parent
+    for k, d in enumerate(dirs):
+        p = PurePosixPath(d)
+        if p.parent == base and p.name in stem and p.name != "annotations":
+            return k + 1
+    for k, d in enumerate(dirs):
+        p = PurePosixPath(d)
+        if p.parent == base and p.name in ("images", "img", "imgs"):
+            return k + 1
+    return 0
+
+
+def source_widget() -> Source | None:
+    """Source choice and inputs; None when nothing usable is chosen yet (a message is shown)."""
+    root = data_root()
+    options = ["Sample dataset (200 synthetic images)", "Upload a COCO JSON"]
+    if root is not None:
+        options.append("Server data folder")
+    choice = st.radio("Dataset", options, horizontal=True, key="dd_source")
+    if choice == options[0]:
+        path = Path(sample_dataset_path())
+        data = path.read_bytes()
+        return Source("sample dataset", data, digest(data), FolderImages(path.parent / "images"))
+    if choice == options[1]:
+        c1, c2 = st.columns(2)
+        ann = c1.file_uploader("COCO instances JSON", type=["json"], key="dd_json")
+        imgs = c2.file_uploader("Images (optional zip)", type=["zip"], key="dd_zip")
+        if ann is None:
+            st.info("Upload a COCO instances JSON (for example `instances_val2017.json`).")
+            return None
+        if ann.size > MAX_JSON_BYTES:
+            st.error(f"{ann.name} is {ann.size / 1e6:.0f} MB; the limit is {MAX_JSON_BYTES / 1e6:.0f} MB.")
+            return None
+        data = ann.getvalue()
+        store = None
+        if imgs is not None:
+            if imgs.size > MAX_ZIP_BYTES:
+                st.error(f"{imgs.name} is {imgs.size / 1e6:.0f} MB; the limit is {MAX_ZIP_BYTES / 1e6:.0f} MB.")
+            else:
+                zdata = imgs.getvalue()
+                try:
+                    store = zip_store(digest(zdata), zdata)
+                except ValueError as exc:
+                    st.error(f"{imgs.name}: {exc}. The statistics below do not need the images.")
+        return Source(ann.name, data, digest(data), store)
+    assert root is not None
+    files, dirs = server_entries(str(root))
+    if not files:
+        st.warning(f"No .json file under the data root ({DATA_ROOT_ENV}).")
+        return None
+    c1, c2 = st.columns(2)
+    rel = c1.selectbox("Annotation file", files, key="dd_server_json")
+    img_choice = c2.selectbox(
+        "Images folder", ["(none)", *dirs], index=_guess_images_dir(rel, dirs), key="dd_server_images"
+    )
+    try:
+        path = safe_join(root, rel)
+        size = path.stat().st_size
+        if size > MAX_JSON_BYTES:
+            st.error(f"{rel} is {size / 1e6:.0f} MB; the limit is {MAX_JSON_BYTES / 1e6:.0f} MB.")
+            return None
+        data = path.read_bytes()
+        store = None if img_choice == "(none)" else FolderImages(safe_join(root, img_choice))
+    except (OSError, ValueError) as exc:
+        st.error(f"Cannot read {rel}: {exc}")
+        return None
+    return Source(rel, data, digest(data), store)
+
+
+# ---------------------------------------------------------------- configuration
+
+
+def scan_config_widgets() -> ScanConfig:
+    """Sidebar controls: convention, input size, thresholds, low-quality matches."""
+    st.subheader("Scan configuration")
+    convention = st.selectbox("Anchor convention", CONVENTIONS, key="dd_convention")
+    c1, c2 = st.columns(2)
+    min_size = c1.number_input("Short side", 128, 2048, 800, 32, key="dd_min")
+    max_size = c2.number_input("Long side max", 128, 4096, 1333, 1, key="dd_max")
+    c3, c4 = st.columns(2)
+    pos = c3.number_input("Positive IoU ≥", 0.05, 1.0, 0.5, 0.05, key="dd_pos")
+    neg = c4.number_input("Negative IoU <", 0.05, 1.0, 0.4, 0.05, key="dd_neg")
+    low_quality = st.toggle("Low-quality matches", value=True, key="dd_lq", help="allow_low_quality_matches")
+    if neg > pos:
+        st.warning(f"Negative threshold {neg} is above the positive one {pos}: using {pos} for both.")
+        neg = pos
+    anchors = default_config(convention, min_size=int(min_size), max_size=int(max(min_size, max_size)))
+    return ScanConfig(anchors=anchors, pos_thresh=float(pos), neg_thresh=float(neg), low_quality=bool(low_quality))
+
+
+# ---------------------------------------------------------------- the scan, cached
+
+
+class _ScanCache:
+    """A small LRU of (dataset, scan result) keyed on annotation digest + configuration."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.items: OrderedDict[str, tuple[CocoDataset, ScanResult]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: str) -> tuple[CocoDataset, ScanResult] | None:
+        with self.lock:
+            if key in self.items:
+                self.items.move_to_end(key)
+                return self.items[key]
+        return None
+
+    def put(self, key: str, value: tuple[CocoDataset, ScanResult]) -> None:
+        with self.lock:
+            self.items[key] = value
+            self.items.move_to_end(key)
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+
+
+@st.cache_resource(max_entries=1, show_spinner=False)
+def _scan_cache() -> _ScanCache:
+    return _ScanCache(SCAN_CACHE_ENTRIES)
+
+
+def load_and_scan(source: Source, config: ScanConfig) -> tuple[CocoDataset, ScanResult]:
+    """Load and scan with a progress bar, or return the cached result for the same bytes and configuration.
+
+    Raises:
+        ValueError: the annotation bytes are not a COCO instances file (the message says why).
+    """
+    key = f"{source.key}:{config!r}"
+    cache = _scan_cache()
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
+    bar = st.progress(0.0, text=f"Reading {source.name} ({len(source.data) / 1e6:.1f} MB)…")
+    try:
+        ds = load_coco(source.data, name=source.name, max_bytes=MAX_JSON_BYTES)
+
+        def progress(done: int, total: int) -> None:
+            bar.progress(done / max(total, 1), text=f"Scanning {done:,} / {total:,} images…")
+
+        result = scan_dataset(ds, config, progress=progress)
+    finally:
+        bar.empty()
+    cache.put(key, (ds, result))
+    return ds, result
+
+
+# ---------------------------------------------------------------- images
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def anchor_view(
+    key: str, file_name: str, config: ScanConfig, _store: ImageStore, _boxes_input: np.ndarray, _classes: list[str]
+) -> tuple[np.ndarray | None, dict, str]:
+    """(picture, summary, message) for one image of the dataset (cached per dataset key, file and config)."""
+    data = _store.read(file_name)
+    if data is None:
+        return None, {}, f"{file_name} is not among the images ({_store.description})."
+    try:
+        image = decode_image(data)
+    except ValueError as exc:
+        return None, {}, f"{file_name}: {exc}"
+    picture, summary = labeled_anchor_image(image, _boxes_input, config, classes=_classes)
+    return picture, summary, ""
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def crops(
+    key: str, _store: ImageStore, _rows: list[tuple[str, tuple[float, float, float, float], str]], limit: int = 24
+) -> list[tuple[np.ndarray, str]]:
+    """Crops around boxes: rows of (file_name, original-scale xyxy box, caption); unreadable images are skipped."""
+    out: list[tuple[np.ndarray, str]] = []
+    decoded: dict[str, np.ndarray | None] = {}
+    for file_name, box, caption in _rows[:limit]:
+        if file_name not in decoded:
+            data = _store.read(file_name)
+            try:
+                decoded[file_name] = decode_image(data) if data is not None else None
+            except ValueError:
+                decoded[file_name] = None
+        image = decoded[file_name]
+        if image is None:
+            continue
+        try:
+            out.append((box_crop(image, box), caption))
+        except ValueError:
+            continue
+    return out
+
+
+# ---------------------------------------------------------------- tables
+
+
+def filter_images(images, *, only_problem: bool, min_boxes: int, sort_by: str, descending: bool, limit: int = 5000):
+    """The per-image table filtered (images with a box that has no positive, at least ``min_boxes`` boxes),
+    sorted, and cut to ``limit`` rows for display."""
+    df = images
+    if only_problem:
+        df = df[df["boxes_no_positive"] > 0]
+    if min_boxes > 0:
+        df = df[df["boxes"] >= min_boxes]
+    df = df.sort_values(sort_by, ascending=not descending, kind="stable")
+    return df.head(limit)
+
+
+def no_positive_rows(ds: CocoDataset, result: ScanResult, limit: int = 24) -> list:
+    """(file_name, original-scale box, caption) of the smallest boxes without a positive anchor."""
+    b = result.boxes_without_positive().head(limit)
+    names = dict(zip(ds.category_ids.tolist(), ds.category_names, strict=True))
+    rows = []
+    for r in b.itertuples():
+        box = tuple(float(v) for v in ds.boxes_xyxy[r.ann_row])
+        caption = (
+            f"{names.get(r.category_id, r.category_id)} · {r.width:.0f}×{r.height:.0f} px · best IoU {r.best_iou:.2f}"
+        )
+        rows.append((ds.file_names[r.image_index], box, caption))
+    return rows
+
+
+def image_boxes(ds: CocoDataset, result: ScanResult, index: int) -> tuple[np.ndarray, list[str]]:
+    """Input-scale boxes (K, 4) float32 and class names of image ``index`` (non-crowd, file order)."""
+    b = result.boxes[result.boxes["image_index"] == index]
+    names = dict(zip(ds.category_ids.tolist(), ds.category_names, strict=True))
+    boxes = b[["x1", "y1", "x2", "y2"]].to_numpy(np.float32)
+    return boxes, [names.get(c, str(c)) for c in b["category_id"].tolist()]
+
+
+@st.cache_data(max_entries=6, show_spinner="Preparing the file…")
+def export_bytes(key: str, fmt: str, _df) -> bytes:
+    """A table as CSV or Parquet bytes, once per ``key`` (dataset digest, configuration, table name) and format."""
+    if fmt == "csv":
+        return _df.to_csv(index=False).encode()
+    buf = io.BytesIO()
+    _df.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+def export_buttons(key: str, name: str, df, *, widget_key: str) -> None:
+    """CSV and Parquet download buttons for a table (bytes built once and cached)."""
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("_") or "table"
+    c1, c2, _ = st.columns([1, 1, 4])
+    c1.download_button(
+        "⬇ CSV", export_bytes(f"{key}:{name}", "csv", df), f"{slug}.csv", "text/csv", key=f"{widget_key}-csv"
+    )
+    c2.download_button(
+        "⬇ Parquet",
+        export_bytes(f"{key}:{name}", "parquet", df),
+        f"{slug}.parquet",
+        "application/octet-stream",
+        key=f"{widget_key}-parquet",
+    )
