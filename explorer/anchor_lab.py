@@ -336,6 +336,34 @@ def ignored_image(
     return overlay.draw_boxes(out, boxes_input, colors=gt_cols, thickness=3)
 
 
+def gt_focus_image(
+    image: np.ndarray, scene: AnchorScene, boxes_input: np.ndarray, assignment: Assignment, gt: int
+) -> np.ndarray:
+    """One GT's story: its positive anchors (green), the ignored anchors it overlaps most (yellow) and its single
+    best anchor (white, with the IoU), the other GTs dimmed to thin grey outlines."""
+    if not 0 <= gt < len(boxes_input):
+        raise ValueError(f"gt must be in [0, {len(boxes_input)}), got {gt}")
+    others = np.delete(np.asarray(boxes_input), gt, axis=0)
+    out = overlay.draw_boxes(image, others, colors=(160, 160, 160), thickness=1)
+    ign = np.nonzero((assignment.label == IGNORED) & (assignment.argmax_gt == gt))[0]
+    out = overlay.draw_anchor_boxes(out, scene.anchors[ign], overlay.LABEL_COLORS[IGNORED], alpha=0.6)
+    pos = np.nonzero(assignment.matched_gt == gt)[0]
+    out = overlay.draw_anchor_boxes(out, scene.anchors[pos], overlay.LABEL_COLORS[POSITIVE], thickness=2, alpha=0.9)
+    color = overlay.UNMATCHED_COLOR if assignment.no_positive[gt] else (0, 200, 255)
+    out = overlay.draw_boxes(out, boxes_input[gt : gt + 1], labels=[f"GT {gt}"], colors=color, thickness=3)
+    best = int(assignment.best_anchor[gt])
+    if best >= 0:
+        lvl = scene.level_names[int(scene.levels[best])]
+        out = overlay.draw_boxes(
+            out,
+            scene.anchors[best : best + 1],
+            labels=[f"best {lvl} IoU {assignment.best_iou[gt]:.3f}"],
+            colors=(255, 255, 255),
+            thickness=2,
+        )
+    return out
+
+
 def hard_negative_image(
     image: np.ndarray, scene: AnchorScene, boxes_input: np.ndarray, assignment: Assignment, *, cell: int = 8
 ) -> np.ndarray:

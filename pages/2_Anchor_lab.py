@@ -204,7 +204,8 @@ if tab_gt.open:
             )
             download_buttons(name="gt_anchor_stats", df=gt_df, key="al_dl_gt")
             c1, c2 = st.columns(2)
-            c1.image(lab.gt_image(img_in, boxes_in, gts.classes, result), width="stretch", output_format="JPEG")
+            c1.image(lab.gt_image(img_in, boxes_in, gts.classes, result), width="stretch", output_format="JPEG",
+                     caption="All GTs; red: no positive anchor.")  # fmt: skip
             with c2:
                 plot(
                     figs.positives_per_gt_figure(
@@ -212,6 +213,18 @@ if tab_gt.open:
                     ),
                     key="al_fig_gt",
                 )
+            worst = int(np.argmin(result.num_positive))
+            focus = st.selectbox(
+                "Focus on one GT", list(range(len(boxes_in))), index=worst, key=f"al_focus_{inp.key}",
+                format_func=lambda g: f"GT {g} ({gts.classes[g]}): {result.num_positive[g]} positives, "
+                f"best IoU {result.best_iou[g]:.3f}",
+            )  # fmt: skip
+            st.image(
+                lab.gt_focus_image(img_in, scene, boxes_in, result, focus),
+                caption="Green: its positives; yellow: ignored anchors it overlaps most; white: its best anchor.",
+                width="stretch",
+                output_format="JPEG",
+            )
 
 if tab_sweep.open:
     with tab_sweep:

@@ -63,10 +63,13 @@ def test_images(setup) -> None:
         lab.positives_image(canvas, scene, boxes, res, levels=[0], color_by="level"),
         lab.hard_negative_image(canvas, scene, boxes, res),
         lab.ignored_image(canvas, scene, boxes, res, levels=[0, 1]),
+        lab.gt_focus_image(canvas, scene, boxes, res, 0),
         lab.location_image(canvas, scene, 100, 100, boxes),
     ):
         assert out.shape == canvas.shape and out.dtype == np.uint8 and out.any()
     assert not canvas.any()  # inputs untouched
+    with pytest.raises(ValueError, match="gt must be"):
+        lab.gt_focus_image(canvas, scene, boxes, res, len(boxes))
 
 
 def test_figures(setup) -> None:

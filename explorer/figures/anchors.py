@@ -85,7 +85,8 @@ def threshold_sweep_figure(sweep: Mapping[str, np.ndarray], *, current: float | 
         height=400,
     )
     fig.update_yaxes(title_text="positive anchors per GT", secondary_y=False, rangemode="tozero")
-    fig.update_yaxes(title_text="GTs", secondary_y=True, rangemode="tozero")
+    top = max(1, int(np.nanmax(np.concatenate([sweep["unmatched_gt"], sweep["low_quality_only_gt"]]))))
+    fig.update_yaxes(title_text="GTs", secondary_y=True, rangemode="tozero", dtick=max(1, -(-top // 5)))
     return fig
 
 
