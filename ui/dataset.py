@@ -212,7 +212,7 @@ def source_widget() -> Source | None:
     c1, c2 = st.columns(2)
     rel = c1.selectbox("Annotation file", files, key="dd_server_json")
     img_choice = c2.selectbox(
-        "Images folder", ["(none)", *dirs], index=_guess_images_dir(rel, dirs), key="dd_server_images"
+        "Images folder", ["(none)", *dirs], index=_guess_images_dir(rel, dirs), key=f"dd_server_images:{rel}"
     )
     try:
         path = safe_join(root, rel)

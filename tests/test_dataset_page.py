@@ -1,0 +1,156 @@
+"""Dataset diagnostics: the page in AppTest (sample default, configuration, server data root, bad input) and its
+helpers (image stores, path guards, anchor view, crops, figures)."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from explorer import synthetic
+from explorer.coco import load_coco
+from explorer.dataset_view import box_crop, labeled_anchor_image
+from explorer.figures import dataset as figs
+from explorer.scan import ScanConfig, scan_dataset
+from ui import dataset as ui
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = str(ROOT / "pages" / "3_Dataset_diagnostics.py")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _sample_ready():
+    synthetic.sample_dataset()
+
+
+def _metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def test_page_defaults_to_the_sample_dataset(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv(ui.DATA_ROOT_ENV, raising=False)
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error
+    m = _metrics(at)
+    assert m["Images"] == "200"
+    assert int(m["Anchors"].replace(",", "")) > 0
+    # the source radio offers no server folder without the operator's data root
+    assert len(at.radio(key="dd_source").options) == 2
+    # a stricter positive threshold gives fewer positives; downloads build without error
+    before = m["Positive"]
+    at.sidebar.number_input(key="dd_pos").set_value(0.7).run()
+    assert not at.exception
+    assert _metrics(at)["Positive"] != before
+    at.toggle(key="dd_exports").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def _write_images(folder: Path, coco: dict, arrays: list[np.ndarray]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for info, arr in zip(coco["images"], arrays, strict=True):
+        Image.fromarray(arr).save(folder / info["file_name"])
+
+
+def test_server_data_root_lists_files_and_reports_bad_json(tmp_path, monkeypatch):
+    coco, arrays = synthetic.make_dataset(3, seed=4)
+    (tmp_path / "set" / "annotations").mkdir(parents=True)
+    (tmp_path / "set" / "annotations" / "instances_val.json").write_text(json.dumps(coco))
+    _write_images(tmp_path / "set" / "val", coco, arrays)
+    (tmp_path / "broken.json").write_text('{"images": [{"id": 1}, ')
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv(ui.DATA_ROOT_ENV, str(tmp_path))
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.radio(key="dd_source").set_value("Server data folder").run()
+    assert not at.exception, [e.value for e in at.exception]
+    files = at.selectbox(key="dd_server_json").options
+    assert files == ["broken.json", "set/annotations/instances_val.json"]
+    at.selectbox(key="dd_server_json").set_value("set/annotations/instances_val.json").run()
+    assert not at.exception
+    assert _metrics(at)["Images"] == "3"
+    assert (
+        at.selectbox(key="dd_server_images:set/annotations/instances_val.json").value == "set/val"
+    )  # guessed from the annotation file name
+    at.selectbox(key="dd_server_json").set_value("broken.json").run()
+    assert not at.exception
+    assert any("invalid JSON at line 1" in e.value for e in at.error)
+
+
+def test_path_guards(tmp_path):
+    (tmp_path / "inside").mkdir()
+    (tmp_path / "inside" / "a.jpg").write_bytes(b"x")
+    (tmp_path / "secret.txt").write_text("no")
+    assert ui.safe_join(tmp_path, "inside/a.jpg") == (tmp_path / "inside" / "a.jpg").resolve()
+    for bad in ("../etc/passwd", "/etc/passwd", "inside/../../x"):
+        with pytest.raises(ValueError, match="outside the data root"):
+            ui.safe_join(tmp_path, bad)
+    store = ui.FolderImages(tmp_path / "inside")
+    assert store.read("a.jpg") == b"x"
+    assert store.read("some/dir/a.jpg") == b"x"  # base-name fallback inside the folder
+    assert store.read("../secret.txt") is None
+    assert store.read("/etc/passwd") is None
+
+
+def test_zip_images(tmp_path):
+    with pytest.raises(ValueError, match="not a zip"):
+        ui.ZipImages(b"PK\x03\x04 definitely not a zip")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("imgs/000001.jpg", b"abc")
+    store = ui.ZipImages(buf.getvalue())
+    assert store.read("000001.jpg") == b"abc"
+    assert store.read("imgs/000001.jpg") == b"abc"
+    assert store.read("missing.jpg") is None
+
+
+def test_anchor_view_agrees_with_the_scan():
+    coco, arrays = synthetic.make_dataset(2, seed=6)
+    ds = load_coco(coco)
+    cfg = ScanConfig()
+    result = scan_dataset(ds, cfg, device="cpu")
+    for i in range(2):
+        b = result.boxes[result.boxes.image_index == i]
+        boxes = b[["x1", "y1", "x2", "y2"]].to_numpy(np.float32)
+        picture, summary = labeled_anchor_image(arrays[i], boxes, cfg, classes=["x"] * len(boxes))
+        row = result.images.iloc[i]
+        assert picture.shape == (row.input_height, row.input_width, 3)
+        assert summary["positive"] == row.positives
+        assert summary["ignored"] == row.ignored
+
+
+def test_box_crop():
+    img = np.zeros((100, 120, 3), np.uint8)
+    crop = box_crop(img, (10, 20, 14, 23))
+    assert min(crop.shape[:2]) >= 48 and crop.dtype == np.uint8
+    with pytest.raises(ValueError, match="outside"):
+        box_crop(img, (500, 500, 510, 510))
+
+
+def test_figures_build_for_a_scan_and_for_an_empty_one():
+    coco, _ = synthetic.make_dataset(6, seed=2)
+    for ds in (load_coco(coco), load_coco({"images": [], "categories": [{"id": 1, "name": "a"}]})):
+        r = scan_dataset(ds, device="cpu")
+        figures = [
+            figs.positives_per_image(r.images),
+            figs.pos_neg_ratio(r.images),
+            figs.boxes_per_image(r.images),
+            figs.box_sizes(r.boxes),
+            figs.aspect_ratios(r.boxes),
+            figs.class_counts(r.per_class()),
+            figs.level_labels(r.per_level()),
+            figs.positives_per_level(r.per_level()),
+            figs.centre_heatmap(r.boxes),
+            figs.no_positive_by_size(r.per_size()),
+            figs.problems_by_kind(ds.problem_summary()),
+        ]
+        assert all(isinstance(f, go.Figure) for f in figures)
+    sizes = figs.box_sizes(scan_dataset(load_coco(coco), device="cpu").boxes)
+    assert {t.name.split(" ")[0] for t in sizes.data} == {"small", "medium", "large"}
