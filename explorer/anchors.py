@@ -282,17 +282,24 @@ def level_grids(resized_h: int, resized_w: int, config: AnchorConfig) -> list[Le
     return grids
 
 
-def grid_anchors(grid: LevelGrid) -> np.ndarray:
-    """All anchors of one level, (gh * gw * A, 4) float32 xyxy, location row-major then cell anchor."""
+def _fill_level(out: np.ndarray, grid: LevelGrid) -> None:
+    """Write one level's anchors into ``out`` ((gh * gw * A, 4) float32): cell anchor + centre shift, in float32."""
     gh, gw = grid.grid_hw
     sh, sw = grid.stride_hw
     oy, ox = grid.offset_hw
     shift_x = (np.arange(gw, dtype=np.float64) * sw + ox).astype(np.float32)
     shift_y = (np.arange(gh, dtype=np.float64) * sh + oy).astype(np.float32)
-    sy, sx = np.meshgrid(shift_y, shift_x, indexing="ij")
-    shifts = np.stack([sx.ravel(), sy.ravel(), sx.ravel(), sy.ravel()], axis=1)
-    cells = grid.cell_anchors.astype(np.float32)
-    return (shifts[:, None, :] + cells[None, :, :]).reshape(-1, 4)
+    view = out.reshape(gh, gw, len(grid.cell_anchors), 4)
+    view[...] = grid.cell_anchors.astype(np.float32)
+    view[..., 0::2] += shift_x[None, :, None, None]
+    view[..., 1::2] += shift_y[:, None, None, None]
+
+
+def grid_anchors(grid: LevelGrid) -> np.ndarray:
+    """All anchors of one level, (gh * gw * A, 4) float32 xyxy, location row-major then cell anchor."""
+    out = np.empty((grid.num_anchors, 4), np.float32)
+    _fill_level(out, grid)
+    return out
 
 
 def generate_anchors(resized_h: int, resized_w: int, config: AnchorConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -308,9 +315,11 @@ def generate_anchors(resized_h: int, resized_w: int, config: AnchorConfig) -> tu
         ``torch.cat(AnchorGenerator(sizes, ratios)(image_list, feature_maps))``.
     """
     grids = level_grids(resized_h, resized_w, config)
-    parts = [grid_anchors(g) for g in grids]
-    anchors = np.concatenate(parts, axis=0) if parts else np.zeros((0, 4), np.float32)
-    levels = np.repeat(np.arange(len(grids), dtype=np.int64), [len(p) for p in parts])
+    offsets = level_offsets(grids)
+    anchors = np.empty((int(offsets[-1]), 4), np.float32)
+    for g, start, stop in zip(grids, offsets[:-1], offsets[1:], strict=True):
+        _fill_level(anchors[start:stop], g)
+    levels = np.repeat(np.arange(len(grids), dtype=np.int64), np.diff(offsets))
     return anchors, levels
 
 
