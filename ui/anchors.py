@@ -37,10 +37,15 @@ class ImageInput:
 # ---------------------------------------------------------------- cached loaders
 
 
-@st.cache_data(max_entries=4, show_spinner=False)
+@st.cache_resource(max_entries=2, show_spinner="Decoding the image…")
 def decode_upload(key: str, _data: bytes) -> np.ndarray:
-    """Decode an upload once per content digest (``key``); raises ValueError for bad images."""
-    return decode_image(_data)
+    """Decode an upload once per content digest (``key``); raises ValueError for bad images.
+
+    A resource cache (shared, read-only, not pickled on every hit): a 50 MP image is 150 MB of pixels.
+    """
+    img = decode_image(_data)
+    img.setflags(write=False)
+    return img
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
