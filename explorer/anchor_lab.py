@@ -70,6 +70,11 @@ class AnchorScene:
     def level_names(self) -> list[str]:
         return [f"P{g.level}" for g in self.grids]
 
+    @property
+    def scale(self) -> float:
+        """Resize factor of the height (resized / original)."""
+        return self.resized_hw[0] / self.original_hw[0]
+
     def to_input(self, boxes_xyxy: np.ndarray) -> np.ndarray:
         """Map original-image boxes to resized-input pixels, (M, 4) float32."""
         return scale_boxes(boxes_xyxy, self.original_hw, self.resized_hw)

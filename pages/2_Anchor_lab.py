@@ -27,7 +27,7 @@ st.markdown(
 )
 
 with st.sidebar:
-    config, _ = ui.anchor_config_widgets()
+    config = ui.anchor_config_widgets()
     params = ui.assigner_widgets()
 
 st.subheader("Input")
@@ -57,7 +57,7 @@ stats = lab.summary(result, pos_thr)
 
 st.caption(
     f"**{inp.name}**: {w0}×{h0} px → network input {scene.resized_hw[1]}×{scene.resized_hw[0]} "
-    f"(scale {scene.resized_hw[0] / h0:.4f}), padded to {scene.padded_hw[1]}×{scene.padded_hw[0]}; "
+    f"(scale {scene.scale:.4f}), padded to {scene.padded_hw[1]}×{scene.padded_hw[0]}; "
     f"{len(gts)} GT box(es); {config.convention} convention; "
     + ("ATSS (no ignore band)" if params["assigner"] == "atss" else f"positive ≥ {pos_thr:.2f}, negative < "
        f"{params['neg_thresh']:.2f}, low-quality matches {'on' if params['low_quality'] else 'off'}")

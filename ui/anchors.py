@@ -113,8 +113,8 @@ def sweep(
 # ---------------------------------------------------------------- widgets
 
 
-def anchor_config_widgets() -> tuple[AnchorConfig, dict]:
-    """Sidebar controls for the anchor configuration and the input size. Returns (config, errors)."""
+def anchor_config_widgets() -> AnchorConfig:
+    """Sidebar controls for the anchor configuration and the input size."""
     st.subheader("Anchors")
     convention = st.selectbox(
         "Convention",
@@ -156,7 +156,7 @@ def anchor_config_widgets() -> tuple[AnchorConfig, dict]:
         convention=convention,
         resize=bool(resize),
     )
-    return cfg, {}
+    return cfg
 
 
 def assigner_widgets() -> dict:
