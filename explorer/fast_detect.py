@@ -2,6 +2,7 @@
 
 :class:`FastRetinaNet` wraps a torchvision ``RetinaNet`` (any of the three architectures here) and, on CUDA:
 
+- folds the backbone's BatchNorm layers into their convolutions;
 - runs backbone, FPN and head in float16 with channels_last memory;
 - captures them, plus the per-level sigmoid / top-k / box decoding of the postprocess, in one CUDA graph per
   input shape (static buffers; replaying costs one launch instead of hundreds);
@@ -11,8 +12,8 @@
 The arithmetic follows torchvision's: normalise then resize with ``interpolate(scale_factor, bilinear,
 recompute_scale_factor=True)``, zero padding to a multiple of 32, score > 0.05, top 1,000 per level over
 (anchor, class) pairs (taking the top 1,000 first and thresholding after selects the same set), decode, clip,
-NMS 0.5, 300 per image, and boxes scaled back to the original image. On the CPU it runs in float32 without a graph;
-only the vectorised postprocess differs from torchvision there.
+NMS 0.5, 300 per image, and boxes scaled back to the original image. On the CPU it runs in float32 without a graph,
+with the BatchNorms folded and torchvision's own threshold-then-top-k postprocess.
 
 Example:
     >>> model = build_demo_model().eval()                          # doctest: +SKIP
@@ -30,10 +31,68 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torchvision.models.detection import RetinaNet
-from torchvision.models.detection._utils import BoxCoder
 from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import boxes as box_ops
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+BBOX_XFORM_CLIP = math.log(1000.0 / 16)
+
+
+@torch.no_grad()
+def fold_batchnorm(module: nn.Module) -> int:
+    """Fold every BatchNorm2d / FrozenBatchNorm2d that follows a bias-free or biased Conv2d into that conv, in place.
+
+    The pairs are found the way torchvision's ResNets name them: ``convN`` / ``bnN`` siblings and
+    ``downsample = Sequential(conv, bn)``. The BatchNorm becomes ``nn.Identity()``. Eval-mode output is unchanged
+    up to float rounding. Returns the number of folded layers.
+    """
+    folded = 0
+    for parent in list(module.modules()):
+        children = dict(parent.named_children())
+        for name, child in children.items():
+            if not isinstance(child, nn.BatchNorm2d | FrozenBatchNorm2d):
+                continue
+            conv = None
+            if name.startswith("bn") and isinstance(children.get("conv" + name[2:]), nn.Conv2d):
+                conv = children["conv" + name[2:]]
+            elif isinstance(parent, nn.Sequential) and name == "1" and isinstance(children.get("0"), nn.Conv2d):
+                conv = children["0"]
+            if conv is None or child.running_mean is None:
+                continue
+            scale = child.weight / torch.sqrt(child.running_var + child.eps)
+            bias = conv.bias if conv.bias is not None else torch.zeros_like(child.running_mean)
+            conv.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+            conv.bias = nn.Parameter((bias - child.running_mean) * scale + child.bias, requires_grad=False)
+            setattr(parent, name, nn.Identity())
+            folded += 1
+    return folded
+
+
+def decode_single(deltas: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    """torchvision's ``BoxCoder((1, 1, 1, 1)).decode_single`` with Python scalars (CUDA-graph capturable).
+
+    Args:
+        deltas: (N, 4) float32 (dx, dy, dw, dh); anchors: (N, 4) float32 xyxy.
+
+    Returns:
+        (N, 4) float32 xyxy, bit-identical to torchvision's.
+    """
+    widths = anchors[:, 2] - anchors[:, 0]
+    heights = anchors[:, 3] - anchors[:, 1]
+    ctr_x = anchors[:, 0] + 0.5 * widths
+    ctr_y = anchors[:, 1] + 0.5 * heights
+    dx, dy = deltas[:, 0::4], deltas[:, 1::4]
+    dw = torch.clamp(deltas[:, 2::4], max=BBOX_XFORM_CLIP)
+    dh = torch.clamp(deltas[:, 3::4], max=BBOX_XFORM_CLIP)
+    pred_ctr_x = dx * widths[:, None] + ctr_x[:, None]
+    pred_ctr_y = dy * heights[:, None] + ctr_y[:, None]
+    pred_w = torch.exp(dw) * widths[:, None]
+    pred_h = torch.exp(dh) * heights[:, None]
+    half_w, half_h = 0.5 * pred_w, 0.5 * pred_h
+    boxes = torch.stack((pred_ctr_x - half_w, pred_ctr_y - half_h, pred_ctr_x + half_w, pred_ctr_y + half_h), dim=2)
+    return boxes.flatten(1)
 
 
 @dataclass
@@ -45,7 +104,7 @@ class _Plan:
     anchors: torch.Tensor  # (N, 4) float32
     level_counts: list[int]
     static_in: torch.Tensor | None = None
-    static_out: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+    static_out: tuple[torch.Tensor, ...] | None = None
     graph: torch.cuda.CUDAGraph | None = None
 
 
@@ -74,7 +133,9 @@ class FastRetinaNet:
         self.dtype = torch.float16 if (half and cuda) else torch.float32
         self.use_graph = cuda_graph and cuda
         self.memory_format = torch.channels_last if (channels_last and cuda) else torch.contiguous_format
-        self.model = model.eval().to(device=device, dtype=self.dtype, memory_format=self.memory_format)
+        model.eval()
+        self.folded_batchnorms = fold_batchnorm(model)
+        self.model = model.to(device=device, dtype=self.dtype, memory_format=self.memory_format)
         for p in self.model.parameters():
             p.requires_grad_(False)
         t = model.transform
@@ -87,8 +148,8 @@ class FastRetinaNet:
         self.topk = int(model.topk_candidates)
         self.nms_thresh = float(model.nms_thresh)
         self.detections_per_img = int(model.detections_per_img)
+        self.nms_prefix = max(1000, 3 * self.detections_per_img)
         self.num_classes = int(model.head.classification_head.num_classes)
-        self.box_coder = BoxCoder(weights=(1.0, 1.0, 1.0, 1.0))
         self._plans: dict[tuple[int, int], _Plan] = {}
         self._lock = threading.Lock()
 
@@ -102,12 +163,13 @@ class FastRetinaNet:
             normed[None], scale_factor=scale, mode="bilinear", recompute_scale_factor=True, align_corners=False
         )[0]
 
-    def _dense(self, x: torch.Tensor, plan: _Plan) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Backbone + head + per-level top-k and decoding, all static shapes (graph-capturable).
+    def _dense(self, x: torch.Tensor, plan: _Plan) -> tuple[torch.Tensor, ...]:
+        """Backbone + head + per-level top-k, decoding and global ranking, all static shapes (graph-capturable).
 
         Returns:
-            (C, 4) float32 boxes in input pixels (clipped), (C,) float32 scores, (C,) int64 labels, where
-            C = sum over levels of min(topk, anchors_l * K); entries below the threshold are kept (masked later).
+            ``(prefix_boxes, prefix_scores, prefix_labels, scores, boxes, labels)``: the ``nms_prefix`` best
+            candidates sorted by score (below-threshold ones scored -1), then all C candidates (C = sum over levels
+            of min(topk, anchors_l * K)) in level order with below-threshold scores set to -1.
         """
         features = list(self.model.backbone(x).values())
         head = self.model.head(features)
@@ -117,15 +179,48 @@ class FastRetinaNet:
         start = 0
         k_classes = self.num_classes
         for count in plan.level_counts:
-            lv_scores = torch.sigmoid(logits[start : start + count].float()).flatten()
-            top_scores, top_idx = lv_scores.topk(min(self.topk, lv_scores.numel()))
+            # sigmoid is monotonic: rank the raw logits and take the sigmoid of the k selected only.
+            lv_logits = logits[start : start + count].flatten()
+            top_logits, top_idx = lv_logits.topk(min(self.topk, lv_logits.numel()))
+            top_scores = torch.sigmoid(top_logits.float())
             anchor_idx = torch.div(top_idx, k_classes, rounding_mode="floor")
-            decoded = self.box_coder.decode_single(
+            decoded = decode_single(
                 deltas[start : start + count][anchor_idx].float(), plan.anchors[start : start + count][anchor_idx]
             )
             boxes.append(box_ops.clip_boxes_to_image(decoded, plan.input_hw))
             scores.append(top_scores)
             labels.append(top_idx % k_classes)
+            start += count
+        all_boxes, all_scores, all_labels = torch.cat(boxes), torch.cat(scores), torch.cat(labels)
+        # Rank every candidate, below-threshold ones pushed to the end (score -1), so that NMS can start on a
+        # short prefix: greedy NMS keeps or drops a box only because of higher-scoring boxes.
+        masked = torch.where(all_scores > self.score_thresh, all_scores, torch.full_like(all_scores, -1.0))
+        top_scores, order = masked.topk(min(self.nms_prefix, masked.numel()))
+        return all_boxes[order], top_scores, all_labels[order], masked, all_boxes, all_labels
+
+    def _dense_dynamic(self, x: torch.Tensor, plan: _Plan) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Without a graph (CPU): torchvision's threshold-then-top-k per level, on the valid scores only.
+
+        Returns:
+            (C, 4) boxes, (C,) scores > threshold, (C,) labels, in level order.
+        """
+        features = list(self.model.backbone(x).values())
+        head = self.model.head(features)
+        logits, deltas = head["cls_logits"][0], head["bbox_regression"][0]
+        boxes, scores, labels = [], [], []
+        start = 0
+        for count in plan.level_counts:
+            lv_scores = torch.sigmoid(logits[start : start + count].float()).flatten()
+            idx = torch.where(lv_scores > self.score_thresh)[0]
+            top_scores, order = lv_scores[idx].topk(min(self.topk, idx.numel()))
+            idx = idx[order]
+            anchor_idx = torch.div(idx, self.num_classes, rounding_mode="floor")
+            decoded = decode_single(
+                deltas[start : start + count][anchor_idx].float(), plan.anchors[start : start + count][anchor_idx]
+            )
+            boxes.append(box_ops.clip_boxes_to_image(decoded, plan.input_hw))
+            scores.append(top_scores)
+            labels.append(idx % self.num_classes)
             start += count
         return torch.cat(boxes), torch.cat(scores), torch.cat(labels)
 
@@ -187,15 +282,22 @@ class FastRetinaNet:
                 plan.static_in.zero_()
                 plan.static_in[0, :, :h, :w].copy_(resized)
                 plan.graph.replay()
-                boxes, scores, labels = plan.static_out
+                boxes, scores, labels, all_scores, all_boxes, all_labels = plan.static_out
+                n_valid = int((scores > self.score_thresh).sum())
+                boxes, scores, labels = boxes[:n_valid], scores[:n_valid], labels[:n_valid]
+                order = box_ops.batched_nms(boxes, scores, labels, self.nms_thresh)
+                if len(order) < self.detections_per_img and n_valid == plan.static_out[1].numel():
+                    # The prefix was full of valid boxes but kept too few: run NMS on every valid candidate.
+                    keep = all_scores > self.score_thresh
+                    boxes, scores, labels = all_boxes[keep], all_scores[keep], all_labels[keep]
+                    order = box_ops.batched_nms(boxes, scores, labels, self.nms_thresh)
             else:
                 x = resized.new_zeros((1, 3, *plan.padded_hw))
                 x[0, :, :h, :w] = resized
                 x = x.to(dtype=self.dtype, memory_format=self.memory_format)
-                boxes, scores, labels = self._dense(x, plan)
-            keep = scores > self.score_thresh
-            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-            order = box_ops.batched_nms(boxes, scores, labels, self.nms_thresh)[: self.detections_per_img]
+                boxes, scores, labels = self._dense_dynamic(x, plan)
+                order = box_ops.batched_nms(boxes, scores, labels, self.nms_thresh)
+            order = order[: self.detections_per_img]
             oh, ow = image.shape[-2:]
             ratio = torch.tensor([ow / w, oh / h, ow / w, oh / h], device=boxes.device, dtype=boxes.dtype)
             return {"boxes": boxes[order] * ratio, "scores": scores[order].clone(), "labels": labels[order].clone()}
