@@ -31,15 +31,16 @@ except ValueError as exc:
 
 s = result.summary()
 st.subheader(f"{ds.name}")
-m = st.columns(8)
+m = st.columns(4)
 m[0].metric("Images", f"{s['images']:,}")
 m[1].metric("Boxes", f"{s['boxes']:,}", help=f"{s['crowd_boxes']:,} crowd boxes are not matched")
 m[2].metric("Anchors", f"{s['anchors']:,}")
-m[3].metric("Positive", f"{100 * s['positive_share']:.3f} %", help=f"{s['positives']:,} anchors")
-m[4].metric("Easy negative", f"{100 * s['easy_negative_share']:.1f} %")
-m[5].metric("Hard negative", f"{100 * s['hard_negative_share']:.1f} %")
-m[6].metric("Ignored", f"{100 * s['ignored_share']:.2f} %")
-m[7].metric("Boxes with no positive", f"{s['boxes_no_positive']:,}", help="no anchor is labeled positive for them")
+m[3].metric("Boxes with no positive", f"{s['boxes_no_positive']:,}", help="no anchor is labeled positive for them")
+m = st.columns(4)
+m[0].metric("Positive", f"{100 * s['positive_share']:.3f} %", help=f"{s['positives']:,} anchors")
+m[1].metric("Ignored", f"{100 * s['ignored_share']:.2f} %")
+m[2].metric("Hard negative", f"{100 * s['hard_negative_share']:.1f} %", help="0 < IoU < negative threshold")
+m[3].metric("Easy negative", f"{100 * s['easy_negative_share']:.1f} %", help="IoU = 0 with every box")
 st.caption(
     f"{s['neg_per_pos']:,.0f} negatives per positive · {s['mean_pos_per_box']:.1f} positives per box · "
     f"{s['boxes_low_quality_only']:,} boxes positive only through a low-quality match · "
