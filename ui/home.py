@@ -39,8 +39,9 @@ def anchor_facts() -> dict:
     h, w = img["height"], img["width"]
     rh, rw = anchors.resized_size(h, w, cfg)
     boxes = _coco_xyxy(anns) * np.array([rw / w, rh / h, rw / w, rh / h])
-    grid, _levels = anchors.generate_anchors(rh, rw, cfg)
-    result = assign.assign_max_iou(grid, boxes.astype(np.float32))
+    grid, levels = anchors.generate_anchors(rh, rw, cfg)
+    grids = anchors.level_grids(rh, rw, cfg)
+    result = assign.assign_max_iou(grid, boxes.astype(np.float32), levels=levels, grids=grids)
     counts = np.bincount(result.label, minlength=4)
     n_pos = int(counts[assign.POSITIVE])
     return {
