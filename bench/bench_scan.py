@@ -39,6 +39,12 @@ def _child(path: str, device: str, workers: int | None) -> None:
     from explorer.coco import load_coco
     from explorer.scan import scan_dataset
 
+    gpu_name = ""
+    if device == "cuda":
+        import torch
+
+        torch.zeros(1, device="cuda")  # create the CUDA context outside the timing
+        gpu_name = torch.cuda.get_device_name(0)
     t0 = time.perf_counter()
     ds = load_coco(path)
     t_load = time.perf_counter() - t0
@@ -57,6 +63,7 @@ def _child(path: str, device: str, workers: int | None) -> None:
                 "total_s": t_load + t_scan,
                 "images_per_s": ds.num_images / t_scan,
                 "path": res.path,
+                "gpu": gpu_name,
                 "reference_images": res.reference_images,
                 "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                 "positives": int(s["positives"]),
