@@ -24,6 +24,7 @@ import io
 import json
 import os
 import pickle
+import re
 import socket
 import threading
 import time
@@ -286,11 +287,14 @@ def read_state_dict(data: bytes) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        text = str(err)
+        needed = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        if needed is None and not (data.startswith(b"PK\x03\x04") or data[:1] == b"\x80"):
+            raise ValueError("this file is not a PyTorch checkpoint (neither a torch.save zip nor a pickle)") from err
+        detail = f"it needs the Python object {needed.group(1)}" if needed else "it holds unsupported pickle data"
         raise ValueError(
-            "torch.load(weights_only=True) refused this checkpoint: it holds pickled Python objects other than "
-            f"tensors and plain containers ({first[:200]}). Save only the state dict: "
-            "torch.save(model.state_dict(), path)."
+            f"torch.load(weights_only=True) refused this checkpoint: {detail}, and only tensors and plain "
+            "containers are loaded from uploads. Save only the state dict: torch.save(model.state_dict(), path)."
         ) from err
     except (RuntimeError, EOFError, OSError, ValueError, TypeError, AttributeError, ImportError) as err:
         raise ValueError(
