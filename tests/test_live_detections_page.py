@@ -1,0 +1,123 @@
+"""AppTest checks of the Live detections page: default view, candidates, offline COCO fallback, checkpoints and
+uploads with ground truth, bad input shown as messages (never an exception)."""
+
+from __future__ import annotations
+
+import io
+import json
+import urllib.error
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from explorer import detector
+from explorer.detection_view import sample_scene
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = str(ROOT / "pages" / "4_Live_detections.py")
+
+
+def run_page(monkeypatch, setup=None) -> AppTest:
+    monkeypatch.chdir(ROOT)
+    monkeypatch.syspath_prepend(str(ROOT))
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    if setup is not None:
+        setup(at)
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at: AppTest) -> str:
+    return " ".join(str(e.value) for e in [*at.markdown, *at.caption, *at.info, *at.warning, *at.error])
+
+
+def test_default_view_runs_the_demo_model_with_loss_shares(monkeypatch):
+    at = run_page(monkeypatch)
+    assert at.title[0].value.endswith("Live detections")
+    body = texts(at)
+    assert "held-out scene 1" in body and "network input 640×480" in body
+    assert "Image loss normalised by max(1, positives)" in body
+    assert not at.error
+    at.radio(key="det_view").set_value("Candidates before NMS").run()
+    assert not at.exception
+    assert "candidates before NMS" in texts(at)
+
+
+def test_coco_model_offline_falls_back_to_the_demo_model(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    at = run_page(monkeypatch, lambda at: at.selectbox(key="det_model").set_value(detector.V2))
+    assert at.error and "not in the torch hub cache" in at.error[0].value
+    assert "Showing the demo model instead" in at.error[0].value
+
+
+def _upload(at: AppTest, index: int, name: str, data: bytes) -> None:
+    at.sidebar.file_uploader[index].set_value((name, data, "application/octet-stream"))
+
+
+def test_checkpoint_upload_good_and_bad(monkeypatch):
+    def choose(at: AppTest) -> None:
+        at.selectbox(key="det_model").set_value("checkpoint")
+
+    at = run_page(monkeypatch, choose)
+    assert "Upload a checkpoint" in texts(at)
+    _upload(at, 0, "broken.pt", b"definitely not a checkpoint")
+    at.run()
+    assert not at.exception
+    assert at.error and "not a PyTorch checkpoint" in at.error[0].value
+    _upload(at, 0, "demo.pt", detector.DEMO_WEIGHTS.read_bytes())
+    at.run()
+    assert not at.exception and not at.error
+
+
+def _png(image) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("with_gt", [True, False])
+def test_upload_with_coco_ground_truth(monkeypatch, with_gt):
+    scene = sample_scene(1)
+    coco = {
+        "images": [{"id": 7, "file_name": "imgs/scene.png", "width": 640, "height": 480}],
+        "categories": [{"id": i, "name": n} for i, n in enumerate(["circle", "square", "triangle"], start=1)],
+        "annotations": [
+            {"id": k + 1, "image_id": 7, "category_id": int(c), "bbox": [x1, y1, x2 - x1, y2 - y1], "iscrowd": 0}
+            for k, ((x1, y1, x2, y2), c) in enumerate(zip(scene.gt_boxes.tolist(), scene.gt_labels, strict=True))
+        ],
+    }
+
+    def upload(at: AppTest) -> None:
+        at.radio(key="det_source").set_value("Upload")
+
+    at = run_page(monkeypatch, upload)
+    assert "Upload one or more images" in texts(at)
+    _upload(at, 0, "scene.png", _png(scene.image))
+    if with_gt:
+        _upload(at, 1, "gt.json", json.dumps(coco).encode())
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    body = texts(at)
+    if with_gt:
+        assert "Image loss normalised" in body, body
+    else:
+        assert "Ground truth is needed for the loss maps" in body
+
+
+def test_corrupt_upload_is_an_error_message(monkeypatch):
+    at = run_page(monkeypatch, lambda at: at.radio(key="det_source").set_value("Upload"))
+    _upload(at, 0, "bad.png", b"\x89PNG\r\n\x1a\n not really")
+    at.run()
+    assert not at.exception
+    assert at.error and "bad.png" in at.error[0].value
