@@ -14,7 +14,8 @@ from pycocotools.coco import COCO
 from explorer import synthetic
 from explorer.anchors import default_config
 from explorer.coco import load_coco
-from explorer.scan import ScanConfig, format_summary, reference_image_stats, scan_dataset, union_cells
+from explorer.scan import ScanConfig, format_summary, reference_image_stats, scan_dataset
+from explorer.scan_fast import union_cells
 from explorer.scan_reference import TorchvisionReference
 
 
