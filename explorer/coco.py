@@ -21,7 +21,7 @@ Example:
     ...         "annotations": [{"id": 7, "image_id": 1, "category_id": 3, "bbox": [60, 10, 10, 5]}]}
     >>> ds = load_coco(coco)
     >>> ds.boxes_xyxy.tolist(), ds.problems["kind"].tolist()
-    ([[60.0, 10.0, 64.0, 15.0]], ['box_outside_image', 'missing_iscrowd'])
+    ([[60.0, 10.0, 64.0, 15.0]], ['box_outside_image', 'missing_iscrowd', 'missing_area'])
 """
 
 from __future__ import annotations

@@ -211,7 +211,7 @@ def union_cells(x0: np.ndarray, x1: np.ndarray, y0: np.ndarray, y1: np.ndarray, 
 
     Example:
         >>> union_cells(np.array([0, 2]), np.array([3, 5]), np.array([0, 1]), np.array([2, 3])).item()
-        10
+        11
     """
     k = x0.shape[-1]
     if k == 0:

@@ -299,3 +299,12 @@ def test_torch_path_equals_numpy_path(tmp_path):
         assert b.path == "torch-cpu"
         assert a.images.equals(b.images)
         assert a.boxes.equals(b.boxes)
+
+
+def test_docstring_examples():
+    import doctest
+
+    from explorer import coco, scan, scan_fast
+
+    for module in (coco, scan, scan_fast):
+        assert doctest.testmod(module).failed == 0, module.__name__
