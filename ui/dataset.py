@@ -13,6 +13,7 @@ import os
 import threading
 import zipfile
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -113,12 +114,29 @@ def zip_store(key: str, _data: bytes) -> ZipImages:
 
 @dataclass
 class Source:
-    """The chosen dataset: annotation bytes, their digest, a display name and where its images are."""
+    """The chosen dataset: a display name, the digest of its annotation bytes, how to read them, its images."""
 
     name: str
-    data: bytes
     key: str
+    read: Callable[[], bytes]
+    size: int
     images: ImageStore | None
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def file_digest(path: str, mtime_ns: int, size: int) -> str:
+    """SHA-256 of a server-side file, once per (path, modification time, size)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def upload_digest(file_id: str, size: int, _data: bytes) -> str:
+    """SHA-256 of an uploaded file, once per upload (Streamlit's file id)."""
+    return digest(_data)
 
 
 def data_root() -> Path | None:
@@ -180,8 +198,9 @@ def source_widget() -> Source | None:
     choice = st.radio("Dataset", options, horizontal=True, key="dd_source")
     if choice == options[0]:
         path = Path(sample_dataset_path())
-        data = path.read_bytes()
-        return Source("sample dataset", data, digest(data), FolderImages(path.parent / "images"))
+        info = path.stat()
+        key = file_digest(str(path), info.st_mtime_ns, info.st_size)
+        return Source("sample dataset", key, path.read_bytes, info.st_size, FolderImages(path.parent / "images"))
     if choice == options[1]:
         c1, c2 = st.columns(2)
         ann = c1.file_uploader("COCO instances JSON", type=["json"], key="dd_json")
@@ -192,7 +211,6 @@ def source_widget() -> Source | None:
         if ann.size > MAX_JSON_BYTES:
             st.error(f"{ann.name} is {ann.size / 1e6:.0f} MB; the limit is {MAX_JSON_BYTES / 1e6:.0f} MB.")
             return None
-        data = ann.getvalue()
         store = None
         if imgs is not None:
             if imgs.size > MAX_ZIP_BYTES:
@@ -203,7 +221,8 @@ def source_widget() -> Source | None:
                     store = zip_store(digest(zdata), zdata)
                 except ValueError as exc:
                     st.error(f"{imgs.name}: {exc}. The statistics below do not need the images.")
-        return Source(ann.name, data, digest(data), store)
+        key = upload_digest(ann.file_id, ann.size, ann.getvalue())
+        return Source(ann.name, key, ann.getvalue, ann.size, store)
     assert root is not None
     files, dirs = server_entries(str(root))
     if not files:
@@ -220,12 +239,12 @@ def source_widget() -> Source | None:
         if size > MAX_JSON_BYTES:
             st.error(f"{rel} is {size / 1e6:.0f} MB; the limit is {MAX_JSON_BYTES / 1e6:.0f} MB.")
             return None
-        data = path.read_bytes()
+        key = file_digest(str(path), path.stat().st_mtime_ns, size)
         store = None if img_choice == "(none)" else FolderImages(safe_join(root, img_choice))
     except (OSError, ValueError) as exc:
         st.error(f"Cannot read {rel}: {exc}")
         return None
-    return Source(rel, data, digest(data), store)
+    return Source(rel, key, path.read_bytes, size, store)
 
 
 # ---------------------------------------------------------------- configuration
@@ -291,9 +310,14 @@ def load_and_scan(source: Source, config: ScanConfig) -> tuple[CocoDataset, Scan
     hit = cache.get(key)
     if hit is not None:
         return hit
-    bar = st.progress(0.0, text=f"Reading {source.name} ({len(source.data) / 1e6:.1f} MB)…")
+    bar = st.progress(0.0, text=f"Reading {source.name} ({source.size / 1e6:.1f} MB)…")
     try:
-        ds = load_coco(source.data, name=source.name, max_bytes=MAX_JSON_BYTES)
+        try:
+            data = source.read()
+        except OSError as exc:
+            raise ValueError(f"cannot read the file: {exc.strerror or exc}") from None
+        ds = load_coco(data, name=source.name, max_bytes=MAX_JSON_BYTES)
+        del data
 
         def progress(done: int, total: int) -> None:
             bar.progress(done / max(total, 1), text=f"Scanning {done:,} / {total:,} images…")
