@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         weights = "random init, seed 0, calibrated (COCO weights not in the torch hub cache)"
     model = model.eval().to(device)
     fast = FastRetinaNet(copy.deepcopy(model), device)
-    variants = {"fp16": fast}
+    fast_name = f"fast ({str(fast.dtype).removeprefix('torch.')})"
+    variants = {fast_name: fast}
     if device.type == "cuda":
         variants["fp32 (TF32 convs, as the reference)"] = FastRetinaNet(copy.deepcopy(model), device, half=False)
     gpu = torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu"
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.backends.cudnn.benchmark = True
     ref_bench_ms = timed(reference, x, device, args.iters, args.warmup) if device.type == "cuda" else ref_ms
     fast_ms = timed(fast, x, device, args.iters, args.warmup)
-    variant_ms = {"fp16": fast_ms}
+    variant_ms = {fast_name: fast_ms}
     for name, other in variants.items():
         if other is not fast:
             variant_ms[name] = timed(other, x, device, args.iters, args.warmup)
