@@ -89,8 +89,8 @@ def classification_section(alpha: float, gamma: float) -> None:
         latex=[
             r"\mathrm{CE}=-\log p_t",
             r"\mathrm{FL}=-\alpha_t(1-p_t)^{\gamma}\log p_t",
-            r"\begin{aligned}\frac{\partial \mathrm{FL}}{\partial x}=\;&\alpha_t\, s\,(1-p_t)^{\gamma}\\"
-            r"&\times(\gamma p_t\log p_t+p_t-1)\end{aligned}",
+            r"\begin{gathered}\frac{\partial \mathrm{FL}}{\partial x}=\alpha_t\, s\,(1-p_t)^{\gamma}\\"
+            r"\times(\gamma p_t\log p_t+p_t-1)\end{gathered}",
             r"\mathrm{FL}^*=-\frac{\log \sigma(\gamma^* x_t+\beta^*)}{\gamma^*}",
         ],
         notes="p_t = p for a foreground example, 1 − p for background; s = ±1 is the class sign. "
@@ -120,8 +120,8 @@ def soft_target_section() -> None:
         latex=[
             r"\begin{aligned}\mathrm{QFL}=&-|y-\sigma|^{\beta}\\&\times\big[(1-y)\log(1-\sigma)\\"
             r"&\quad+y\log\sigma\big]\end{aligned}",
-            r"\begin{aligned}q>0:&\;\mathrm{VFL}=-q\,[q\log p\\&\qquad+(1-q)\log(1-p)]\\"
-            r"q=0:&\;\mathrm{VFL}=-\alpha p^{\gamma}\log(1-p)\end{aligned}",
+            r"\begin{gathered}\mathrm{VFL}_{q>0}=-q\,\big[q\log p\\+(1-q)\log(1-p)\big]\\"
+            r"\mathrm{VFL}_{q=0}=-\alpha p^{\gamma}\log(1-p)\end{gathered}",
         ],
         notes="Gradients are with respect to the logit; the modulating weights are not detached (mmdet).",
         df=grid.to_frame(),
@@ -132,8 +132,8 @@ def soft_target_section() -> None:
         figs.soft_cut_figure(cut_df, target=cut),
         caption="Read: QFL's minimum sits exactly at the target (red line); VFL and BCE have theirs there too, "
         "but with different curvature away from it.",
-        latex=r"\begin{aligned}\frac{\partial\mathrm{QFL}}{\partial x}=\;&\beta|y-\sigma|^{\beta-1}"
-        r"\mathrm{sgn}(\sigma-y)\\&\times\sigma(1-\sigma)\,\mathrm{BCE}\\&+|y-\sigma|^{\beta}(\sigma-y)\end{aligned}",
+        latex=r"\begin{gathered}\frac{\partial\mathrm{QFL}}{\partial x}=\beta|y-\sigma|^{\beta-1}\\"
+        r"\times\mathrm{sgn}(\sigma-y)\,\sigma(1-\sigma)\\\times\mathrm{BCE}+|y-\sigma|^{\beta}(\sigma-y)\end{gathered}",
         df=cut_df,
         name="soft_target_cut",
     )
@@ -162,7 +162,7 @@ def dfl_section() -> None:
         caption="Read: DFL only rewards the two bins around the target (red bars); it is smallest when the "
         "prediction puts exactly those weights there — a sharp peak elsewhere is penalised.",
         latex=[
-            r"\begin{aligned}\mathrm{DFL}=-\big[&(y_{i+1}-y)\log S_i\\&+(y-y_i)\log S_{i+1}\big]\end{aligned}",
+            r"\begin{gathered}\mathrm{DFL}=-\big[(y_{i+1}-y)\log S_i\\+(y-y_i)\log S_{i+1}\big]\end{gathered}",
             r"\frac{\partial\,\mathrm{DFL}}{\partial z_j}=S_j-w_j",
         ],
         notes="S = softmax over the n + 1 bins; y_i = ⌊y⌋. The prediction here is a Gaussian bump over the bins.",
@@ -174,7 +174,7 @@ def dfl_section() -> None:
 @st.fragment
 def box_curves_section(riou_beta: float, riou_k: float) -> None:
     st.markdown("##### IoU-family losses")
-    c1, c2, c3, c4, c5 = st.columns([3, 2, 2, 1.5, 1.5])
+    c1, c2, c3, c4 = st.columns([3, 2.6, 2, 2.2])
     chosen = c1.multiselect(
         "Losses", list(curves.BOX_LOSSES), default=list(curves.BOX_LOSSES), key="box_losses", bind=QP
     )
@@ -200,7 +200,7 @@ def box_curves_section(riou_beta: float, riou_k: float) -> None:
     )
     grad_kind = "box" if grad_choice == "box" else "iou"
     gated = c4.toggle("mmdet CIoU (gated)", value=False, key="gated", bind=QP)
-    log_y = c5.toggle("Log scale", value=False, key="box_log", bind=QP)
+    log_y = c4.toggle("Log scale", value=False, key="box_log", bind=QP)
     if not chosen:
         st.info("Choose at least one loss to plot.")
         return
@@ -243,7 +243,8 @@ def smooth_l1_section() -> None:
         figs.smooth_l1_figure(df),
         caption="Read: smooth L1 is quadratic (gradient d/β) inside |d| < β and L1 (gradient ±1) outside; "
         "β = 0 is plain L1, as torchvision's RetinaNet v1 and detectron2's configs use.",
-        latex=r"s_\beta(d)=\begin{cases}0.5\,d^2/\beta & |d|<\beta\\ |d|-0.5\,\beta & \text{otherwise}\end{cases}",
+        latex=r"s_\beta(d)=\begin{cases}\tfrac{d^2}{2\beta} & |d|<\beta\\"
+        r" |d|-\tfrac{\beta}{2} & |d|\ge\beta\end{cases}",
         notes="Detectron (the paper's code) used β = 0.11; torch's default is 1.0.",
         df=df,
         name="smooth_l1",
@@ -275,7 +276,7 @@ def sandbox_section(riou_beta: float, riou_k: float) -> None:
         caption="Read: GIoU grows the penalty with the empty part of C; DIoU with the centre distance ρ "
         "relative to C's diagonal c; CIoU adds the aspect-ratio mismatch v. Hover a metric for its loss.",
         latex=[
-            r"v=\tfrac{4}{\pi^2}\Big(\arctan\tfrac{w_g}{h_g}-\arctan\tfrac{w}{h}\Big)^2",
+            r"\begin{gathered}v=\tfrac{4}{\pi^2}\Big(\arctan\tfrac{w_g}{h_g}\\-\arctan\tfrac{w}{h}\Big)^2\end{gathered}",
             r"\alpha=\frac{v}{1-\mathrm{IoU}+v}",
         ],
         notes="mmdet's CIoU sets α = 0 unless IoU > 0.5 (then it equals DIoU below 0.5).",

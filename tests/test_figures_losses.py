@@ -55,3 +55,16 @@ def test_budget_figures() -> None:
     assert len([t for t in fig.data if t.showlegend is not False]) == 2
     fig = FL.probability_figure(B.probability_histogram(spec, bins=10))
     assert len(fig.data) == 3
+
+
+def test_legend_hangs_below_the_axis_titles_and_grows_downwards() -> None:
+    """Regression: a legend that wrapped into two rows was anchored at its bottom and climbed over the x titles."""
+    few = C.classification_curves(["CE", "focal"], gammas=(2.0,), n=20)
+    many = C.classification_curves(["CE", "focal", "α-CE", "FL*"], gammas=(0.0, 0.5, 1.0, 2.0, 3.0, 5.0), n=20)
+    fig_few = FL.classification_figure(few)
+    fig_many = FL.classification_figure(many)
+    for fig in (fig_few, fig_many):
+        assert fig.layout.legend.yanchor == "top" and fig.layout.legend.y < -0.15
+    # The plot area keeps its height: the figure and its bottom margin grow by the same extra legend rows.
+    assert fig_many.layout.height > fig_few.layout.height
+    assert fig_many.layout.height - fig_many.layout.margin.b == fig_few.layout.height - fig_few.layout.margin.b

@@ -97,14 +97,18 @@ def figure_block(
     name: str,
     notes: str | None = None,
 ) -> None:
-    """One figure with its reading hint above, and its formula(s), notes and downloads beside it."""
+    """One figure with its reading hint above, and its formula(s), notes and downloads beside it.
+
+    Formulas are set in KaTeX's ``\\small`` size: at normal size the longer ones overflowed the narrow column and
+    were cut off on the right.
+    """
     st.caption(caption)
-    left, right = st.columns([2.6, 1], gap="medium")
+    left, right = st.columns([2.4, 1], gap="medium")
     with left:
         plot(fig, key=f"fig-{name}")
     with right:
         for line in [latex] if isinstance(latex, str) else latex:
-            st.latex(line)
+            st.latex(r"\small " + line)
         if notes:
             st.caption(notes)
         download_buttons(name=name, df=df, fig=fig, key=f"dl-{name}")

@@ -45,12 +45,31 @@ def _colors(labels: Sequence[str]) -> dict[str, str]:
     return {label: _PALETTE[i % len(_PALETTE)] for i, label in enumerate(labels)}
 
 
+#: Pixels between the bottom of the plot area and the top of the legend (tick labels and the axis title fit).
+_LEGEND_GAP_PX = 60
+#: Pixels per legend row, and the legend width (px) assumed when estimating how many rows it wraps into.
+_LEGEND_ROW_PX = 24
+_LEGEND_WIDTH_PX = 560
+
+
+def _legend_rows(fig: go.Figure) -> int:
+    """Rough number of rows the horizontal legend wraps into (about 6.5 px per character plus the symbol)."""
+    names = [t.name or "" for t in fig.data if t.showlegend is not False and t.name]
+    width = sum(6.5 * len(n) + 45 for n in names)
+    return max(1, math.ceil(width / _LEGEND_WIDTH_PX))
+
+
 def _layout(fig: go.Figure, title: str, *, height: int = 420) -> go.Figure:
+    """Common layout: the legend hangs below the plot area from its top edge, so a legend that wraps into more
+    rows grows downwards (the figure grows with it) instead of climbing over the x-axis titles."""
+    extra = _LEGEND_ROW_PX * (_legend_rows(fig) - 1)
+    top, bottom = 70, 90 + extra
+    plot_h = height - top - 90
     fig.update_layout(
         title={"text": title, "x": 0.0, "xanchor": "left"},
-        height=height,
-        margin={"l": 60, "r": 20, "t": 70, "b": 90},
-        legend={"orientation": "h", "yanchor": "bottom", "y": -0.32, "x": 0.0},
+        height=height + extra,
+        margin={"l": 60, "r": 20, "t": top, "b": bottom},
+        legend={"orientation": "h", "yanchor": "top", "y": -_LEGEND_GAP_PX / plot_h, "x": 0.0},
         hovermode="x unified",
         template="plotly_white",
     )
@@ -366,7 +385,7 @@ def box_pair_figure(pred_xyxy: Sequence[float], gt_xyxy: Sequence[float]) -> go.
         range=[cy2 + pad, cy1 - pad], title_text="y (px, down)", scaleanchor="x", scaleratio=1, constrain="domain"
     )
     fig = _layout(fig, "Two-box sandbox", height=420)
-    fig.update_layout(hovermode="closest", legend={"y": -0.38})
+    fig.update_layout(hovermode="closest")
     return fig
 
 
