@@ -135,8 +135,9 @@ with tabs[3]:
             st.info("No images for this dataset: upload a zip of the images (or pick an images folder) to see them.")
         else:
             boxes, classes = ui.image_boxes(ds, result, index)
+            show_ignored = st.checkbox("Show ignored anchors", value=True, key="dd_show_ignored")
             picture, summary, message = ui.anchor_view(
-                f"{source.key}:{index}", str(row["file_name"]), config, source.images, boxes, classes
+                f"{source.key}:{index}", str(row["file_name"]), config, show_ignored, source.images, boxes, classes
             )
             if picture is None:
                 st.warning(message)
@@ -144,9 +145,15 @@ with tabs[3]:
                 st.image(
                     picture,
                     caption=f"{row['file_name']} at the input size {row['input_width']}×{row['input_height']}: "
-                    f"{row['positives']:,} positive anchors (coloured like their box), ignored anchors in yellow; "
-                    "boxes without a positive are outlined in red",
+                    "positive anchors coloured like their box, ignored anchors in yellow, boxes without a positive "
+                    "outlined in red",
                     width="stretch",
+                )
+                st.caption(
+                    f"{summary['positive']:,} positive · {summary['ignored']:,} ignored · "
+                    f"{summary['hard negative']:,} hard negative · {summary['easy negative']:,} easy negative · "
+                    f"best possible recall {summary['best possible recall']:.2f} · "
+                    f"{summary['unmatched GTs']} box(es) without a positive"
                 )
 
 with tabs[4]:

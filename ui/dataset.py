@@ -334,7 +334,13 @@ def load_and_scan(source: Source, config: ScanConfig) -> tuple[CocoDataset, Scan
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def anchor_view(
-    key: str, file_name: str, config: ScanConfig, _store: ImageStore, _boxes_input: np.ndarray, _classes: list[str]
+    key: str,
+    file_name: str,
+    config: ScanConfig,
+    show_ignored: bool,
+    _store: ImageStore,
+    _boxes_input: np.ndarray,
+    _classes: list[str],
 ) -> tuple[np.ndarray | None, dict, str]:
     """(picture, summary, message) for one image of the dataset (cached per dataset key, file and config)."""
     data = _store.read(file_name)
@@ -344,7 +350,7 @@ def anchor_view(
         image = decode_image(data)
     except ValueError as exc:
         return None, {}, f"{file_name}: {exc}"
-    picture, summary = labeled_anchor_image(image, _boxes_input, config, classes=_classes)
+    picture, summary = labeled_anchor_image(image, _boxes_input, config, classes=_classes, show_ignored=show_ignored)
     return picture, summary, ""
 
 
