@@ -6,11 +6,13 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
+import plotly.graph_objects as go
 import streamlit as st
 
 from explorer import detector
 from explorer.coco import CocoDataset, load_coco
 from explorer.detector import InferenceResult, LoadedModel
+from ui.common import _slug
 
 MODEL_CHOICES: dict[str, str] = {
     "demo": "Demo model (synthetic shapes, ships with the app)",
@@ -102,3 +104,17 @@ def model_picker() -> ModelRequest:
         req.checkpoint = up.getvalue() if up is not None else None
         req.categories = cats.getvalue() if cats is not None else None
     return req
+
+
+def plot_heatmaps(fig: go.Figure, *, key: str) -> None:
+    """Show heatmap grids with their own colour scales (Streamlit's chart theme would replace them with a
+    sequential scale that paints zero red) on the app's dark background."""
+    fig.update_layout(template="plotly_dark", paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)")
+    title = fig.layout.title.text or "focalscope"
+    st.plotly_chart(
+        fig,
+        width="stretch",
+        key=key,
+        theme=None,
+        config={"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": _slug(title), "scale": 2}},
+    )

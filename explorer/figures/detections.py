@@ -28,6 +28,27 @@ GROUP_COLORS: dict[str, str] = {
 }
 
 
+#: Explicit colour scales (Streamlit's chart theme replaces named ones): dark = low, bright = high.
+PROB_SCALE: list[list] = [
+    [0.0, "#000004"],
+    [0.1, "#1b0c41"],
+    [0.25, "#4a0c6b"],
+    [0.4, "#781c6d"],
+    [0.55, "#a52c60"],
+    [0.7, "#cf4446"],
+    [0.8, "#ed6925"],
+    [0.9, "#fb9b06"],
+    [1.0, "#fcffa4"],
+]
+LOSS_SCALE: list[list] = [
+    [0.0, "#440154"],
+    [0.25, "#3b528b"],
+    [0.5, "#21918c"],
+    [0.75, "#5ec962"],
+    [1.0, "#fde725"],
+]
+
+
 def _layout(fig: go.Figure, title: str, *, height: int) -> go.Figure:
     fig.update_layout(
         title={"text": title, "x": 0.0, "xanchor": "left"},
@@ -65,7 +86,7 @@ def level_heatmaps_figure(
                 z=m,
                 zmin=0.0,
                 zmax=1.0,
-                colorscale="Inferno",
+                colorscale=PROB_SCALE,
                 showscale=i == n - 1,
                 colorbar={"title": "max p"},
                 hovertemplate="row %{y}, col %{x}<br>max p = %{z:.3f}<extra>" + names[i] + "</extra>",
@@ -112,7 +133,7 @@ def loss_maps_figure(
                     customdata=z,
                     zmin=np.log10(lo) if log_scale else 0.0,
                     zmax=np.log10(hi) if log_scale else hi,
-                    colorscale="Viridis",
+                    colorscale=LOSS_SCALE,
                     showscale=r == 0 and c == n - 1,
                     colorbar={"title": "log10 loss" if log_scale else "loss"},
                     hovertemplate="row %{y}, col %{x}<br>loss = %{customdata:.4g}<extra>" + group + "</extra>",
@@ -152,9 +173,7 @@ def loss_share_figure(shares: pd.DataFrame, kinds: Sequence[str]) -> go.Figure:
         )
     fig.update_layout(barmode="stack", yaxis={"tickformat": ".0%", "range": [0, 1], "title": "share of loss"})
     fig.update_layout(legend={"orientation": "h", "yanchor": "bottom", "y": -0.3, "x": 0.0})
-    return _layout(
-        fig, "Where the image's classification loss comes from (ignored anchors are not counted)", height=420
-    )
+    return _layout(fig, "Share of the image's classification loss per anchor group", height=420)
 
 
 def timings_figure(timings_ms: dict[str, float], *, device: str) -> go.Figure:
