@@ -41,22 +41,37 @@ def _layout(fig: go.Figure, title: str, x: str, y: str, *, height: int = 340) ->
         height=height,
         margin={"t": 50, "b": 40, "l": 60, "r": 20},
         legend={"orientation": "h", "y": -0.25},
-        bargap=0.05,
+        bargap=0.0,
     )
     return fig
 
 
-def _hist(values: np.ndarray, *, nbins: int, color: str, name: str, log_x: bool = False) -> go.Histogram:
+def _bars(
+    values: np.ndarray, *, nbins: int, color: str, name: str, log_x: bool = False, edges: np.ndarray | None = None
+) -> go.Bar:
+    """A histogram binned here with numpy (the browser gets nbins bars, not one value per box)."""
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
     if log_x:
         v = np.log10(v[v > 0])
-    return go.Histogram(x=v, nbinsx=nbins, marker_color=color, name=name)
+    if edges is None:
+        lo, hi = (float(v.min()), float(v.max())) if len(v) else (0.0, 1.0)
+        edges = np.linspace(lo, hi if hi > lo else lo + 1.0, nbins + 1)
+    counts, edges = np.histogram(v, bins=edges)
+    return go.Bar(
+        x=(edges[:-1] + edges[1:]) / 2,
+        y=counts,
+        width=np.diff(edges),
+        marker_color=color,
+        name=name,
+        customdata=np.stack([edges[:-1], edges[1:]], axis=1),
+        hovertemplate="[%{customdata[0]:.3g}, %{customdata[1]:.3g}): %{y:,}<extra>" + name + "</extra>",
+    )
 
 
 def positives_per_image(images: pd.DataFrame, *, nbins: int = 60) -> go.Figure:
     """Histogram of positive anchors per image (images without boxes have none)."""
-    fig = go.Figure(_hist(images["positives"], nbins=nbins, color=LABEL_CSS["positives"], name="images"))
+    fig = go.Figure(_bars(images["positives"], nbins=nbins, color=LABEL_CSS["positives"], name="images"))
     fig.add_vline(x=float(images["positives"].mean()) if len(images) else 0, line_dash="dash", annotation_text="mean")
     return _layout(fig, "Positive anchors per image", "positive anchors", "images")
 
@@ -66,7 +81,7 @@ def pos_neg_ratio(images: pd.DataFrame, *, nbins: int = 60) -> go.Figure:
     pos = images["positives"].to_numpy(dtype=np.float64)
     neg = (images["hard_negatives"] + images["easy_negatives"]).to_numpy(dtype=np.float64)
     ratio = np.where(pos > 0, neg / np.maximum(pos, 1), np.nan)
-    fig = go.Figure(_hist(ratio, nbins=nbins, color="rgb(204,121,167)", name="images", log_x=True))
+    fig = go.Figure(_bars(ratio, nbins=nbins, color="rgb(204,121,167)", name="images", log_x=True))
     no_pos = int((pos == 0).sum())
     title = "Negatives per positive, per image (log10)"
     if no_pos:
@@ -86,17 +101,16 @@ def box_sizes(boxes: pd.DataFrame, *, nbins: int = 80) -> go.Figure:
     fig = go.Figure()
     side = np.sqrt(np.maximum(boxes["area"].to_numpy(dtype=np.float64), 0))
     top = float(np.percentile(side, 99.5)) if len(side) else 1.0
-    bins = {"start": 0.0, "end": max(top, 1.0), "size": max(top, 1.0) / nbins}
+    edges = np.linspace(0.0, max(top, 1.0), nbins + 1)
     for name in ("small", "medium", "large"):
         sel = (boxes["size"] == name).to_numpy()
         share = sel.mean() if len(sel) else 0.0
         fig.add_trace(
-            go.Histogram(x=side[sel], name=f"{name} ({100 * share:.1f} %)", marker_color=SIZE_CSS[name], xbins=bins)
+            _bars(side[sel], nbins=nbins, color=SIZE_CSS[name], name=f"{name} ({100 * share:.1f} %)", edges=edges)
         )
     for edge in (AREA_SMALL, AREA_MEDIUM):
         fig.add_vline(x=float(np.sqrt(edge)), line_dash="dot", line_color="white")
-    fig.update_layout(barmode="overlay")
-    fig.update_traces(opacity=0.85)
+    fig.update_layout(barmode="stack")
     return _layout(fig, "Box size, √area at the original scale (COCO area split; 99.5 % shown)", "√area (px)", "boxes")
 
 
@@ -105,7 +119,7 @@ def aspect_ratios(boxes: pd.DataFrame, *, nbins: int = 60) -> go.Figure:
     w = boxes["width"].to_numpy(dtype=np.float64)
     h = boxes["height"].to_numpy(dtype=np.float64)
     ratio = np.log2(np.where((w > 0) & (h > 0), h / np.where(w > 0, w, 1), np.nan))
-    fig = go.Figure(_hist(ratio, nbins=nbins, color="rgb(86,180,233)", name="boxes"))
+    fig = go.Figure(_bars(ratio, nbins=nbins, color="rgb(86,180,233)", name="boxes"))
     for r, pos in ((0.5, "top left"), (1.0, "top"), (2.0, "top right")):
         fig.add_vline(x=float(np.log2(r)), line_dash="dot", annotation_text=f"{r:g}", annotation_position=pos)
     return _layout(fig, "Box aspect ratio h/w (log2; anchors at 0.5, 1, 2)", "log2(h / w)", "boxes")
