@@ -20,6 +20,12 @@ GT_FORMATS = {c: "{:.1f}" for c in ("x1", "y1", "x2", "y2", "size √(wh)")} | {
     "ATSS threshold": "{:.4f}",
 }
 
+# What matters first at a location (IoU, label, GT) before the geometry; the narrow column scrolls sideways.
+LOCATION_COLUMNS = (
+    "level", "shape", "w", "h", "max IoU", "label", "matched GT", "best GT", "size √(wh)", "ratio h/w", "centre",
+    "anchor",
+)  # fmt: skip
+
 st.markdown(
     "Which anchors become positives, ignored, hard and easy negatives for the boxes of one image, shown on the "
     "image **as the network sees it** (resized, padded). With the torchvision convention the anchors are exactly "
@@ -94,22 +100,26 @@ tab_img, tab_loc, tab_lvl, tab_gt, tab_sweep = st.tabs(
 
 if tab_img.open:
     with tab_img:
-        c1, c2, c3 = st.columns([3, 2, 2])
-        view = c1.segmented_control(
+        # The view picker gets a row of its own: beside the other controls its fourth option was cut off.
+        view = st.segmented_control(
             "View",
             ["GT boxes", "Positive anchors", "Ignored anchors", "Hard-negative density"],
             default="Positive anchors",
             required=True,
             key="al_view",
         )
-        show_levels = c2.multiselect(
+        c1, c2, c3 = st.columns([3, 2, 2])
+        anchor_view = view in ("Positive anchors", "Ignored anchors")  # the other views draw no anchors
+        show_levels = c1.multiselect(
             "Levels", list(range(len(scene.grids))), default=list(range(len(scene.grids))),
-            format_func=lambda i: scene.level_names[i], key="al_show_levels",
+            format_func=lambda i: scene.level_names[i], key="al_show_levels", disabled=not anchor_view,
         )  # fmt: skip
         color_by = c3.radio("Colour positives by", ["gt", "level"], horizontal=True, key="al_colour",
-                            format_func={"gt": "matched GT", "level": "level"}.get)  # fmt: skip
-        show_ignored = c3.toggle("Show ignored anchors", value=True, key="al_show_ign")
-        per_level = c2.toggle("One image per level", value=False, key="al_per_level")
+                            format_func={"gt": "matched GT", "level": "level"}.get,
+                            disabled=view != "Positive anchors")  # fmt: skip
+        show_ignored = c3.toggle("Show ignored anchors", value=True, key="al_show_ign",
+                                 disabled=view != "Positive anchors")  # fmt: skip
+        per_level = c2.toggle("One image per level", value=False, key="al_per_level", disabled=not anchor_view)
         if per_level and view in ("Positive anchors", "Ignored anchors"):
             key = "ignored" if view == "Ignored anchors" else "positive"
             per_lvl = lab.per_level_table(scene, result)[key].tolist()
@@ -167,7 +177,7 @@ if tab_loc.open:
         c3, c4 = st.columns([3, 2])
         c3.image(lab.location_image(img_in, scene, x, y, boxes_in), width="stretch", output_format="JPEG",
              caption="Every anchor at the nearest cell of each level, coloured by level.")  # fmt: skip
-        c4.dataframe(loc, hide_index=True, width="stretch", height=520)
+        c4.dataframe(loc, hide_index=True, width="stretch", height=520, column_order=LOCATION_COLUMNS)
         download_buttons(name="anchors_at_location", df=loc, key="al_dl_loc")
 
 if tab_lvl.open:
@@ -181,8 +191,12 @@ if tab_lvl.open:
         fig_lvl = figs.level_label_bar(counts, scene.level_names, normalize=norm, log_y=logy)
         plot(fig_lvl, key="al_fig_lvl")
         download_buttons(name="anchors_per_level", df=lvl, fig=fig_lvl, key="al_dl_lvl")
+        atss = params["assigner"] == "atss"  # no fixed IoU thresholds: no threshold lines
         plot(
-            figs.iou_hist_figure(result.max_iou, pos_thresh=pos_thr, neg_thresh=params["neg_thresh"]), key="al_fig_iou"
+            figs.iou_hist_figure(
+                result.max_iou, pos_thresh=None if atss else pos_thr, neg_thresh=None if atss else params["neg_thresh"]
+            ),
+            key="al_fig_iou",
         )
 
 if tab_gt.open:
@@ -221,7 +235,8 @@ if tab_gt.open:
             )  # fmt: skip
             st.image(
                 lab.gt_focus_image(img_in, scene, boxes_in, result, focus),
-                caption="Green: its positives; yellow: ignored anchors it overlaps most; white: its best anchor.",
+                caption="Cyan: this GT (red when it has no positive); green: its positive anchors; yellow: ignored "
+                "anchors it overlaps most; white: its best anchor; grey: the other GTs.",
                 width="stretch",
                 output_format="JPEG",
             )

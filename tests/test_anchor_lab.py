@@ -77,9 +77,14 @@ def test_figures(setup) -> None:
     res = lab.label_anchors(scene, boxes, sp)
     lvl = lab.per_level_table(scene, res)
     counts = {k: lvl[k].to_numpy()[:-1] for k in ("positive", "ignored", "hard negative", "easy negative")}
-    fig = figs.level_label_bar(counts, scene.level_names, log_y=True)
+    fig = figs.level_label_bar(counts, scene.level_names)
     assert isinstance(fig, go.Figure) and len(fig.data) == 4 and fig.layout.barmode == "stack"
     assert list(fig.data[0].y) == counts["positive"].tolist()
+    # Regression: stacked bars on a log axis misstate every segment but the lowest: grouped there.
+    fig = figs.level_label_bar(counts, scene.level_names, log_y=True)
+    assert fig.layout.barmode == "group" and fig.layout.yaxis.type == "log"
+    fig = figs.level_label_bar(counts, scene.level_names, normalize=True, log_y=True)
+    assert fig.layout.barmode == "stack" and fig.layout.barnorm == "percent" and fig.layout.yaxis.type != "log"
     sw = threshold_sweep(sp)
     assert len(sw["pos_thresh"]) == 9
     f2 = figs.threshold_sweep_figure(sw, current=0.5)
@@ -89,3 +94,6 @@ def test_figures(setup) -> None:
     assert sum(len(t.x) for t in f3.data) == len(boxes)
     f4 = figs.iou_hist_figure(res.max_iou, pos_thresh=0.5, neg_thresh=0.4)
     assert sum(f4.data[0].y) == int((res.max_iou > 0).sum())
+    assert len(f4.layout.shapes) == 2
+    # ATSS has no fixed IoU threshold: no threshold lines (they showed the disabled max-IoU sliders' values).
+    assert len(figs.iou_hist_figure(res.max_iou, pos_thresh=None, neg_thresh=None).layout.shapes) == 0

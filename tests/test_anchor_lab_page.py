@@ -69,6 +69,9 @@ def test_view_switch(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
         at.button_group(key="al_view").set_value(view).run()
         _ok(at)
         assert len(at.get("image")) == 1
+        # Controls that do not apply to the view are disabled rather than silently ignored.
+        assert at.multiselect(key="al_show_levels").disabled == (view in ("GT boxes", "Hard-negative density"))
+        assert at.toggle(key="al_show_ign").disabled == (view != "Positive anchors")
     at.toggle(key="al_per_level").set_value(True).run()
     _ok(at)
     assert len(at.get("image")) == 5  # one image per level P3..P7

@@ -72,6 +72,18 @@ def test_parse_yolo_names_bad_lines() -> None:
     assert "line 1" not in warned
 
 
+def test_parse_yolo_box_to_the_edge_is_not_reported_as_clipped() -> None:
+    """Regression: a COCO box that ends on the image edge, written with six decimals, overshoots by ~1e-4 px
+    and was reported as 'clipped to the image -> [...]' with identical numbers."""
+    w, h = 640, 428
+    line = "1 0.338320 0.589533 0.577109 0.820935"  # COCO 350679's person box, bottom at y = 428.000214
+    bs = parse_yolo(line, w, h)
+    assert bs.notes == [] and len(bs) == 1
+    assert bs.boxes[0, 3] <= h
+    far = parse_yolo("0 0.5 0.9 0.2 0.3", w, h)  # 0.05 * 428 = 21 px below the image
+    assert len(far.notes) == 1 and "clipped" in far.notes[0]
+
+
 def test_parse_yolo_not_text() -> None:
     with pytest.raises(ValueError, match="not UTF-8"):
         parse_yolo(b"\xff\xfe\x00\x81garbage", 10, 10)

@@ -29,15 +29,19 @@ LEVEL_CSS: tuple[str, ...] = (
 def level_label_bar(
     counts: Mapping[str, Sequence[int]], level_names: Sequence[str], *, normalize: bool = False, log_y: bool = False
 ) -> go.Figure:
-    """Stacked bars of anchors per level split by label (positive, ignored, hard negative, easy negative).
+    """Bars of anchors per level split by label (positive, ignored, hard negative, easy negative).
+
+    Stacked for counts and shares. With ``log_y`` the bars are grouped side by side instead: on a log axis a
+    stacked segment's height is not its count (a segment on top of 100k looks like a sliver even at 35k).
 
     Args:
         counts: from :func:`explorer.assign.per_level_counts` (keys "positive", "ignored", "hard negative",
             "easy negative"), one value per level.
         level_names: e.g. ["P3", ..., "P7"].
-        normalize: show shares (percent of the level) instead of counts.
-        log_y: logarithmic count axis (easy negatives dwarf everything else).
+        normalize: show shares (percent of the level) instead of counts; stacked, ``log_y`` is ignored.
+        log_y: logarithmic count axis (easy negatives dwarf everything else), bars grouped.
     """
+    log = log_y and not normalize
     fig = go.Figure()
     for name in ("positive", "ignored", "hard negative", "easy negative"):
         vals = np.asarray(counts[name], dtype=np.int64)
@@ -49,16 +53,16 @@ def level_label_bar(
             hovertemplate="%{x}: %{y:,} " + name + "<extra></extra>",
         )
     fig.update_layout(
-        barmode="stack",
+        barmode="group" if log else "stack",
         barnorm="percent" if normalize else None,
-        title="Anchors per level by label",
+        title="Anchors per level by label" + (" (log axis: bars side by side)" if log else ""),
         xaxis_title="pyramid level",
         yaxis_title="share of the level's anchors (%)" if normalize else "anchors",
         legend={"orientation": "h", "y": -0.2},
         margin={"t": 50, "b": 40, "l": 60, "r": 20},
         height=380,
     )
-    if log_y and not normalize:
+    if log:
         fig.update_yaxes(type="log")
     return fig
 
@@ -124,8 +128,12 @@ def positives_per_gt_figure(
     return fig
 
 
-def iou_hist_figure(max_iou: np.ndarray, *, pos_thresh: float, neg_thresh: float) -> go.Figure:
-    """Histogram of the per-anchor max IoU over anchors that overlap some GT (log count axis)."""
+def iou_hist_figure(max_iou: np.ndarray, *, pos_thresh: float | None, neg_thresh: float | None) -> go.Figure:
+    """Histogram of the per-anchor max IoU over anchors that overlap some GT (log count axis).
+
+    The threshold lines are drawn only for thresholds that are given (None for ATSS, which has no fixed IoU
+    threshold: each GT gets its own mean + std).
+    """
     vals = np.asarray(max_iou)
     vals = vals[vals > 0]
     counts, edges = np.histogram(vals, bins=50, range=(0.0, 1.0))
@@ -139,8 +147,10 @@ def iou_hist_figure(max_iou: np.ndarray, *, pos_thresh: float, neg_thresh: float
             hovertemplate="IoU %{x:.2f}: %{y:,} anchors<extra></extra>",
         )
     )
-    fig.add_vline(x=neg_thresh, line_dash="dash", line_color="darkorange", annotation_text="neg")
-    fig.add_vline(x=pos_thresh, line_dash="dash", line_color="green", annotation_text="pos")
+    if neg_thresh is not None:
+        fig.add_vline(x=neg_thresh, line_dash="dash", line_color="darkorange", annotation_text="neg")
+    if pos_thresh is not None:
+        fig.add_vline(x=pos_thresh, line_dash="dash", line_color="green", annotation_text="pos")
     fig.update_layout(
         title=f"Max IoU of the {len(vals):,} anchors that overlap a GT",
         xaxis_title="max IoU over GTs",
