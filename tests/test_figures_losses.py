@@ -68,3 +68,10 @@ def test_legend_hangs_below_the_axis_titles_and_grows_downwards() -> None:
     # The plot area keeps its height: the figure and its bottom margin grow by the same extra legend rows.
     assert fig_many.layout.height > fig_few.layout.height
     assert fig_many.layout.height - fig_many.layout.margin.b == fig_few.layout.height - fig_few.layout.margin.b
+
+
+def test_cdf_legend_survives_a_batch_without_positives() -> None:
+    """Regression: the γ legend came from the positives' panel only, so it vanished when the batch had none."""
+    spec = B.BatchSpec(n_anchors=2_000, positive=B.GroupSpec(0.0, 6.0, 3.0))
+    fig = FL.loss_cdf_figure(B.normalized_loss_cdf(spec, gammas=(0.0, 2.0), n_points=11))
+    assert sorted(t.name for t in fig.data if t.showlegend is not False and t.name) == ["γ = 0", "γ = 2"]

@@ -431,6 +431,7 @@ def loss_cdf_figure(df: pd.DataFrame) -> go.Figure:
     fig = make_subplots(rows=1, cols=2, subplot_titles=("positives", "negatives"), horizontal_spacing=0.08)
     gammas = sorted(df["gamma"].unique())
     colors = _colors([f"{g:g}" for g in gammas])
+    in_legend: set[str] = set()  # one entry per γ, from whichever panel has it (a batch may have no positives)
     for col, group in ((1, "positive"), (2, "negative")):
         for g in gammas:
             d = df[(df["group"] == group) & (df["gamma"] == g)]
@@ -442,13 +443,14 @@ def loss_cdf_figure(df: pd.DataFrame) -> go.Figure:
                     y=d["cumulative_loss"],
                     name=f"γ = {g:g}",
                     legendgroup=f"{g:g}",
-                    showlegend=col == 1,
+                    showlegend=f"{g:g}" not in in_legend,
                     line={"color": colors[f"{g:g}"]},
                     hovertemplate="%{x:.4f} of anchors → %{y:.3f} of loss",
                 ),
                 row=1,
                 col=col,
             )
+            in_legend.add(f"{g:g}")
         fig.add_trace(
             go.Scatter(
                 x=[0, 1],
