@@ -121,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--scenes", type=int, default=5, help="scenes checked for equivalence")
     parser.add_argument("--page-check", action="store_true")
+    parser.add_argument("--weights", help="a state dict for --arch (91 classes), e.g. from bench/train_probe.py")
     parser.add_argument("--json", help="write the results here as JSON")
     args = parser.parse_args(argv)
 
@@ -128,7 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     scenes = [image_to_tensor(sample_scene(i).image) for i in range(args.scenes + 2)]
     # Random weights are calibrated on the very scenes they are benchmarked on (no accuracy is claimed).
     calibration, bench_images = scenes, scenes[2:]
-    if coco_weights_path(args.arch).exists():
+    if args.weights:
+        model = build_model(args.arch, 91)
+        model.load_state_dict(torch.load(args.weights, map_location="cpu", weights_only=True))
+        weights = f"trained on synthetic shapes by bench/train_probe.py ({Path(args.weights).name})"
+    elif coco_weights_path(args.arch).exists():
         model = load_coco_model(args.arch, allow_download=False, device=torch.device("cpu")).model
         weights = f"torchvision COCO_V1 ({coco_weights_path(args.arch).name})"
     else:
