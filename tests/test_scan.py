@@ -348,3 +348,37 @@ def test_random_images_match_the_dense_reference(height, width, raw, thresholds,
     np.testing.assert_array_equal(b.num_positive.to_numpy(), r["box_pos"])
     np.testing.assert_array_equal(b.best_iou.to_numpy(), r["box_best"])
     np.testing.assert_array_equal(b.low_quality_only.to_numpy(), r["box_lq_only"])
+
+
+def test_auto_device_keeps_numpy_below_the_size_threshold_even_with_cuda(monkeypatch):
+    import explorer.scan as scan_mod
+
+    monkeypatch.setattr(scan_mod, "_cuda_available", lambda: True)
+    coco, _ = synthetic.make_dataset(6, seed=2)
+    ds = load_coco(coco)
+    assert ds.num_images < scan_mod.AUTO_CUDA_MIN_IMAGES
+    assert scan_dataset(ds, device="auto").path == "numpy"
+
+
+def test_auto_device_uses_cuda_at_or_above_the_size_threshold(monkeypatch):
+    import explorer.scan as scan_mod
+    import explorer.scan_torch as scan_torch_mod
+
+    real = scan_torch_mod.scan_torch
+    devices = []
+
+    def fake_cuda_scan(*args, device, **kwargs):  # runs the CUDA path's code on the CPU
+        devices.append(device)
+        return real(*args, device="cpu", **kwargs)
+
+    monkeypatch.setattr(scan_torch_mod, "scan_torch", fake_cuda_scan)
+    coco, _ = synthetic.make_dataset(6, seed=2)
+    ds = load_coco(coco)
+    monkeypatch.setattr(scan_mod, "AUTO_CUDA_MIN_IMAGES", ds.num_images)
+    monkeypatch.setattr(scan_mod, "_cuda_available", lambda: False)
+    assert scan_dataset(ds, device="auto").path == "numpy"  # no CUDA: numpy whatever the size
+    monkeypatch.setattr(scan_mod, "_cuda_available", lambda: True)
+    big = scan_dataset(ds, device="auto")
+    assert big.path.startswith("torch-cuda") and devices == ["cuda"]
+    ref = scan_dataset(ds, device="cpu")
+    assert big.images.equals(ref.images)
