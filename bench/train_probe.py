@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from explorer.demo_model import DEMO_SCENE_CONFIG
 from explorer.detector import build_model
-from explorer.train_demo import TRAIN_SEED, _targets, build_dataset, scene_seeds
+from explorer.train_demo import TRAIN_SEED, _targets, build_dataset, scene_seeds, train_step
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,17 +55,11 @@ def main(argv: list[str] | None = None) -> int:
         idx = torch.randint(0, len(images), (args.batch,), generator=gen).tolist()
         imgs = [pixels[i].permute(2, 0, 1).float().div_(255) for i in idx]
         tgts = [{"boxes": targets[i][0], "labels": targets[i][1]} for i in idx]
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            losses = model(imgs, tgts)
-        loss = sum(losses.values())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-        opt.step()
+        losses = train_step(model, opt, imgs, tgts, device)
         step += 1
         if step % 100 == 0:
             print(
-                f"{args.arch} iter {step} " + " ".join(f"{k} {float(v.detach()):.3f}" for k, v in losses.items()),
+                f"{args.arch} iter {step} " + " ".join(f"{k} {v:.3f}" for k, v in losses.items()),
                 flush=True,
             )
     print(f"{args.arch}: {step} iterations of batch {args.batch} in {time.time() - t0:.0f}s", flush=True)

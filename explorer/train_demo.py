@@ -74,6 +74,27 @@ def _targets(coco: dict, n_images: int) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(np.asarray(b, np.float32).reshape(-1, 4), np.asarray(lab, np.int64)) for b, lab in per_image]
 
 
+def train_step(
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    images: list[torch.Tensor],
+    targets: list[dict],
+    device: torch.device,
+) -> dict[str, float]:
+    """One optimisation step of a torchvision RetinaNet (bf16 autocast on CUDA, gradient norm clipped at 10).
+
+    Returns the loss terms (``classification``, ``bbox_regression``) as floats.
+    """
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        losses = model(images, targets)
+    loss = sum(losses.values())
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+    opt.step()
+    return {k: float(v.detach()) for k, v in losses.items()}
+
+
 @torch.no_grad()
 def predict(model: torch.nn.Module, images: list[np.ndarray], device: torch.device, batch: int = 16) -> list[dict]:
     """COCO-format results (``image_id`` = position + 1) of ``model`` in eval mode, at most 100 per image."""
@@ -219,16 +240,9 @@ def main(argv: list[str] | None = None) -> int:
         for group in opt.param_groups:
             group["lr"] = lr
         imgs, tgts = batch_at(step)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            losses = model(imgs, tgts)
-        loss = sum(losses.values())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-        opt.step()
+        losses = train_step(model, opt, imgs, tgts, device)
         step += 1
-        for k, v in losses.items():
-            value = float(v.detach())
+        for k, value in losses.items():
             running[k] = 0.98 * running.get(k, value) + 0.02 * value
         if args.iters == 0 and step == probe:
             per_iter = (time.time() - t_train) / probe
