@@ -29,8 +29,10 @@ GROUP_COLORS: dict[str, str] = {
 
 
 #: Explicit colour scales (Streamlit's chart theme replaces named ones): dark = low, bright = high.
+#: No colour may be one of Streamlit's placeholders "#000001" .. "#000030": its frontend swaps those for theme
+#: colours even with ``theme=None`` (inferno's "#000004" became a light purple, so zero read as a high value).
 PROB_SCALE: list[list] = [
-    [0.0, "#000004"],
+    [0.0, "#000000"],
     [0.1, "#1b0c41"],
     [0.25, "#4a0c6b"],
     [0.4, "#781c6d"],
@@ -95,9 +97,15 @@ def level_heatmaps_figure(
             col=i + 1,
         )
         fig.update_yaxes(
-            autorange="reversed", scaleanchor=f"x{i + 1 if i else ''}", showticklabels=False, row=1, col=i + 1
+            autorange="reversed",
+            scaleanchor=f"x{i + 1 if i else ''}",
+            showticklabels=False,
+            showgrid=False,
+            zeroline=False,
+            row=1,
+            col=i + 1,
         )
-        fig.update_xaxes(showticklabels=False, row=1, col=i + 1)
+        fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, row=1, col=i + 1)
     return _layout(fig, title or "Highest class probability per anchor location, per level", height=330)
 
 
@@ -141,8 +149,10 @@ def loss_maps_figure(
                 row=r + 1,
                 col=c + 1,
             )
-            fig.update_yaxes(autorange="reversed", showticklabels=False, row=r + 1, col=c + 1)
-            fig.update_xaxes(showticklabels=False, row=r + 1, col=c + 1)
+            fig.update_yaxes(
+                autorange="reversed", showticklabels=False, showgrid=False, zeroline=False, row=r + 1, col=c + 1
+            )
+            fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, row=r + 1, col=c + 1)
     return _layout(
         fig,
         f"{loss_name} loss per anchor location, by group and level (blank: no such anchor)",
