@@ -221,8 +221,35 @@ def image_input_widget() -> ImageInput | None:
     return ImageInput(img, f"upload-{key}", up.name, None)
 
 
+def coco_file_widget() -> tuple[str, bytes] | None:
+    """The COCO annotation file (name, bytes), kept in the session once uploaded.
+
+    One COCO file annotates many images (matched by file name), so it must outlive image changes. A browser run
+    showed the uploader losing its file when the image upload changed; the file is therefore stored in the
+    session and the uploader replaced by its name and a button to use another file.
+    """
+    stored = st.session_state.get("al_coco_file")
+    if stored is not None:
+        name, data = stored
+        c1, c2 = st.columns([2.6, 1.4], vertical_alignment="center")
+        c1.caption(f"COCO annotations: **{name}** ({len(data) / 1024:,.0f} KB), matched to each image by file name.")
+        if not c2.button("Use another file", key="al_coco_forget"):
+            return stored
+        del st.session_state["al_coco_file"]
+    up = st.file_uploader("COCO annotations (.json)", type=["json"], key="al_coco")
+    if up is None:
+        return None
+    st.session_state["al_coco_file"] = (up.name, up.getvalue())
+    return st.session_state["al_coco_file"]
+
+
 def boxes_input_widget(inp: ImageInput) -> boxio.BoxSet:
-    """GT source: the sample's own boxes, a COCO JSON, a YOLO .txt, or a table; then an editable table."""
+    """GT source: the sample's own boxes, a COCO JSON, a YOLO .txt, or a table; optionally an editable table.
+
+    The table editor is shown only on request (always for "Table only"): its key and data follow the image and
+    the source, and a browser run showed that a new editor appearing after an image change cleared the COCO /
+    YOLO uploader, so the next image found no annotations. Without the editor the uploaded file stays.
+    """
     h, w = inp.image.shape[:2]
     options = (["own"] if inp.own_boxes is not None else []) + ["coco", "yolo", "table"]
     labels = {"own": "Sample annotations", "coco": "COCO JSON", "yolo": "YOLO .txt", "table": "Table only"}
@@ -232,14 +259,14 @@ def boxes_input_widget(inp: ImageInput) -> boxio.BoxSet:
     if src == "own" and inp.own_boxes is not None:
         parsed = inp.own_boxes
     elif src == "coco":
-        up = st.file_uploader("COCO annotations (.json)", type=["json"], key="al_coco")
-        if up is not None:
-            data = up.getvalue()
+        stored = coco_file_widget()
+        if stored is not None:
+            name, data = stored
             src_key = f"coco-{digest(data)[:16]}"
             try:
                 parsed = boxio.boxes_from_coco(boxio.load_coco(data), inp.name, w, h)
             except ValueError as err:
-                st.error(f"{up.name}: {err}")
+                st.error(f"{name}: {err}")
     elif src == "yolo":
         up = st.file_uploader("YOLO labels (.txt)", type=["txt"], key="al_yolo")
         if up is not None:
@@ -249,7 +276,16 @@ def boxes_input_widget(inp: ImageInput) -> boxio.BoxSet:
                 parsed = boxio.parse_yolo(data, w, h)
             except ValueError as err:
                 st.error(f"{up.name}: {err}")
-    with st.expander(f"Edit boxes ({len(parsed)} from the source; original image pixels)", expanded=src == "table"):
+    edit = src == "table" or st.toggle(
+        "Edit the boxes in a table",
+        value=False,
+        key="al_edit_boxes",
+        help="Add, change or delete boxes (original image pixels). Edits start from the source's boxes and are "
+        "dropped when the image or the source changes.",
+    )
+    if not edit:
+        return parsed
+    with st.expander(f"Edit boxes ({len(parsed)} from the source; original image pixels)", expanded=True):
         rows = st.data_editor(
             parsed.table_rows() or [{"x1": None, "y1": None, "x2": None, "y2": None, "label": None}],
             num_rows="dynamic",
