@@ -20,6 +20,8 @@ GT_FORMATS = {c: "{:.1f}" for c in ("x1", "y1", "x2", "y2", "size √(wh)")} | {
     "ATSS threshold": "{:.4f}",
 }
 
+# Names of explorer.overlay.LEVEL_COLORS, in order (level index 0, 1, ...).
+LEVEL_COLOR_NAMES = ("blue", "orange", "green", "pink", "red", "light blue", "yellow")
 # What matters first at a location (IoU, label, GT) before the geometry; the narrow column scrolls sideways.
 LOCATION_COLUMNS = (
     "level", "shape", "w", "h", "max IoU", "label", "matched GT", "best GT", "size √(wh)", "ratio h/w", "centre",
@@ -175,8 +177,10 @@ if tab_loc.open:
         y = c2.slider("y (input pixels)", 0, ph - 1, int(min(ph - 1, default_xy[1])), key=f"al_y_{inp.key}")
         loc = lab.location_table(scene, x, y, boxes_in, result)
         c3, c4 = st.columns([3, 2])
+        legend = ", ".join(f"{n} {c}" for n, c in zip(scene.level_names, LEVEL_COLOR_NAMES, strict=False))
         c3.image(lab.location_image(img_in, scene, x, y, boxes_in), width="stretch", output_format="JPEG",
-             caption="Every anchor at the nearest cell of each level, coloured by level.")  # fmt: skip
+                 caption=f"Every anchor at the nearest cell of each level, coloured by level ({legend}); "
+                 "white: the GT boxes.")  # fmt: skip
         c4.dataframe(loc, hide_index=True, width="stretch", height=520, column_order=LOCATION_COLUMNS)
         download_buttons(name="anchors_at_location", df=loc, key="al_dl_loc")
 

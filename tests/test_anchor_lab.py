@@ -92,6 +92,7 @@ def test_figures(setup) -> None:
     assert len(lab.sweep_table(sw)) == 9
     f3 = figs.positives_per_gt_figure(lab.box_sizes(boxes), res.num_positive, res.best_level, scene.level_names)
     assert sum(len(t.x) for t in f3.data) == len(boxes)
+    assert 32 in f3.layout.xaxis.tickvals and 64 in f3.layout.xaxis.tickvals  # anchor-size ticks on the log axis
     f4 = figs.iou_hist_figure(res.max_iou, pos_thresh=0.5, neg_thresh=0.4)
     assert sum(f4.data[0].y) == int((res.max_iou > 0).sum())
     assert len(f4.layout.shapes) == 2

@@ -125,6 +125,9 @@ def positives_per_gt_figure(
         height=380,
         legend={"orientation": "h", "y": -0.25},
     )
+    # Ticks at powers of two, the anchor sizes of a pyramid (plotly's default log ticks read "3 4 5 ... 100 2 3").
+    ticks = [2**k for k in range(1, 14)]
+    fig.update_xaxes(tickvals=ticks, ticktext=[str(t) for t in ticks])
     return fig
 
 
