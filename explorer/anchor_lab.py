@@ -171,8 +171,8 @@ def per_level_table(scene: AnchorScene, assignment: Assignment) -> pd.DataFrame:
         rows.append(
             {
                 "level": f"P{g.level}",
-                "grid": f"{g.grid_hw[0]}x{g.grid_hw[1]}",
-                "stride": f"{g.stride_hw[0]}x{g.stride_hw[1]}",
+                "grid (h×w)": f"{g.grid_hw[0]}x{g.grid_hw[1]}",
+                "stride (h×w)": f"{g.stride_hw[0]}x{g.stride_hw[1]}",
                 "anchors/location": len(g.cell_anchors),
                 "sizes (px)": ", ".join(f"{s:.0f}" for s in np.unique(np.round(sizes, 1))),
                 "anchors": int(counts["anchors"][li]),
@@ -186,7 +186,13 @@ def per_level_table(scene: AnchorScene, assignment: Assignment) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     total = {c: int(df[c].sum()) for c in ("anchors", "positive", "ignored", "hard negative", "easy negative")}
     total.update(
-        {"level": "all", "grid": "", "stride": "", "sizes (px)": "", "GTs best here": int(df["GTs best here"].sum())}
+        {
+            "level": "all",
+            "grid (h×w)": "",
+            "stride (h×w)": "",
+            "sizes (px)": "",
+            "GTs best here": int(df["GTs best here"].sum()),
+        }
     )
     total["anchors/location"] = int(df["anchors/location"].max()) if len(df) else 0
     return pd.concat([df, pd.DataFrame([total])], ignore_index=True)

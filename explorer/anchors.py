@@ -383,8 +383,8 @@ def explain_anchor_count(resized_h: int, resized_w: int, config: AnchorConfig) -
     """A short Markdown explanation of the default count against the floor-convention count.
 
     Example:
-        >>> print(explain_anchor_count(800, 800, AnchorConfig()).splitlines()[0])
-        **120,087 anchors** for an 800x800 input (padded to 800x800): grids 100x100, 50x50, 25x25, 13x13, 7x7.
+        >>> print(explain_anchor_count(800, 800, AnchorConfig()).split(": ")[0])
+        **120,087 anchors** for an input of 800x800 (height x width; padded to 800x800)
     """
     grids = level_grids(resized_h, resized_w, config)
     ph, pw = padded_size(resized_h, resized_w, config)
@@ -392,7 +392,7 @@ def explain_anchor_count(resized_h: int, resized_w: int, config: AnchorConfig) -
     floor_total = floor_convention_count(resized_h, resized_w, config)
     floor_grids = ", ".join(f"{resized_h // s}x{resized_w // s}" for s in config.strides)
     lines = [
-        f"**{total:,} anchors** for an {resized_h}x{resized_w} input (padded to {ph}x{pw}): grids "
+        f"**{total:,} anchors** for an input of {resized_h}x{resized_w} (height x width; padded to {ph}x{pw}): grids "
         + ", ".join(f"{g.grid_hw[0]}x{g.grid_hw[1]}" for g in grids)
         + ".",
         "",
@@ -403,7 +403,7 @@ def explain_anchor_count(resized_h: int, resized_w: int, config: AnchorConfig) -
     ]
     if config.convention == "torchvision":
         strides = ", ".join(f"P{g.level}: {g.stride_hw[0]}x{g.stride_hw[1]}" for g in grids)
-        lines += ["", f"torchvision recomputes each stride as padded size // grid size: {strides}."]
+        lines += ["", f"torchvision recomputes each stride as padded size // grid size (h x w): {strides}."]
     return "\n".join(lines)
 
 
