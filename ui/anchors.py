@@ -48,6 +48,22 @@ def decode_upload(key: str, _data: bytes) -> np.ndarray:
     return img
 
 
+@st.cache_resource(max_entries=1, show_spinner="Reading the COCO file…")
+def parsed_coco(key: str, _data: bytes) -> dict:
+    """A COCO JSON parsed once per content digest (``key``), not on every rerun (instances_val2017 is 25 MB).
+    Shared and read-only; raises ValueError for a malformed file (not cached)."""
+    return boxio.load_coco(_data)
+
+
+def _coco_digest(data: bytes) -> str:
+    """Digest of the stored COCO bytes, computed once per stored object (hashing 450 MB takes about a second)."""
+    memo = st.session_state.get("al_coco_digest")
+    if memo is None or memo[0] is not data:
+        memo = (data, digest(data))
+        st.session_state["al_coco_digest"] = memo
+    return memo[1]
+
+
 @st.cache_data(max_entries=8, show_spinner=False)
 def sample_scene(seed: int) -> tuple[np.ndarray, list[dict]]:
     """A synthetic 640x480 scene and its annotations."""
@@ -262,9 +278,10 @@ def boxes_input_widget(inp: ImageInput) -> boxio.BoxSet:
         stored = coco_file_widget()
         if stored is not None:
             name, data = stored
-            src_key = f"coco-{digest(data)[:16]}"
+            key = _coco_digest(data)
+            src_key = f"coco-{key[:16]}"
             try:
-                parsed = boxio.boxes_from_coco(boxio.load_coco(data), inp.name, w, h)
+                parsed = boxio.boxes_from_coco(parsed_coco(key, data), inp.name, w, h)
             except ValueError as err:
                 st.error(f"{name}: {err}")
     elif src == "yolo":
