@@ -48,6 +48,8 @@ st.caption(
     + (f", {result.reference_images} image(s) on the reference path" if result.reference_images else "")
     + ")"
 )
+if source.images is not None and (missing := ui.coverage_message(source.images, ds.file_names)):
+    st.warning(missing)
 n_err = ds.counts.get("errors", 0)
 if n_err:
     st.warning(f"{n_err:,} record(s) could not be used; see the Validation tab.")
@@ -105,7 +107,9 @@ with tabs[2]:
 
 with tabs[3]:
     c1, c2, c3, c4 = st.columns(4)
-    only_problem = c1.checkbox("Only images with a box that has no positive", key="dd_only_problem")
+    only_problem = c1.checkbox(
+        "Only unmatched boxes", key="dd_only_problem", help="Only images with a box that has no positive anchor"
+    )
     min_boxes = c2.number_input("At least this many boxes", 0, 1000, 0, key="dd_min_boxes")
     sort_by = c3.selectbox(
         "Sort by",
@@ -152,16 +156,20 @@ with tabs[3]:
                 st.caption(
                     f"{summary['positive']:,} positive · {summary['ignored']:,} ignored · "
                     f"{summary['hard negative']:,} hard negative · {summary['easy negative']:,} easy negative · "
-                    f"best possible recall {summary['best possible recall']:.2f} · "
+                    f"best possible recall {summary['best possible recall']:.2f} (boxes with an anchor at IoU ≥ "
+                    f"{config.pos_thresh:g}) · "
                     f"{summary['unmatched GTs']} box(es) without a positive"
                 )
 
 with tabs[4]:
     no_pos = result.boxes_without_positive()
-    st.markdown(
-        f"**{len(no_pos):,} box(es)** get no positive anchor: their best anchors are below the positive threshold "
-        "and the low-quality rule gives those anchors to another box they overlap more."
+    why = (
+        "their best anchors are below the positive threshold and the low-quality rule gives those anchors to "
+        "another box they overlap more"
+        if config.low_quality
+        else f"no anchor reaches IoU {config.pos_thresh:g} with them (low-quality matches are off)"
     )
+    st.markdown(f"**{len(no_pos):,} box(es)** get no positive anchor: {why}.")
     if len(no_pos) and source.images is not None:
         gallery = ui.crops(f"{source.key}:{config!r}", source.images, ui.no_positive_rows(ds, result))
         if gallery:

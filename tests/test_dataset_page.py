@@ -109,6 +109,23 @@ def test_zip_images(tmp_path):
     assert store.read("000001.jpg") == b"abc"
     assert store.read("imgs/000001.jpg") == b"abc"
     assert store.read("missing.jpg") is None
+    assert store.has("000001.jpg") and not store.has("missing.jpg")
+    with pytest.raises(ValueError, match="empty"):
+        ui.ZipImages(b"")
+
+
+def test_images_that_do_not_match_the_annotations_are_reported(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    (tmp_path / "b.jpg").write_bytes(b"x")
+    store = ui.FolderImages(tmp_path)
+    assert store.has("a.jpg") and store.has("val2017/b.jpg") and not store.has("c.jpg")
+    assert ui.image_coverage(store, ["a.jpg", "", "c.jpg"]) == (1, 2)
+    assert ui.coverage_message(store, ["a.jpg", "b.jpg"]) is None
+    assert ui.coverage_message(store, []) is None
+    none = ui.coverage_message(store, ["x.jpg", "y.jpg"])
+    assert none is not None and "None of" in none and "'x.jpg'" in none
+    partial = ui.coverage_message(store, ["a.jpg", "y.jpg"])
+    assert partial is not None and "Only 1 of the 2" in partial
 
 
 def test_anchor_view_agrees_with_the_scan():

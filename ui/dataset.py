@@ -51,6 +51,9 @@ class ImageStore:
     def read(self, file_name: str) -> bytes | None:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def has(self, file_name: str) -> bool:  # pragma: no cover - interface
+        raise NotImplementedError
+
 
 class FolderImages(ImageStore):
     """Images in a folder; a ``file_name`` that would resolve outside the folder is refused."""
@@ -59,17 +62,24 @@ class FolderImages(ImageStore):
         self.folder = folder.resolve()
         self.description = f"folder {folder.name}/"
 
-    def read(self, file_name: str) -> bytes | None:
+    def _path(self, file_name: str) -> Path | None:
         try:
             path = (self.folder / file_name).resolve()
+            if not path.is_relative_to(self.folder) or not path.is_file():
+                # COCO file names are often bare; fall back on the base name inside the folder
+                path = (self.folder / PurePosixPath(file_name).name).resolve()
+                if not path.is_relative_to(self.folder) or not path.is_file():
+                    return None
         except (OSError, ValueError):
             return None
-        if not path.is_relative_to(self.folder) or not path.is_file():
-            # COCO file names are often bare; fall back on the base name inside the folder
-            path = (self.folder / PurePosixPath(file_name).name).resolve()
-            if not path.is_relative_to(self.folder) or not path.is_file():
-                return None
-        if path.stat().st_size > MAX_IMAGE_BYTES:
+        return path
+
+    def has(self, file_name: str) -> bool:
+        return self._path(file_name) is not None
+
+    def read(self, file_name: str) -> bytes | None:
+        path = self._path(file_name)
+        if path is None or path.stat().st_size > MAX_IMAGE_BYTES:
             return None
         return path.read_bytes()
 
@@ -78,6 +88,8 @@ class ZipImages(ImageStore):
     """Images inside an uploaded zip, looked up by path or by base name; members are read one at a time."""
 
     def __init__(self, data: bytes) -> None:
+        if not data:
+            raise ValueError("the images file is empty")
         if not zipfile.is_zipfile(io.BytesIO(data)):
             raise ValueError("the images file is not a zip archive")
         try:
@@ -92,8 +104,14 @@ class ZipImages(ImageStore):
         self.lock = threading.Lock()
         self.description = f"zip with {len(infos):,} files"
 
+    def _info(self, file_name: str) -> zipfile.ZipInfo | None:
+        return self.by_name.get(file_name) or self.by_base.get(PurePosixPath(file_name).name)
+
+    def has(self, file_name: str) -> bool:
+        return self._info(file_name) is not None
+
     def read(self, file_name: str) -> bytes | None:
-        info = self.by_name.get(file_name) or self.by_base.get(PurePosixPath(file_name).name)
+        info = self._info(file_name)
         if info is None or info.file_size > MAX_IMAGE_BYTES:
             return None
         with self.lock:
@@ -107,6 +125,26 @@ class ZipImages(ImageStore):
 def zip_store(key: str, _data: bytes) -> ZipImages:
     """The zip image store of an upload, once per content digest ``key`` (raises ValueError if not a zip)."""
     return ZipImages(_data)
+
+
+def image_coverage(store: ImageStore, file_names: list[str], limit: int = 500) -> tuple[int, int]:
+    """How many of the first ``limit`` non-empty file names the store holds: ``(found, checked)``."""
+    names = [f for f in file_names[: max(limit, 0) * 2] if f][:limit]
+    return sum(store.has(f) for f in names), len(names)
+
+
+def coverage_message(store: ImageStore, file_names: list[str], limit: int = 500) -> str | None:
+    """A warning when the images do not match the annotation file's ``file_name`` values; None when they do."""
+    found, checked = image_coverage(store, file_names, limit)
+    if checked == 0 or found == checked:
+        return None
+    if found == 0:
+        example = next(f for f in file_names if f)
+        return (
+            f"None of the annotation file's image names (e.g. {example!r}) is in the {store.description}: "
+            "the image views stay empty. Are these the images of another split?"
+        )
+    return f"Only {found:,} of the {checked:,} image names checked are in the {store.description}."
 
 
 # ---------------------------------------------------------------- sources
