@@ -107,8 +107,16 @@ def _write(df: pd.DataFrame, path: Path) -> None:
 
 
 def _check_out(path: Path | None) -> None:
-    if path is not None and path.suffix.lower() not in (".parquet", ".csv"):
+    """Refuse a bad output path before the (possibly long) load and scan."""
+    if path is None:
+        return
+    if path.suffix.lower() not in (".parquet", ".csv"):
         raise ValueError(f"output file {path} must end in .parquet or .csv")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ValueError(f"output folder {folder} does not exist (for {path})")
+    if path.is_dir():
+        raise ValueError(f"output file {path} is a folder")
 
 
 def run_scan(args: argparse.Namespace) -> int:

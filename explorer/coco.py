@@ -228,23 +228,40 @@ def _is_number(value: Any) -> bool:
     return type(value) is int or type(value) is float
 
 
+def _mb(n: float) -> str:
+    """A byte count in MB, with a decimal below 10 MB so that small limits do not read as 0."""
+    mb = n / 1e6
+    return f"{mb:.0f} MB" if mb >= 10 else f"{mb:.2g} MB"
+
+
+#: Leading bytes of files that people upload by mistake instead of a COCO JSON.
+_MAGIC: dict[bytes, str] = {
+    b"PK\x03\x04": "a zip archive",
+    b"\x1f\x8b": "a gzip file (decompress it first)",
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"%PDF": "a PDF document",
+    b"PAR1": "a Parquet file",
+}
+
+
 def _read_bytes(source: bytes | bytearray | memoryview | str | os.PathLike, max_bytes: int) -> tuple[bytes, str]:
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         name = "uploaded JSON"
     else:
         path = Path(source)
+        if path.is_dir():
+            raise CocoFormatError(f"{path} is a folder, not an annotation file")
         if not path.is_file():
             raise CocoFormatError(f"annotation file not found: {path}")
         size = path.stat().st_size
         if size > max_bytes:
-            raise CocoFormatError(
-                f"annotation file {path.name} is {size / 1e6:.0f} MB, over the {max_bytes / 1e6:.0f} MB limit"
-            )
+            raise CocoFormatError(f"annotation file {path.name} is {_mb(size)}, over the {_mb(max_bytes)} limit")
         data = path.read_bytes()
         name = path.name
     if len(data) > max_bytes:
-        raise CocoFormatError(f"annotation data is {len(data) / 1e6:.0f} MB, over the {max_bytes / 1e6:.0f} MB limit")
+        raise CocoFormatError(f"annotation data is {_mb(len(data))}, over the {_mb(max_bytes)} limit")
     return data, name
 
 
@@ -273,7 +290,11 @@ def parse_json_lean(data: bytes) -> Any:
         raise CocoFormatError("the annotation file is empty")
     utf8 = not (data[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(data) > 1 and data[1] == 0) or data[0] == 0)
     if utf8 and head[:1] not in (b"{", b"["):
-        snippet = head[:20].decode("utf-8", "replace")
+        kind = next((what for magic, what in _MAGIC.items() if head.startswith(magic)), None)
+        if kind is not None:
+            raise CocoFormatError(f"not a COCO JSON file: this is {kind}")
+        text = head[:20].decode("utf-8", "replace")
+        snippet = "".join(c if c.isprintable() else "?" for c in text)
         raise CocoFormatError(f"not a COCO JSON file: it starts with {snippet!r}, not with '{{'")
     lean = _POLYGON_SEGMENTATION.sub(b'"segmentation":[]', data) if utf8 else data
     try:

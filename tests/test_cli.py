@@ -62,6 +62,9 @@ def test_custom_anchor_sizes(annotations, capsys):
         (b"not json at all", "not a COCO JSON file"),
         (b"[]", "top level is a JSON list"),
         (b'{"categories": []}', "no 'images' key"),
+        (b"PK\x03\x04\x14\x00\x00\x00\x08\x00L%w]\x0c\x16\xe3\xff", "this is a zip archive"),
+        (b"\x1f\x8b\x08\x00 compressed", "this is a gzip file"),
+        (b"hello\x07world\x1b[31m", "starts with 'hello?world?[31m'"),
     ],
 )
 def test_invalid_input_exits_with_a_message(tmp_path, capsys, content, message):
@@ -80,9 +83,30 @@ def test_bad_options_and_missing_file(annotations, tmp_path, capsys):
     assert ".parquet or .csv" in capsys.readouterr().err
     assert main(["scan", str(annotations), "--quiet", "--pos", "0.3"]) == 2
     assert "neg_thresh" in capsys.readouterr().err
+    assert main(["scan", str(tmp_path), "--quiet"]) == 2
+    assert "is a folder, not an annotation file" in capsys.readouterr().err
+    assert main(["scan", str(annotations), "--quiet", "--max-mb", "0.000001"]) == 2
+    assert "over the 1e-06 MB limit" in capsys.readouterr().err
     with pytest.raises(SystemExit) as info:
         main(["scan", str(annotations), "--sizes", "a,b"])
     assert info.value.code == 2
+
+
+def test_bad_output_paths_are_refused_before_the_scan(annotations, tmp_path, capsys, monkeypatch):
+    import explorer.coco
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("loaded the annotations before checking the output path")
+
+    monkeypatch.setattr(explorer.coco, "load_coco", no_load)
+    missing = tmp_path / "no" / "such" / "folder" / "stats.csv"
+    assert main(["scan", str(annotations), "--quiet", "--out", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert "output folder" in err and "does not exist" in err
+    folder = tmp_path / "stats.parquet"
+    folder.mkdir()
+    assert main(["scan", str(annotations), "--quiet", "--boxes-out", str(folder)]) == 2
+    assert "is a folder" in capsys.readouterr().err
 
 
 def test_module_entry_point_has_no_traceback(tmp_path, repo_root):
