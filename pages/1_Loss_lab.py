@@ -156,6 +156,7 @@ def dfl_section() -> None:
         f"{bins['loss'].iloc[0]:.4f}",
         delta=f"expected value {bins['pred_expectation'].iloc[0]:.2f} vs target {target:g}",
         delta_color="off",
+        delta_arrow="off",
     )
     ui.figure_block(
         figs.dfl_figure(bins, curve, target=target),
@@ -283,7 +284,7 @@ def sandbox_section(riou_beta: float, riou_k: float) -> None:
         df=table,
         name="box_pair",
     )
-    st.dataframe(table, hide_index=True, width="stretch")
+    st.dataframe(table.style.format(precision=4, na_rep="—"), hide_index=True, width="stretch")
 
 
 @st.fragment

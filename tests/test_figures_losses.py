@@ -20,6 +20,10 @@ def test_classification_figure(axis: str, target: int, log_y: bool) -> None:
     assert len([s for s in fig.layout.shapes if s.type == "rect"]) == 3  # shaded well-classified region
     if log_y:
         assert fig.layout.yaxis.type == "log" and min(min(t.y) for t in fig.data if t.xaxis == "x2") >= 0
+        # Readable log axes: six decades below the panel's largest value, not down to 1e-20.
+        lo, hi = fig.layout.yaxis.range
+        assert hi - lo == pytest.approx(6.2)
+        assert 10**hi >= df["loss"].max()
 
 
 def test_soft_figures() -> None:

@@ -148,7 +148,13 @@ def classification_figure(
     x_title = "p_t (probability of the true class)" if axis == "p_t" else "logit x"
     fig.update_xaxes(title_text=x_title)
     if log_y:
-        fig.update_yaxes(type="log", exponentformat="power")
+        # Six decades below each panel's largest value: enough to see focal loss fall away from CE, without the
+        # axis running down to 1e-20 where p_t -> 1 (the curves are accurate there, but nothing can be read).
+        for col, values in ((1, df["loss"]), (2, df["grad"].abs()), (3, df["factor"])):
+            top = float(values[values > 0].max()) if (values > 0).any() else 1.0
+            fig.update_yaxes(
+                type="log", exponentformat="power", range=[math.log10(top) - 6, math.log10(top) + 0.2], row=1, col=col
+            )
     else:
         fig.update_yaxes(range=[0, 5], row=1, col=1)
     return _layout(fig, "Classification losses: value, gradient and modulating factor", height=460)
