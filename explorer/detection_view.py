@@ -70,6 +70,39 @@ def gt_for_image(ds: CocoDataset, file_name: str) -> tuple[np.ndarray, np.ndarra
     return ds.boxes_xyxy[rows][keep].astype(np.float32), ds.ann_category[rows][keep].astype(np.int64)
 
 
+def category_mismatch(ds: CocoDataset, labels: np.ndarray, class_names: dict[int, str]) -> str | None:
+    """Why a COCO JSON's categories cannot be compared with a model's classes, or None when they can.
+
+    Ground truth and detections are matched by class id, so each id of the image's boxes must be one of the model's
+    classes with the same name (case and spaces ignored; a model whose classes are only named ``"class k"`` is
+    trusted on the ids). Matching COCO's "person" (id 1) with the demo model's "circle" (id 1) would be wrong.
+
+    Args:
+        ds: the uploaded annotations.
+        labels: (K,) int64 category ids of the image's boxes (:func:`gt_for_image`).
+        class_names: the model's class id -> name.
+
+    Returns:
+        A message naming up to three offending ids, or None.
+    """
+
+    def norm(name: str) -> str:
+        return " ".join(name.lower().split())
+
+    bad = []
+    for cid in sorted(set(np.asarray(labels).astype(np.int64).tolist())):
+        gt_name = ds.category_name(cid)
+        model_name = class_names.get(cid)
+        if model_name is None:
+            bad.append(f"id {cid} {gt_name!r} is not a model class")
+        elif model_name != f"class {cid}" and norm(model_name) != norm(gt_name):
+            bad.append(f"id {cid} is {gt_name!r} in the JSON but {model_name!r} for the model")
+    if not bad:
+        return None
+    more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+    return "The ground truth's categories are not the model's classes: " + "; ".join(bad[:3]) + more + "."
+
+
 def _label_text(dets: Detections, class_names: dict[int, str], show_scores: bool) -> list[str]:
     out = []
     for label, score in zip(dets.labels.tolist(), dets.scores.tolist(), strict=True):

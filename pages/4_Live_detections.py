@@ -38,10 +38,12 @@ with st.sidebar:
         )
         gt_file = st.file_uploader("Ground truth (COCO JSON, optional; file names must match)", type=["json"])
 
-loaded, model_error = ui.load_model(request)
+loaded, model_error, weights_unavailable = ui.load_model(request)
 if model_error:
     if request.kind == "checkpoint" and request.checkpoint is None:
         st.info("Upload a checkpoint in the sidebar; until then the demo model runs.")
+    elif weights_unavailable:
+        st.warning(f"**The COCO weights are not available here: showing the demo model instead.** {model_error}")
     else:
         st.error(f"{model_error}\n\nShowing the demo model instead.")
 for notice in loaded.notices:
@@ -73,6 +75,9 @@ elif uploads:
                 st.warning(
                     f"{gt_file.name} has no image named {image_name!r}: showing detections without ground truth."
                 )
+            elif mismatch := detection_view.category_mismatch(coco, gt[1], loaded.class_names):
+                gt = None
+                st.warning(f"{mismatch} Showing detections without ground truth; pick a model trained on them.")
         except ValueError as err:
             st.error(f"{gt_file.name}: {err}")
 else:
@@ -182,7 +187,17 @@ with s2:
         f"Image loss normalised by max(1, positives) = {breakdown.normalizer:.0f}: "
         + ", ".join(f"{groundtruth.LOSS_KINDS[k]} **{v:.4g}**" for k, v in totals.items())
     )
-    st.dataframe(shares, hide_index=True)
+    st.dataframe(
+        shares,
+        hide_index=True,
+        column_config={
+            c: st.column_config.NumberColumn(c, format="percent", help="of the counted loss; ignored anchors: none")
+            if c.endswith("share")
+            else st.column_config.NumberColumn(c, format="%.4g")
+            for c in shares.columns
+            if c.endswith(("share", "loss"))
+        },
+    )
     download_buttons(name=f"loss_shares_{image_name}", df=shares, key="det_shares_dl")
 
 groups = st.multiselect(

@@ -18,7 +18,7 @@ from explorer import detector
 from explorer.assign import POSITIVE
 from explorer.coco import load_coco
 from explorer.demo_model import DEMO_NUM_CLASSES
-from explorer.detection_view import draw_detections, gt_for_image, sample_scene
+from explorer.detection_view import category_mismatch, draw_detections, gt_for_image, sample_scene
 from explorer.detector import (
     DEMO,
     V1,
@@ -486,3 +486,20 @@ def test_sample_scenes_and_gt_lookup(scene, demo, result):
     assert canvas.shape == scene.image.shape and not np.array_equal(canvas, scene.image)
     with pytest.raises(ValueError, match="color_by"):
         draw_detections(scene.image, result.detections, demo.class_names, color_by="size")
+
+
+def test_category_mismatch_compares_names_not_only_ids():
+    ds = load_coco(
+        {
+            "images": [{"id": 1, "width": 50, "height": 50}],
+            "categories": [{"id": 1, "name": "Person"}, {"id": 2, "name": "traffic  light"}, {"id": 5, "name": "x"}],
+            "annotations": [],
+        }
+    )
+    coco_like = {1: "person", 2: "Traffic light"}
+    assert category_mismatch(ds, np.array([1, 2, 1]), coco_like) is None  # case and spaces ignored
+    assert category_mismatch(ds, np.array([], np.int64), {}) is None
+    assert category_mismatch(ds, np.array([1, 5]), {1: "class 1", 5: "class 5"}) is None  # unnamed: ids trusted
+    msg = category_mismatch(ds, np.array([1, 5]), {1: "circle", 2: "square"})
+    assert msg is not None
+    assert "id 1 is 'Person' in the JSON but 'circle' for the model" in msg and "id 5 'x' is not a model class" in msg

@@ -57,8 +57,9 @@ def test_coco_model_offline_falls_back_to_the_demo_model(monkeypatch, tmp_path):
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     at = run_page(monkeypatch, lambda at: at.selectbox(key="det_model").set_value(detector.V2))
-    assert at.error and "not in the torch hub cache" in at.error[0].value
-    assert "Showing the demo model instead" in at.error[0].value
+    assert not at.error and not at.exception  # offline is expected: a warning, not an error box
+    message = next(w.value for w in at.warning if "not in the torch hub cache" in w.value)
+    assert "showing the demo model instead" in message
 
 
 def _upload(at: AppTest, index: int, name: str, data: bytes) -> None:
@@ -121,3 +122,25 @@ def test_corrupt_upload_is_an_error_message(monkeypatch):
     at.run()
     assert not at.exception
     assert at.error and "bad.png" in at.error[0].value
+
+
+def test_ground_truth_in_another_label_space_is_not_matched_by_id(monkeypatch):
+    # COCO's "person" has id 1 like the demo model's "circle": matching them by id would call a circle a TP.
+    scene = sample_scene(1)
+    coco = {
+        "images": [{"id": 7, "file_name": "photo.png", "width": 640, "height": 480}],
+        "categories": [{"id": 1, "name": "person"}, {"id": 44, "name": "spoon"}],
+        "annotations": [
+            {"id": 1, "image_id": 7, "category_id": 1, "bbox": [10, 10, 100, 200]},
+            {"id": 2, "image_id": 7, "category_id": 44, "bbox": [300, 300, 40, 40]},
+        ],
+    }
+    at = run_page(monkeypatch, lambda at: at.radio(key="det_source").set_value("Upload"))
+    _upload(at, 0, "photo.png", _png(scene.image))
+    _upload(at, 1, "instances.json", json.dumps(coco).encode())
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    warning = next(w.value for w in at.warning if "not the model's classes" in w.value)
+    assert "'person'" in warning and "'circle'" in warning and "id 44 'spoon' is not a model class" in warning
+    body = texts(at)
+    assert "Ground truth is needed for the loss maps" in body and "TP" not in body

@@ -11,7 +11,7 @@ import streamlit as st
 
 from explorer import detector
 from explorer.coco import CocoDataset, load_coco
-from explorer.detector import InferenceResult, LoadedModel
+from explorer.detector import InferenceResult, LoadedModel, WeightsUnavailableError
 from ui.common import _slug
 
 MODEL_CHOICES: dict[str, str] = {
@@ -58,17 +58,24 @@ def _build(req: ModelRequest) -> LoadedModel:
 
 
 @st.cache_resource(max_entries=1, show_spinner="Loading the model…")
-def _load(key: str, _request: ModelRequest) -> tuple[LoadedModel, str | None]:
+def _load(key: str, _request: ModelRequest) -> tuple[LoadedModel, str | None, bool]:
     """One model per process (``max_entries=1``: a new request replaces it). A request that cannot be served is
     cached too, as the demo model plus the message, so an offline download is not retried on every rerun."""
     try:
-        return _build(_request), None
-    except ValueError as err:  # WeightsUnavailableError is a ValueError
-        return detector.load_demo_model(), str(err)
+        return _build(_request), None, False
+    except WeightsUnavailableError as err:
+        return detector.load_demo_model(), str(err), True
+    except ValueError as err:
+        return detector.load_demo_model(), str(err), False
 
 
-def load_model(request: ModelRequest) -> tuple[LoadedModel, str | None]:
-    """The requested model, or the demo model and an error message when the request cannot be served."""
+def load_model(request: ModelRequest) -> tuple[LoadedModel, str | None, bool]:
+    """The requested model, or the demo model and a message when the request cannot be served.
+
+    Returns:
+        ``(model, message, unavailable)``: ``message`` is None when the request was served; ``unavailable`` is True
+        when only torchvision's COCO weights are missing (offline, an expected situation rather than bad input).
+    """
     return _load(request.key, request)
 
 
