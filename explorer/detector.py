@@ -688,11 +688,35 @@ def image_to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float().div_(255.0)
 
 
+def check_input_size(height: int, width: int, min_size: float, max_size: float) -> tuple[int, int]:
+    """The network input size torchvision's transform gives an image, refusing one that would shrink to nothing.
+
+    torchvision scales by ``min(min_size / short side, max_size / long side)`` and floors the result, so a very
+    elongated image (20x20000 px) would become 0 px high and crash the transform.
+
+    Returns:
+        ``(input_height, input_width)``.
+
+    Raises:
+        ValueError: a side of the resized image would be below 1 px; the message names the image size.
+    """
+    scale = min(min_size / min(height, width), max_size / max(height, width))
+    h, w = int(np.floor(height * scale)), int(np.floor(width * scale))
+    if h < 1 or w < 1:
+        raise ValueError(
+            f"image is too elongated: {width}x{height} px would be resized to {w}x{h} px at the model's input size "
+            f"(at most {max_size:g} px on the long side); crop it or split it first"
+        )
+    return h, w
+
+
 @torch.inference_mode()
 def _forward_dense(model: RetinaNet, image: np.ndarray, device: torch.device) -> tuple[DenseOutputs, dict[str, float]]:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    tensor = image_to_tensor(image).to(device)
+    tensor = image_to_tensor(image)
+    check_input_size(tensor.shape[1], tensor.shape[2], float(model.transform.min_size[-1]), model.transform.max_size)
+    tensor = tensor.to(device)
     images, _ = model.transform([tensor])
     _sync(device)
     t1 = time.perf_counter()

@@ -43,9 +43,11 @@ if model_error:
     if request.kind == "checkpoint" and request.checkpoint is None:
         st.info("Upload a checkpoint in the sidebar; until then the demo model runs.")
     elif weights_unavailable:
-        st.warning(f"**The COCO weights are not available here: showing the demo model instead.** {model_error}")
+        st.warning(
+            f"**The COCO weights are not available here: showing the demo model instead.** {ui.md_escape(model_error)}"
+        )
     else:
-        st.error(f"{model_error}\n\nShowing the demo model instead.")
+        st.error(f"{ui.md_escape(model_error)}\n\nShowing the demo model instead.")
 for notice in loaded.notices:
     st.warning(notice)
 
@@ -91,7 +93,7 @@ image_key = ui.digest(image.tobytes() + str(image.shape).encode())
 try:
     result = ui.infer(request.key, image_key, loaded, image)
 except ValueError as err:
-    st.error(str(err))
+    st.error(f"{image_name}: {err}")
     st.stop()
 for notice in result.notices:
     st.warning(notice)

@@ -503,3 +503,12 @@ def test_category_mismatch_compares_names_not_only_ids():
     msg = category_mismatch(ds, np.array([1, 5]), {1: "circle", 2: "square"})
     assert msg is not None
     assert "id 1 is 'Person' in the JSON but 'circle' for the model" in msg and "id 5 'x' is not a model class" in msg
+
+
+def test_elongated_images_are_refused_before_the_transform_crashes(demo):
+    assert detector.check_input_size(480, 640, 480, 640) == (480, 640)
+    assert detector.check_input_size(20, 20000, 800, 1333) == (1, 1333)
+    with pytest.raises(ValueError, match=r"too elongated: 20000x20 px would be resized to 640x0 px"):
+        detector.check_input_size(20, 20000, 480, 640)
+    with pytest.raises(ValueError, match="too elongated"):
+        detector.run_inference(demo, np.zeros((20, 20000, 3), np.uint8))

@@ -8,6 +8,7 @@ import json
 import urllib.error
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -76,9 +77,24 @@ def test_checkpoint_upload_good_and_bad(monkeypatch):
     at.run()
     assert not at.exception
     assert at.error and "not a PyTorch checkpoint" in at.error[0].value
+    _upload(at, 0, "empty.pt", b"")
+    at.run()
+    assert at.error and "the checkpoint is empty (0 bytes)" in at.error[0].value
+    buf = io.BytesIO()
+    torch.save({"weights": _Custom()}, buf)
+    _upload(at, 0, "object.pt", buf.getvalue())
+    at.run()
+    assert not at.exception
+    # the refused global is shown literally, Markdown-escaped ("__main__.Foo" would render as a bold "main.Foo")
+    assert at.error and "Python object " in at.error[0].value
+    assert r"test\_live\_detections\_page.\_Custom" in at.error[0].value
     _upload(at, 0, "demo.pt", detector.DEMO_WEIGHTS.read_bytes())
     at.run()
     assert not at.exception and not at.error
+
+
+class _Custom:
+    """An arbitrary object that torch.load(weights_only=True) refuses."""
 
 
 def _png(image) -> bytes:
@@ -144,3 +160,21 @@ def test_ground_truth_in_another_label_space_is_not_matched_by_id(monkeypatch):
     assert "'person'" in warning and "'circle'" in warning and "id 44 'spoon' is not a model class" in warning
     body = texts(at)
     assert "Ground truth is needed for the loss maps" in body and "TP" not in body
+
+
+def test_messages_are_markdown_escaped_except_urls(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT))
+    from ui.detections import md_escape
+
+    text = "needs __main__.Foo, see https://download.pytorch.org/models/a_b_c.pth (URLError: <urlopen error>) *.pt"
+    assert md_escape(text) == (
+        r"needs \_\_main\_\_.Foo, see https://download.pytorch.org/models/a_b_c.pth (URLError: \<urlopen error\>) \*.pt"
+    )
+
+
+def test_too_elongated_upload_is_an_error_message(monkeypatch):
+    at = run_page(monkeypatch, lambda at: at.radio(key="det_source").set_value("Upload"))
+    _upload(at, 0, "strip.png", _png(np.zeros((20, 20000, 3), np.uint8)))
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.error and at.error[0].value.startswith("strip.png: image is too elongated")

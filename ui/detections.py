@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,13 @@ MODEL_CHOICES: dict[str, str] = {
     detector.V2: "torchvision retinanet_resnet50_fpn_v2 · COCO",
     "checkpoint": "Your checkpoint (.pt / .pth state dict)",
 }
+
+
+def md_escape(text: str) -> str:
+    """Escape Markdown so that messages show names such as ``__main__.Foo`` or ``*.pt`` literally; URLs are kept
+    as they are (Streamlit links them, and a backslash inside one would show)."""
+    parts = re.split(r"(https?://[^\s)>]+)", text)
+    return "".join(p if i % 2 else re.sub(r"([\\`*_{}\[\]<>#|~])", r"\\\1", p) for i, p in enumerate(parts))
 
 
 def digest(data: bytes) -> str:
@@ -50,7 +58,7 @@ def _build(req: ModelRequest) -> LoadedModel:
     if req.kind in detector.COCO_ARCHITECTURES:
         return detector.load_coco_model(req.kind, allow_download=req.allow_download)
     if req.kind == "checkpoint":
-        if not req.checkpoint:
+        if req.checkpoint is None:
             raise ValueError("upload a checkpoint first")
         names = detector.parse_categories(req.categories) if req.categories else None
         return detector.load_checkpoint_model(req.checkpoint, arch=req.arch, categories=names)
