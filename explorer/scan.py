@@ -50,7 +50,7 @@ import pandas as pd
 
 from explorer.anchors import AnchorConfig, level_grids
 from explorer.coco import SIZE_BUCKETS, CocoDataset
-from explorer.scan_fast import ChunkOut, Geometry, geometry, scan_chunk
+from explorer.scan_fast import ChunkOut, ElongatedImageError, Geometry, geometry, scan_chunk
 
 ProgressFn = Callable[[int, int], None]
 
@@ -389,7 +389,11 @@ def scan_dataset(
     )
     t0 = time.perf_counter()
     n = ds.num_images
-    geo = geometry(ds.heights, ds.widths, cfg.anchors)
+    try:
+        geo = geometry(ds.heights, ds.widths, cfg.anchors)
+    except ElongatedImageError as err:
+        i = err.index
+        raise ValueError(f"image id {ds.image_ids[i]} ({ds.file_names[i] or 'no file_name'}): {err}") from None
     L = geo.num_levels
     boxes_in = input_boxes(ds, geo.ratio_h, geo.ratio_w)
     matchable = ~ds.iscrowd

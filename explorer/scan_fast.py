@@ -51,6 +51,17 @@ class Geometry:
         return len(self.cells)
 
 
+class ElongatedImageError(ValueError):
+    """An image so elongated that the resize to the network input makes one side 0 px (torchvision fails too)."""
+
+    def __init__(self, index: int, height: int, width: int, input_height: int, input_width: int) -> None:
+        self.index = index
+        super().__init__(
+            f"{width}x{height} px resizes to {input_width}x{input_height} px at this input size: too elongated to "
+            "scan (torchvision's transform fails on it too); fix its width/height or drop it"
+        )
+
+
 def geometry(heights: np.ndarray, widths: np.ndarray, config: AnchorConfig) -> Geometry:
     n = len(heights)
     num_levels = config.num_levels
@@ -64,6 +75,8 @@ def geometry(heights: np.ndarray, widths: np.ndarray, config: AnchorConfig) -> G
     for u, k in enumerate(uniq.tolist()):
         h, w = k >> 32, k & 0xFFFFFFFF
         rh, rw = resized_size(h, w, config)
+        if rh < 1 or rw < 1:
+            raise ElongatedImageError(int(np.flatnonzero(inv == u)[0]), h, w, rh, rw)
         sizes[u] = (rh, rw)
         if (rh, rw) not in cache:
             grids = level_grids(rh, rw, config)

@@ -382,3 +382,13 @@ def test_auto_device_uses_cuda_at_or_above_the_size_threshold(monkeypatch):
     assert big.path.startswith("torch-cuda") and devices == ["cuda"]
     ref = scan_dataset(ds, device="cpu")
     assert big.images.equals(ref.images)
+
+
+def test_an_image_too_elongated_for_the_input_size_is_named():
+    coco = {
+        "images": [_image(1), {"id": 2, "width": 100000, "height": 3, "file_name": "strip.jpg"}],
+        "categories": [{"id": 1, "name": "a"}],
+        "annotations": [_ann(1, 1, [10, 10, 50, 50]), _ann(2, 2, [0, 0, 10, 3])],
+    }
+    with pytest.raises(ValueError, match=r"image id 2 \(strip.jpg\): 100000x3 px resizes to 1333x0 px"):
+        scan_dataset(load_coco(coco), device="cpu")
