@@ -164,8 +164,11 @@ def run_scan(args: argparse.Namespace) -> int:
     problems = ds.problem_summary()
     if len(problems):
         print("\nvalidation problems (see --problems-out for every record):", file=out)
+        first = ds.problems.drop_duplicates(["severity", "kind"]).set_index(["severity", "kind"])["message"]
         for r in problems.itertuples():
-            print(f"  {r.severity:<8} {r.kind:<20} {r.count:>9,}", file=out)
+            # a kind reported once (e.g. the crowd total) shows its message: "crowd 1" alone reads like one box
+            detail = f"  {first.get((r.severity, r.kind), '')}" if r.count == 1 else ""
+            print(f"  {r.severity:<8} {r.kind:<20} {r.count:>9,}{detail}", file=out)
     print("", file=out)
     print(format_summary(result), file=out)
     classes = result.per_class()

@@ -197,13 +197,14 @@ with tabs[5]:
 
 with tabs[6]:
     export_key = f"{source.key}:{config!r}"
+    stem = ds.name.removesuffix(".json")
     if st.toggle("Prepare the downloads", key="dd_exports", help="Builds the CSV and Parquet files (cached)."):
         st.markdown("**Per-image statistics**")
-        ui.export_buttons(export_key, f"{ds.name}-images", result.images, widget_key="dd_dl_images")
+        ui.export_buttons(export_key, f"{stem}-images", result.images, widget_key="dd_dl_images")
         st.markdown("**Per-class statistics**")
-        ui.export_buttons(export_key, f"{ds.name}-classes", result.per_class(), widget_key="dd_dl_classes")
+        ui.export_buttons(export_key, f"{stem}-classes", result.per_class(), widget_key="dd_dl_classes")
         st.markdown("**Per-box statistics**")
-        ui.export_buttons(export_key, f"{ds.name}-boxes", result.boxes, widget_key="dd_dl_boxes")
+        ui.export_buttons(export_key, f"{stem}-boxes", result.boxes, widget_key="dd_dl_boxes")
         st.markdown("**Validation problems**")
-        ui.export_buttons(export_key, f"{ds.name}-problems", ds.problems, widget_key="dd_dl_problems")
+        ui.export_buttons(export_key, f"{stem}-problems", ds.problems, widget_key="dd_dl_problems")
     st.caption("The same tables come from the command line: `python -m explorer scan ANNOTATIONS.json --out ...`.")

@@ -121,3 +121,19 @@ def test_module_entry_point_has_no_traceback(tmp_path, repo_root):
     )
     assert proc.returncode == 2
     assert "invalid JSON at line 1, column" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_problem_reported_once_shows_its_message(tmp_path, capsys):
+    coco = {
+        "images": [{"id": 1, "width": 640, "height": 480}],
+        "categories": [{"id": 1, "name": "a"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 50, 50], "iscrowd": 1},
+            {"id": 2, "image_id": 1, "category_id": 1, "bbox": [100, 100, 50, 50], "iscrowd": 1},
+        ],
+    }
+    path = tmp_path / "crowd.json"
+    path.write_text(json.dumps(coco))
+    assert main(["scan", str(path), "--quiet"]) == 0
+    line = next(s for s in capsys.readouterr().out.splitlines() if " crowd " in s)
+    assert "2 crowd annotation(s)" in line
