@@ -190,17 +190,23 @@ def resized_size(height: int, width: int, config: AnchorConfig) -> tuple[int, in
         return int(height), int(width)
     if config.convention == "torchvision":
         scale = min(config.min_size / min(height, width), config.max_size / max(height, width))
-        return math.floor(float(height) * scale), math.floor(float(width) * scale)
-    if config.convention == "detectron2":
+        out = math.floor(float(height) * scale), math.floor(float(width) * scale)
+    elif config.convention == "detectron2":
         scale = config.min_size * 1.0 / min(height, width)
         newh, neww = (config.min_size, scale * width) if height < width else (scale * height, config.min_size)
         if max(newh, neww) > config.max_size:
             s2 = config.max_size * 1.0 / max(newh, neww)
             newh, neww = newh * s2, neww * s2
-        return int(newh + 0.5), int(neww + 0.5)
-    # mmcv rescale_size with keep_ratio and scale (max_size, min_size)
-    scale = min(config.max_size / max(height, width), config.min_size / min(height, width))
-    return int(height * float(scale) + 0.5), int(width * float(scale) + 0.5)
+        out = int(newh + 0.5), int(neww + 0.5)
+    else:  # mmcv rescale_size with keep_ratio and scale (max_size, min_size)
+        scale = min(config.max_size / max(height, width), config.min_size / min(height, width))
+        out = int(height * float(scale) + 0.5), int(width * float(scale) + 0.5)
+    if min(out) < 1:
+        raise ValueError(
+            f"a {width}x{height} px image resizes to {out[1]}x{out[0]} px at min size {config.min_size} / max size "
+            f"{config.max_size}: too elongated for this input size (torchvision's transform fails on it too)"
+        )
+    return out
 
 
 def padded_size(height: int, width: int, config: AnchorConfig) -> tuple[int, int]:

@@ -52,14 +52,14 @@ class Geometry:
 
 
 class ElongatedImageError(ValueError):
-    """An image so elongated that the resize to the network input makes one side 0 px (torchvision fails too)."""
+    """An image so elongated that the resize to the network input makes one side 0 px (torchvision fails too).
 
-    def __init__(self, index: int, height: int, width: int, input_height: int, input_width: int) -> None:
+    ``index`` is the image's position in the dataset, so the caller can name it.
+    """
+
+    def __init__(self, index: int, message: str) -> None:
         self.index = index
-        super().__init__(
-            f"{width}x{height} px resizes to {input_width}x{input_height} px at this input size: too elongated to "
-            "scan (torchvision's transform fails on it too); fix its width/height or drop it"
-        )
+        super().__init__(f"{message}; fix its width/height or drop it")
 
 
 def geometry(heights: np.ndarray, widths: np.ndarray, config: AnchorConfig) -> Geometry:
@@ -74,9 +74,10 @@ def geometry(heights: np.ndarray, widths: np.ndarray, config: AnchorConfig) -> G
     cache: dict[tuple[int, int], tuple] = {}
     for u, k in enumerate(uniq.tolist()):
         h, w = k >> 32, k & 0xFFFFFFFF
-        rh, rw = resized_size(h, w, config)
-        if rh < 1 or rw < 1:
-            raise ElongatedImageError(int(np.flatnonzero(inv == u)[0]), h, w, rh, rw)
+        try:
+            rh, rw = resized_size(h, w, config)
+        except ValueError as err:  # resizes to 0 px on one side
+            raise ElongatedImageError(int(np.flatnonzero(inv == u)[0]), str(err)) from None
         sizes[u] = (rh, rw)
         if (rh, rw) not in cache:
             grids = level_grids(rh, rw, config)

@@ -54,7 +54,11 @@ if gts.notes:
     st.info("\n".join(f"- {n}" for n in gts.notes[:30]))
 
 h0, w0 = inp.image.shape[:2]
-scene = ui.anchor_scene(h0, w0, config)
+try:
+    scene = ui.anchor_scene(h0, w0, config)
+except ValueError as err:
+    st.error(f"Cannot label {inp.name}: {err}")
+    st.stop()
 boxes_in = scene.to_input(gts.boxes)
 bkey = ui.boxes_key(boxes_in)
 sparse = ui.sparse_iou(h0, w0, config, bkey, boxes_in)

@@ -238,3 +238,10 @@ def test_bad_image_size() -> None:
         resized_size(0, 10, AnchorConfig())
     with pytest.raises(ValueError, match="convention"):
         default_config("caffe")
+
+
+@pytest.mark.parametrize("convention", ["torchvision", "mmdet", "detectron2"])
+def test_too_elongated_image_is_a_clear_value_error(convention):
+    config = default_config(convention)
+    with pytest.raises(ValueError, match=r"a 100000x3 px image resizes to 1333x0 px .*too elongated"):
+        resized_size(3, 100000, config)

@@ -390,5 +390,5 @@ def test_an_image_too_elongated_for_the_input_size_is_named():
         "categories": [{"id": 1, "name": "a"}],
         "annotations": [_ann(1, 1, [10, 10, 50, 50]), _ann(2, 2, [0, 0, 10, 3])],
     }
-    with pytest.raises(ValueError, match=r"image id 2 \(strip.jpg\): 100000x3 px resizes to 1333x0 px"):
+    with pytest.raises(ValueError, match=r"image id 2 \(strip.jpg\): a 100000x3 px image resizes to 1333x0 px"):
         scan_dataset(load_coco(coco), device="cpu")
