@@ -205,28 +205,35 @@ def soft_heatmap_figure(grid: SoftTargetGrid, *, quantity: str = "loss", cut_tar
     return fig
 
 
-def soft_cut_figure(df: pd.DataFrame, *, target: float) -> go.Figure:
-    """Line cut of the soft-target losses at one target: loss and dL/dx against the prediction."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "dL/dx"), horizontal_spacing=0.08)
-    labels = list(dict.fromkeys(df["loss_name"]))
+def _loss_and_grad_panels(
+    df: pd.DataFrame, *, x: str, group: str, grad_title: str, dotted: frozenset[str] = frozenset()
+) -> go.Figure:
+    """Two panels, loss and gradient, one line per ``group`` value (the legend shared), against column ``x``."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", grad_title), horizontal_spacing=0.08)
+    labels = list(dict.fromkeys(df[group]))
     colors = _colors(labels)
     for label in labels:
-        d = df[df["loss_name"] == label]
-        dash = "dot" if label == "BCE" else "solid"
+        d = df[df[group] == label]
         for col, y in ((1, d["loss"]), (2, d["grad"])):
             fig.add_trace(
                 go.Scatter(
-                    x=d["pred"],
+                    x=d[x],
                     y=y,
                     name=label,
                     legendgroup=label,
                     showlegend=col == 1,
-                    line={"color": colors[label], "dash": dash},
+                    line={"color": colors[label], "dash": "dot" if label in dotted else "solid"},
                     hovertemplate="%{y:.4g}",
                 ),
                 row=1,
                 col=col,
             )
+    return fig
+
+
+def soft_cut_figure(df: pd.DataFrame, *, target: float) -> go.Figure:
+    """Line cut of the soft-target losses at one target: loss and dL/dx against the prediction."""
+    fig = _loss_and_grad_panels(df, x="pred", group="loss_name", grad_title="dL/dx", dotted=frozenset({"BCE"}))
     for col in (1, 2):
         fig.add_vline(x=target, line_dash="dash", line_color="red", row=1, col=col)
     fig.update_xaxes(title_text="prediction σ(x)")
@@ -324,25 +331,7 @@ def box_loss_figure(df: pd.DataFrame, *, grad_kind: str = "box", log_y: bool = F
 
 def smooth_l1_figure(df: pd.DataFrame) -> go.Figure:
     """Smooth L1 / L1 loss and gradient against the regression offset."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "dL/dd"), horizontal_spacing=0.08)
-    labels = list(dict.fromkeys(df["curve"]))
-    colors = _colors(labels)
-    for label in labels:
-        d = df[df["curve"] == label]
-        for col, y in ((1, d["loss"]), (2, d["grad"])):
-            fig.add_trace(
-                go.Scatter(
-                    x=d["offset"],
-                    y=y,
-                    name=label,
-                    legendgroup=label,
-                    showlegend=col == 1,
-                    line={"color": colors[label]},
-                    hovertemplate="%{y:.4g}",
-                ),
-                row=1,
-                col=col,
-            )
+    fig = _loss_and_grad_panels(df, x="offset", group="curve", grad_title="dL/dd")
     fig.update_xaxes(title_text="offset d = prediction − target (encoded delta)")
     return _layout(fig, "Smooth L1 against the offset")
 
