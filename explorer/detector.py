@@ -361,6 +361,12 @@ def _shown(keys: list[str], limit: int = 6) -> str:
     return ", ".join(keys[:limit]) + more
 
 
+def _key_problems(missing: list[str], unexpected: list[str], mismatched: list[str]) -> list[str]:
+    """Readable phrases for the key differences of a checkpoint, e.g. ['2 missing keys (a, b)']."""
+    named = (("missing keys", missing), ("unexpected keys", unexpected), ("keys with other shapes", mismatched))
+    return [f"{len(keys)} {what} ({_shown(keys)})" for what, keys in named if keys]
+
+
 def _compare_keys(state: dict[str, torch.Tensor], arch: str) -> tuple[list[str], list[str], list[str]]:
     """(missing, unexpected, shape-mismatched) key names of ``state`` against ``arch`` (class count aside)."""
     expected = _architecture_shapes(arch)
@@ -389,13 +395,7 @@ def detect_architecture(state: dict[str, torch.Tensor]) -> str:
             best = (score, arch, diff)
     assert best is not None
     _, arch, (missing, unexpected, mismatched) = best
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing keys ({_shown(missing)})")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected keys ({_shown(unexpected)})")
-    if mismatched:
-        parts.append(f"{len(mismatched)} keys with other shapes ({_shown(mismatched)})")
+    parts = _key_problems(missing, unexpected, mismatched)
     raise ValueError(
         f"the checkpoint does not match any supported architecture {ARCHITECTURES}; closest is {arch} with "
         + "; ".join(parts)
@@ -440,13 +440,7 @@ def load_checkpoint_model(
         raise ValueError(f"unknown architecture {arch!r}; expected 'auto' or one of {ARCHITECTURES}")
     else:
         missing, unexpected, mismatched = _compare_keys(state, arch)
-        problems = []
-        if missing:
-            problems.append(f"missing keys: {_shown(missing)}")
-        if unexpected:
-            problems.append(f"unexpected keys: {_shown(unexpected)}")
-        if mismatched:
-            problems.append(f"keys with other shapes: {_shown(mismatched)}")
+        problems = _key_problems(missing, unexpected, mismatched)
         if problems:
             raise ValueError(f"the checkpoint does not fit {arch}: " + "; ".join(problems))
     num_classes = checkpoint_num_classes(state, arch)
