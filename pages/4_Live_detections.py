@@ -190,10 +190,13 @@ with s2:
         + ", ".join(f"{groundtruth.LOSS_KINDS[k]} **{v:.4g}**" for k, v in totals.items())
     )
     st.dataframe(
-        shares,
+        # Shares as text, so that the ignored anchors' share reads "—" (they are not counted) rather than "None".
+        shares.assign(
+            **{c: shares[c].map(lambda v: "—" if v != v else f"{v:.1%}") for c in shares if c.endswith("share")}
+        ),
         hide_index=True,
         column_config={
-            c: st.column_config.NumberColumn(c, format="percent", help="of the counted loss; ignored anchors: none")
+            c: st.column_config.TextColumn(c, help="of the counted loss; ignored anchors are not counted")
             if c.endswith("share")
             else st.column_config.NumberColumn(c, format="%.4g")
             for c in shares.columns
