@@ -76,6 +76,42 @@ def _layout(fig: go.Figure, title: str, *, height: int = 420) -> go.Figure:
     return fig
 
 
+def _line_panels(
+    df: pd.DataFrame,
+    *,
+    x: str,
+    group: str,
+    panels: Sequence[tuple[str, str]],
+    dashes: dict[str, str] | None = None,
+    spacing: float = 0.08,
+) -> go.Figure:
+    """Side-by-side panels, one per ``(column, title)`` of ``panels``, with one line per ``group`` value against
+    column ``x`` (one shared legend entry per line). ``dashes`` maps a line's label to its dash (default solid); a
+    line whose column is all NaN is left out of that panel."""
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[t for _, t in panels], horizontal_spacing=spacing)
+    labels = list(dict.fromkeys(df[group]))
+    colors = _colors(labels)
+    for label in labels:
+        d = df[df[group] == label]
+        for col, (column, _) in enumerate(panels, start=1):
+            if d[column].isna().all():
+                continue
+            fig.add_trace(
+                go.Scatter(
+                    x=d[x],
+                    y=d[column],
+                    name=label,
+                    legendgroup=label,
+                    showlegend=col == 1,
+                    line={"color": colors[label], "width": 2, "dash": (dashes or {}).get(label, "solid")},
+                    hovertemplate="%{y:.4g}",
+                ),
+                row=1,
+                col=col,
+            )
+    return fig
+
+
 def _logit(p: float) -> float:
     return math.log(p / (1 - p))
 
@@ -105,28 +141,14 @@ def classification_figure(
         readout_pt: draw a dotted vertical line at this p_t.
     """
     grad_title = "|dL/dx| (gradient magnitude)" if log_y else "dL/dx (gradient w.r.t. the logit)"
-    fig = make_subplots(
-        rows=1, cols=3, subplot_titles=("loss", grad_title, "loss / CE (modulating factor)"), horizontal_spacing=0.07
+    fig = _line_panels(
+        df.assign(grad=df["grad"].abs()) if log_y else df,
+        x="x",
+        group="curve",
+        panels=(("loss", "loss"), ("grad", grad_title), ("factor", "loss / CE (modulating factor)")),
+        dashes={"CE": "dash"},
+        spacing=0.07,
     )
-    labels = list(dict.fromkeys(df["curve"]))
-    colors = _colors(labels)
-    for label in labels:
-        d = df[df["curve"] == label]
-        grad = d["grad"].abs() if log_y else d["grad"]
-        for col, y in ((1, d["loss"]), (2, grad), (3, d["factor"])):
-            fig.add_trace(
-                go.Scatter(
-                    x=d["x"],
-                    y=y,
-                    name=label,
-                    legendgroup=label,
-                    showlegend=col == 1,
-                    line={"color": colors[label], "width": 2, "dash": "dash" if label == "CE" else "solid"},
-                    hovertemplate="%{y:.4g}",
-                ),
-                row=1,
-                col=col,
-            )
 
     def to_x(p_t: float) -> float:
         if axis == "p_t":
@@ -205,35 +227,11 @@ def soft_heatmap_figure(grid: SoftTargetGrid, *, quantity: str = "loss", cut_tar
     return fig
 
 
-def _loss_and_grad_panels(
-    df: pd.DataFrame, *, x: str, group: str, grad_title: str, dotted: frozenset[str] = frozenset()
-) -> go.Figure:
-    """Two panels, loss and gradient, one line per ``group`` value (the legend shared), against column ``x``."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", grad_title), horizontal_spacing=0.08)
-    labels = list(dict.fromkeys(df[group]))
-    colors = _colors(labels)
-    for label in labels:
-        d = df[df[group] == label]
-        for col, y in ((1, d["loss"]), (2, d["grad"])):
-            fig.add_trace(
-                go.Scatter(
-                    x=d[x],
-                    y=y,
-                    name=label,
-                    legendgroup=label,
-                    showlegend=col == 1,
-                    line={"color": colors[label], "dash": "dot" if label in dotted else "solid"},
-                    hovertemplate="%{y:.4g}",
-                ),
-                row=1,
-                col=col,
-            )
-    return fig
-
-
 def soft_cut_figure(df: pd.DataFrame, *, target: float) -> go.Figure:
     """Line cut of the soft-target losses at one target: loss and dL/dx against the prediction."""
-    fig = _loss_and_grad_panels(df, x="pred", group="loss_name", grad_title="dL/dx", dotted=frozenset({"BCE"}))
+    fig = _line_panels(
+        df, x="pred", group="loss_name", panels=(("loss", "loss"), ("grad", "dL/dx")), dashes={"BCE": "dot"}
+    )
     for col in (1, 2):
         fig.add_vline(x=target, line_dash="dash", line_color="red", row=1, col=col)
     fig.update_xaxes(title_text="prediction σ(x)")
@@ -299,27 +297,9 @@ def box_loss_figure(df: pd.DataFrame, *, grad_kind: str = "box", log_y: bool = F
         raise ValueError(f"grad_kind={grad_kind!r} is invalid: use 'box' or 'iou'")
     grad_col = "grad_box" if grad_kind == "box" else "grad_iou"
     grad_title = "‖dL/d(x1, y1, x2, y2)‖ of the prediction" if grad_kind == "box" else "|dL/dIoU|"
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", grad_title), horizontal_spacing=0.08)
-    labels = list(dict.fromkeys(df["loss_name"]))
-    colors = _colors(labels)
-    for label in labels:
-        d = df[df["loss_name"] == label]
-        for col, y in ((1, d["loss"]), (2, d[grad_col])):
-            if col == 2 and y.isna().all():
-                continue
-            fig.add_trace(
-                go.Scatter(
-                    x=d["iou"],
-                    y=y,
-                    name=label,
-                    legendgroup=label,
-                    showlegend=col == 1,
-                    line={"color": colors[label], "dash": "dash" if label.startswith("RIoU") else "solid"},
-                    hovertemplate="%{y:.4g}",
-                ),
-                row=1,
-                col=col,
-            )
+    fig = _line_panels(
+        df, x="iou", group="loss_name", panels=(("loss", "loss"), (grad_col, grad_title)), dashes={"RIoU": "dash"}
+    )
     fig.update_xaxes(title_text="IoU of the predicted box with the ground truth", range=[0, 1])
     if log_y:
         fig.update_yaxes(type="log", exponentformat="power")
@@ -331,7 +311,7 @@ def box_loss_figure(df: pd.DataFrame, *, grad_kind: str = "box", log_y: bool = F
 
 def smooth_l1_figure(df: pd.DataFrame) -> go.Figure:
     """Smooth L1 / L1 loss and gradient against the regression offset."""
-    fig = _loss_and_grad_panels(df, x="offset", group="curve", grad_title="dL/dd")
+    fig = _line_panels(df, x="offset", group="curve", panels=(("loss", "loss"), ("grad", "dL/dd")))
     fig.update_xaxes(title_text="offset d = prediction − target (encoded delta)")
     return _layout(fig, "Smooth L1 against the offset")
 
