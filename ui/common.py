@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import io
+import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from explorer import synthetic
+from explorer.images import decode_image
 
 #: Page files, titles and Material icons, in navigation order. Navigation lists only the files that exist.
 HOME: tuple[str, str, str] = ("app.py", "Home", ":material/center_focus_strong:")
@@ -60,6 +64,19 @@ def sample_dataset_path() -> Path:
     return synthetic.sample_dataset()
 
 
+@st.cache_data(max_entries=1, show_spinner=False)
+def sample_coco() -> dict:
+    """The sample dataset's COCO dict."""
+    return json.loads(Path(sample_dataset_path()).read_text())
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def sample_dataset_image(file_name: str) -> np.ndarray:
+    """One image of the sample dataset, (H, W, 3) uint8 RGB (decoded with the same safe decoder as uploads)."""
+    path = Path(sample_dataset_path()).parent / "images" / Path(file_name).name
+    return decode_image(path.read_bytes())
+
+
 @st.cache_resource(max_entries=1)
 def device_label() -> str:
     """'CUDA · <device name>' when a GPU is usable, else 'CPU'."""
@@ -84,25 +101,26 @@ def download_buttons(
 ) -> None:
     """Download buttons in one row: the data as CSV (and Parquet), the figure as interactive HTML.
 
-    PNG export of a figure is the camera button of the plotly toolbar, which every chart shows on hover.
+    The files are built only when a button is clicked (Streamlit calls the data callable then), so a rerun pays
+    nothing for them. PNG export of a figure is the camera button of the plotly toolbar.
     """
     slug = _slug(name)
     key = key or slug
-    cols = st.columns(3 if parquet else 2, gap="small")
-    i = 0
+    buttons: list[tuple[str, Callable[[], bytes], str, str]] = []
     if df is not None:
-        cols[i].download_button("⬇ CSV", df.to_csv(index=False).encode(), f"{slug}.csv", "text/csv", key=f"{key}-csv")
-        i += 1
+        buttons.append(("⬇ CSV", lambda: df.to_csv(index=False).encode(), "csv", "text/csv"))
         if parquet:
-            buf = io.BytesIO()
-            df.to_parquet(buf, index=False)
-            cols[i].download_button(
-                "⬇ Parquet", buf.getvalue(), f"{slug}.parquet", "application/octet-stream", key=f"{key}-parquet"
-            )
-            i += 1
-    if fig is not None and i < len(cols):
-        html = fig.to_html(include_plotlyjs="cdn", full_html=True)
-        cols[i].download_button("⬇ HTML figure", html.encode(), f"{slug}.html", "text/html", key=f"{key}-html")
+            buttons.append(("⬇ Parquet", lambda: _parquet_bytes(df), "parquet", "application/octet-stream"))
+    if fig is not None:
+        buttons.append(("⬇ HTML figure", lambda: fig.to_html(include_plotlyjs="cdn").encode(), "html", "text/html"))
+    for col, (label, data, ext, mime) in zip(st.columns(max(2, len(buttons)), gap="small"), buttons, strict=False):
+        col.download_button(label, data, f"{slug}.{ext}", mime, key=f"{key}-{ext}")
+
+
+def _parquet_bytes(df: pd.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    return buf.getvalue()
 
 
 def plot(fig: go.Figure, *, key: str | None = None) -> None:
