@@ -117,6 +117,18 @@ def _sign(targets: torch.Tensor) -> torch.Tensor:
     return 2 * targets - 1
 
 
+def _check_soft_pair(logits: torch.Tensor, soft_targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_check_pair` for logits and soft targets, which must also lie in [0, 1]."""
+    logits, soft_targets = _check_pair(logits, soft_targets, ("logits", "soft_targets"))
+    _check_unit_interval(soft_targets, "soft_targets")
+    return logits, soft_targets
+
+
+def _check_fl_star_gamma(gamma: float) -> None:
+    if not gamma > 0 or math.isinf(gamma):
+        raise ValueError(f"gamma={gamma} is invalid: FL* needs a finite gamma > 0")
+
+
 def _check_binary(targets: torch.Tensor, name: str = "targets") -> None:
     if targets.numel() and not bool(((targets == 0) | (targets == 1)).all()):
         raise ValueError(f"{name} must be 0 or 1 for this closed form (soft targets: use autograd on the loss)")
@@ -198,10 +210,7 @@ def focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25,
     p = torch.sigmoid(logits)
     ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
     p_t = p * targets + (1 - p) * (1 - targets)
-    loss = ce * ((1 - p_t) ** gamma)
-    if alpha >= 0:
-        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
-    return loss
+    return _alpha_t(alpha, targets) * (ce * ((1 - p_t) ** gamma))
 
 
 def focal_loss_grad(
@@ -243,8 +252,7 @@ def fl_star_loss(logits: torch.Tensor, targets: torch.Tensor, gamma: float = 2.0
     Returns:
         (...) loss.
     """
-    if not gamma > 0 or math.isinf(gamma):
-        raise ValueError(f"gamma={gamma} is invalid: FL* needs a finite gamma > 0")
+    _check_fl_star_gamma(gamma)
     logits, targets = _check_pair(logits, targets, ("logits", "targets"))
     x_t = _sign(targets) * logits
     return F.softplus(-(gamma * x_t + beta)) / gamma
@@ -252,8 +260,7 @@ def fl_star_loss(logits: torch.Tensor, targets: torch.Tensor, gamma: float = 2.0
 
 def fl_star_grad(logits: torch.Tensor, targets: torch.Tensor, gamma: float = 2.0, beta: float = 1.0) -> torch.Tensor:
     """dFL*/dx = s * (p*_t - 1) (paper eq. 11). Arguments as :func:`fl_star_loss` (binary targets)."""
-    if not gamma > 0 or math.isinf(gamma):
-        raise ValueError(f"gamma={gamma} is invalid: FL* needs a finite gamma > 0")
+    _check_fl_star_gamma(gamma)
     logits, targets = _check_pair(logits, targets, ("logits", "targets"))
     _check_binary(targets)
     s = _sign(targets)
@@ -342,8 +349,7 @@ def qfl_loss(logits: torch.Tensor, soft_targets: torch.Tensor, beta: float = 2.0
         (...) loss.
     """
     _check_nonnegative(beta, "beta")
-    logits, soft_targets = _check_pair(logits, soft_targets, ("logits", "soft_targets"))
-    _check_unit_interval(soft_targets, "soft_targets")
+    logits, soft_targets = _check_soft_pair(logits, soft_targets)
     scale = (soft_targets - torch.sigmoid(logits)).abs().pow(beta)
     return F.binary_cross_entropy_with_logits(logits, soft_targets, reduction="none") * scale
 
@@ -354,8 +360,7 @@ def qfl_grad(logits: torch.Tensor, soft_targets: torch.Tensor, beta: float = 2.0
     Where sigma = y exactly, the first term is taken as 0 (its limit for beta > 1). Arguments as :func:`qfl_loss`.
     """
     _check_nonnegative(beta, "beta")
-    logits, soft_targets = _check_pair(logits, soft_targets, ("logits", "soft_targets"))
-    _check_unit_interval(soft_targets, "soft_targets")
+    logits, soft_targets = _check_soft_pair(logits, soft_targets)
     s = torch.sigmoid(logits)
     d = s - soft_targets
     bce = F.binary_cross_entropy_with_logits(logits, soft_targets, reduction="none")
@@ -390,8 +395,7 @@ def varifocal_loss(
     """
     _check_alpha(alpha, allow_disable=False)
     _check_nonnegative(gamma, "gamma")
-    logits, soft_targets = _check_pair(logits, soft_targets, ("logits", "soft_targets"))
-    _check_unit_interval(soft_targets, "soft_targets")
+    logits, soft_targets = _check_soft_pair(logits, soft_targets)
     p = torch.sigmoid(logits)
     pos = (soft_targets > 0).to(logits.dtype)
     pos_weight = soft_targets if iou_weighted else torch.ones_like(soft_targets)
@@ -413,8 +417,7 @@ def varifocal_grad(
     """
     _check_alpha(alpha, allow_disable=False)
     _check_nonnegative(gamma, "gamma")
-    logits, soft_targets = _check_pair(logits, soft_targets, ("logits", "soft_targets"))
-    _check_unit_interval(soft_targets, "soft_targets")
+    logits, soft_targets = _check_soft_pair(logits, soft_targets)
     p = torch.sigmoid(logits)
     log_1mp = F.logsigmoid(-logits)
     neg = alpha * p**gamma * (p - gamma * (1 - p) * log_1mp)
