@@ -242,7 +242,6 @@ def location_table(
     lv = scene.levels[idx]
     offsets = level_offsets(scene.grids)
     shape = [int((i - offsets[li]) % len(scene.grids[li].cell_anchors)) for i, li in zip(idx, lv, strict=True)]
-    best_gt = assignment.argmax_gt[idx]
     return pd.DataFrame(
         {
             "anchor": idx,
@@ -254,7 +253,7 @@ def location_table(
             "size √(wh)": np.sqrt(w * h).round(1),
             "ratio h/w": (h / w).round(2),
             "max IoU": assignment.max_iou[idx].round(4),
-            "best GT": np.where(best_gt >= 0, best_gt, -1),
+            "best GT": assignment.argmax_gt[idx],
             "label": [LABEL_NAMES[int(c)] for c in assignment.label[idx]],
             "matched GT": assignment.matched_gt[idx],
         }
@@ -279,6 +278,17 @@ def sweep_table(sweep: dict[str, np.ndarray]) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- images
+
+
+def _anchors_with(
+    scene: AnchorScene, assignment: Assignment, code: int, levels: Sequence[int] | None, max_boxes: int
+) -> np.ndarray:
+    """Indices of the anchors labelled ``code`` on ``levels`` (default all), evenly thinned to ``max_boxes``."""
+    hit = assignment.label == code
+    if levels is not None:
+        hit &= np.isin(scene.levels, list(levels))
+    idx = np.nonzero(hit)[0]
+    return idx[:: max(1, -(-len(idx) // max_boxes))]
 
 
 def gt_image(image: np.ndarray, boxes_input: np.ndarray, classes: Sequence[str], assignment: Assignment) -> np.ndarray:
@@ -311,15 +321,12 @@ def positives_image(
         show_ignored: also draw ignored anchors (yellow, thin).
         max_boxes: draw at most this many anchors per kind (an even subsample beyond it).
     """
-    sel_levels = np.ones(len(scene.anchors), bool) if levels is None else np.isin(scene.levels, list(levels))
     gt_cols = overlay.palette(len(boxes_input))
     out = np.asarray(image)
     if show_ignored:
-        ign = np.nonzero((assignment.label == IGNORED) & sel_levels)[0]
-        ign = ign[:: max(1, -(-len(ign) // max_boxes))]
+        ign = _anchors_with(scene, assignment, IGNORED, levels, max_boxes)
         out = overlay.draw_anchor_boxes(out, scene.anchors[ign], overlay.LABEL_COLORS[IGNORED], alpha=0.5)
-    pos = np.nonzero((assignment.label == POSITIVE) & sel_levels)[0]
-    pos = pos[:: max(1, -(-len(pos) // max_boxes))]
+    pos = _anchors_with(scene, assignment, POSITIVE, levels, max_boxes)
     if color_by == "level":
         cols = [overlay.LEVEL_COLORS[int(li) % len(overlay.LEVEL_COLORS)] for li in scene.levels[pos]]
     else:
@@ -338,10 +345,8 @@ def ignored_image(
     max_boxes: int = 4000,
 ) -> np.ndarray:
     """Ignored anchors (neg <= max IoU < pos), coloured like the GT they overlap most, over the GT boxes."""
-    sel_levels = np.ones(len(scene.anchors), bool) if levels is None else np.isin(scene.levels, list(levels))
     gt_cols = overlay.palette(len(boxes_input))
-    ign = np.nonzero((assignment.label == IGNORED) & sel_levels)[0]
-    ign = ign[:: max(1, -(-len(ign) // max_boxes))]
+    ign = _anchors_with(scene, assignment, IGNORED, levels, max_boxes)
     cols = [gt_cols[int(g)] for g in assignment.argmax_gt[ign]]
     out = overlay.draw_anchor_boxes(image, scene.anchors[ign], cols, alpha=0.7)
     return overlay.draw_boxes(out, boxes_input, colors=gt_cols, thickness=3)

@@ -189,7 +189,7 @@ def resized_size(height: int, width: int, config: AnchorConfig) -> tuple[int, in
     if not config.resize:
         return int(height), int(width)
     if config.convention == "torchvision":
-        scale = min(config.min_size / min(height, width), config.max_size / max(height, width))
+        scale = resize_scale(height, width, config)
         out = math.floor(float(height) * scale), math.floor(float(width) * scale)
     elif config.convention == "detectron2":
         scale = config.min_size * 1.0 / min(height, width)
@@ -198,9 +198,9 @@ def resized_size(height: int, width: int, config: AnchorConfig) -> tuple[int, in
             s2 = config.max_size * 1.0 / max(newh, neww)
             newh, neww = newh * s2, neww * s2
         out = int(newh + 0.5), int(neww + 0.5)
-    else:  # mmcv rescale_size with keep_ratio and scale (max_size, min_size)
-        scale = min(config.max_size / max(height, width), config.min_size / min(height, width))
-        out = int(height * float(scale) + 0.5), int(width * float(scale) + 0.5)
+    else:  # mmcv rescale_size with keep_ratio and scale (max_size, min_size): the same factor, rounded
+        scale = resize_scale(height, width, config)
+        out = int(height * scale + 0.5), int(width * scale + 0.5)
     if min(out) < 1:
         raise ValueError(
             f"a {width}x{height} px image resizes to {out[1]}x{out[0]} px at min size {config.min_size} / max size "
@@ -301,13 +301,6 @@ def _fill_level(out: np.ndarray, grid: LevelGrid) -> None:
     view[..., 1::2] += shift_y[:, None, None, None]
 
 
-def grid_anchors(grid: LevelGrid) -> np.ndarray:
-    """All anchors of one level, (gh * gw * A, 4) float32 xyxy, location row-major then cell anchor."""
-    out = np.empty((grid.num_anchors, 4), np.float32)
-    _fill_level(out, grid)
-    return out
-
-
 def generate_anchors(resized_h: int, resized_w: int, config: AnchorConfig) -> tuple[np.ndarray, np.ndarray]:
     """All anchors of an input, in the framework's order.
 
@@ -371,17 +364,14 @@ def count_conventions(resized_h: int, resized_w: int, config: AnchorConfig) -> d
     """  # noqa: E501
     ph, pw = padded_size(resized_h, resized_w, config)
     per_loc = config.anchors_per_location()
-
-    def total(h: int, w: int, ceil: bool) -> int:
-        if ceil:
-            return int(sum((-(-h // s)) * (-(-w // s)) * a for s, a in zip(config.strides, per_loc, strict=True)))
-        return int(sum((h // s) * (w // s) * a for s, a in zip(config.strides, per_loc, strict=True)))
-
+    ceil_unpadded = sum(
+        (-(-resized_h // s)) * (-(-resized_w // s)) * a for s, a in zip(config.strides, per_loc, strict=True)
+    )
     return {
         "padded, ceil (all frameworks)": anchor_count(resized_h, resized_w, config),
-        "floor(side / stride)": total(resized_h, resized_w, False),
-        "floor on the padded size": total(ph, pw, False),
-        "ceil without padding": total(resized_h, resized_w, True),
+        "floor(side / stride)": floor_convention_count(resized_h, resized_w, config),
+        "floor on the padded size": floor_convention_count(ph, pw, config),
+        "ceil without padding": int(ceil_unpadded),
     }
 
 

@@ -8,22 +8,17 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-#: Label colours, the same as explorer.overlay.LABEL_COLORS, as CSS.
-LABEL_CSS: dict[str, str] = {
-    "positive": "rgb(0,200,83)",
-    "ignored": "rgb(240,228,66)",
-    "hard negative": "rgb(255,140,0)",
-    "easy negative": "rgb(150,150,150)",
-}
-LEVEL_CSS: tuple[str, ...] = (
-    "rgb(0,114,178)",
-    "rgb(230,159,0)",
-    "rgb(0,158,115)",
-    "rgb(204,121,167)",
-    "rgb(213,94,0)",
-    "rgb(86,180,233)",
-    "rgb(240,228,66)",
-)
+from explorer.assign import LABEL_NAMES
+from explorer.overlay import LABEL_COLORS, LEVEL_COLORS
+
+
+def _css(rgb: tuple[int, int, int]) -> str:
+    return "rgb({},{},{})".format(*rgb)
+
+
+#: The overlay's label and level colours as CSS, so the charts and the images agree.
+LABEL_CSS: dict[str, str] = {LABEL_NAMES[code]: _css(rgb) for code, rgb in LABEL_COLORS.items()}
+LEVEL_CSS: tuple[str, ...] = tuple(_css(rgb) for rgb in LEVEL_COLORS)
 
 
 def level_label_bar(
