@@ -99,6 +99,8 @@ with st.expander(f"Why {stats['anchors']:,} anchors and not the 'floor' count?")
         "(100, 50, 25, 12, 6) that tutorials quote."
     )
 
+legend = ", ".join(f"{n} {c}" for n, c in zip(scene.level_names, LEVEL_COLOR_NAMES, strict=False))
+
 # Lazy tabs: only the open tab's content runs, so a rerun after a threshold change stays fast.
 tab_img, tab_loc, tab_lvl, tab_gt, tab_sweep = st.tabs(
     ["Image", "Anchors at a location", "Per level", "Per GT", "Threshold sweep"], key="al_tab", on_change="rerun"
@@ -126,7 +128,7 @@ if tab_img.open:
         show_ignored = c3.toggle("Show ignored anchors", value=True, key="al_show_ign",
                                  disabled=view != "Positive anchors")  # fmt: skip
         per_level = c2.toggle("One image per level", value=False, key="al_per_level", disabled=not anchor_view)
-        if per_level and view in ("Positive anchors", "Ignored anchors"):
+        if per_level and anchor_view:
             key = "ignored" if view == "Ignored anchors" else "positive"
             per_lvl = lab.per_level_table(scene, result)[key].tolist()
             cols = st.columns(min(3, max(1, len(show_levels))))
@@ -165,7 +167,7 @@ if tab_img.open:
             )
             caption = (
                 f"{stats['positive']:,} positive anchors coloured by "
-                + ("the GT they match" if color_by == "gt" else "level (P3 blue, P4 orange, P5 green, P6 pink, P7 red)")
+                + ("the GT they match" if color_by == "gt" else f"level ({legend})")
                 + (f"; {stats['ignored']:,} ignored anchors in yellow" if show_ignored else "")
                 + ". The dark border is the padding."
             )
@@ -181,7 +183,6 @@ if tab_loc.open:
         y = c2.slider("y (input pixels)", 0, ph - 1, int(min(ph - 1, default_xy[1])), key=f"al_y_{inp.key}")
         loc = lab.location_table(scene, x, y, boxes_in, result)
         c3, c4 = st.columns([3, 2])
-        legend = ", ".join(f"{n} {c}" for n, c in zip(scene.level_names, LEVEL_COLOR_NAMES, strict=False))
         c3.image(lab.location_image(img_in, scene, x, y, boxes_in), width="stretch", output_format="JPEG",
                  caption=f"Every anchor at the nearest cell of each level, coloured by level ({legend}); "
                  "white: the GT boxes.")  # fmt: skip

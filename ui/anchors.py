@@ -15,7 +15,7 @@ from explorer import boxes as boxio
 from explorer import overlay, synthetic
 from explorer.anchors import AnchorConfig, octave_sizes
 from explorer.assign import SparseIoU, threshold_sweep
-from explorer.images import decode_image
+from explorer.images import UPLOAD_EXTENSIONS, decode_image
 from ui.common import sample_dataset_path
 
 
@@ -122,8 +122,7 @@ def sweep(
 ) -> dict[str, np.ndarray]:  # fmt: skip
     """Threshold sweep 0.30..0.70 for the current boxes (cached on their digest)."""
     sp = sparse_iou(height, width, config, key, _boxes_input)
-    thresholds = tuple(np.round(np.arange(0.30, 0.701, 0.05), 2))
-    return threshold_sweep(sp, thresholds, neg_thresh=neg, low_quality=low_quality, semantics=semantics)
+    return threshold_sweep(sp, neg_thresh=neg, low_quality=low_quality, semantics=semantics)
 
 
 # ---------------------------------------------------------------- widgets
@@ -223,7 +222,7 @@ def image_input_widget() -> ImageInput | None:
         img = sample_dataset_image(name)
         own = boxio.boxes_from_coco(coco, name, img.shape[1], img.shape[0])
         return ImageInput(img, f"sample-{name}", name, own)
-    up = st.file_uploader("Image file", type=["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff"], key="al_upload")
+    up = st.file_uploader("Image file", type=list(UPLOAD_EXTENSIONS), key="al_upload")
     if up is None:
         st.info("Upload an image (jpg, png, webp, bmp, tiff), or pick a sample.")
         return None
