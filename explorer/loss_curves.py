@@ -276,10 +276,21 @@ def soft_target_cut(
     )
 
 
-def _bump_logits(n_bins: int, mean: float, width: float) -> torch.Tensor:
-    """Bin logits of a discretised Gaussian bump centred on ``mean`` with standard deviation ``width`` (bins)."""
+def _check_dfl(target: float, n_bins: int, pred_width: float) -> None:
+    _check_n(n_bins, "n_bins", low=1)
+    if not 0 <= target <= n_bins:
+        raise ValueError(f"target={target} is invalid: it must lie in [0, n_bins] = [0, {n_bins}]")
+    if not pred_width > 0:
+        raise ValueError(f"pred_width={pred_width} is invalid: it must be > 0")
+
+
+def _bump_logits(n_bins: int, mean: float | torch.Tensor, width: float) -> torch.Tensor:
+    """Bin logits of a discretised Gaussian bump centred on ``mean`` with standard deviation ``width`` (bins).
+
+    A float ``mean`` gives (n_bins + 1,) logits; (M,) centres give (M, n_bins + 1), one bump per row.
+    """
     j = torch.arange(n_bins + 1, dtype=F64)
-    return -0.5 * ((j - mean) / width) ** 2
+    return -0.5 * ((j - torch.as_tensor(mean, dtype=F64).unsqueeze(-1)) / width) ** 2
 
 
 def dfl_bins(
@@ -301,11 +312,7 @@ def dfl_bins(
         and the scalar columns ``loss`` (DFL), ``pred_expectation`` (sum_j j S_j) and ``min_loss`` (the DFL of the
         ideal prediction S = w, the entropy of w).
     """
-    _check_n(n_bins, "n_bins", low=1)
-    if not 0 <= target <= n_bins:
-        raise ValueError(f"target={target} is invalid: it must lie in [0, n_bins] = [0, {n_bins}]")
-    if not pred_width > 0:
-        raise ValueError(f"pred_width={pred_width} is invalid: it must be > 0")
+    _check_dfl(target, n_bins, pred_width)
     mean = target if pred_mean is None else pred_mean
     z = _bump_logits(n_bins, mean, pred_width)
     y = torch.tensor(target, dtype=F64)
@@ -332,15 +339,9 @@ def dfl_loss_vs_mean(target: float, *, n_bins: int = 16, pred_width: float = 1.0
         Columns ``pred_mean``, ``loss``.
     """
     _check_n(n)
-    _check_n(n_bins, "n_bins", low=1)
-    if not 0 <= target <= n_bins:
-        raise ValueError(f"target={target} is invalid: it must lie in [0, n_bins] = [0, {n_bins}]")
-    if not pred_width > 0:
-        raise ValueError(f"pred_width={pred_width} is invalid: it must be > 0")
+    _check_dfl(target, n_bins, pred_width)
     means = torch.linspace(0.0, float(n_bins), n, dtype=F64)
-    j = torch.arange(n_bins + 1, dtype=F64)
-    z = -0.5 * ((j[None, :] - means[:, None]) / pred_width) ** 2
-    loss = L.dfl_loss(z, torch.full((n,), float(target), dtype=F64))
+    loss = L.dfl_loss(_bump_logits(n_bins, means, pred_width), torch.full((n,), float(target), dtype=F64))
     return pd.DataFrame({"pred_mean": means.numpy(), "loss": loss.numpy()})
 
 
