@@ -149,15 +149,26 @@ def simulate_batch(spec: BatchSpec) -> SimulatedBatch:
         The batch, anchors ordered by group.
     """
     rng = np.random.default_rng(spec.seed)
+    counts = spec.counts()
     parts, codes = [], []
     for code, (count, g) in enumerate(
-        zip(spec.counts(), (spec.positive, spec.hard_negative, spec.easy_negative), strict=True)
+        zip(counts, (spec.positive, spec.hard_negative, spec.easy_negative), strict=True)
     ):
         parts.append(rng.beta(g.a, g.b, size=count))
         codes.append(np.full(count, code, dtype=np.int8))
     p = np.clip(np.concatenate(parts), P_EPS, 1 - P_EPS)
-    n_pos, n_hard, n_easy = spec.counts()
-    return SimulatedBatch(p=p, group=np.concatenate(codes), counts=(n_pos, n_hard, n_easy))
+    return SimulatedBatch(p=p, group=np.concatenate(codes), counts=counts)
+
+
+def _check_gamma(gamma: float) -> None:
+    if not (gamma >= 0 and math.isfinite(gamma)):
+        raise ValueError(f"gamma={gamma} is invalid: it must be a finite number >= 0")
+
+
+def _check_focal(alpha: float, gamma: float) -> None:
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"alpha={alpha} is invalid: it must lie in [0, 1]")
+    _check_gamma(gamma)
 
 
 def _as_batch(data: BatchSpec | SimulatedBatch) -> SimulatedBatch:
@@ -185,10 +196,7 @@ def per_anchor_losses(batch: SimulatedBatch, *, alpha: float = 0.25, gamma: floa
         ``{"CE": loss, "CE grad": |grad|, "α-CE": ..., "α-CE grad": ..., "focal": ..., "focal grad": ...}``, each
         (N,) float64. The gradients are the closed forms of reference.md 1.1-1.3.
     """
-    if not 0 <= alpha <= 1:
-        raise ValueError(f"alpha={alpha} is invalid: it must lie in [0, 1]")
-    if not (gamma >= 0 and math.isfinite(gamma)):
-        raise ValueError(f"gamma={gamma} is invalid: it must be a finite number >= 0")
+    _check_focal(alpha, gamma)
     q = _wrongness(batch)
     p_t = 1.0 - q
     ce = -np.log1p(-q)
@@ -232,10 +240,7 @@ def loss_budget(spec: BatchSpec | SimulatedBatch, *, alpha: float = 0.25, gamma:
         of positives, the detectors' normalizer). Equal to the sums of :func:`per_anchor_losses`, computed group by
         group without per-anchor temporaries.
     """
-    if not 0 <= alpha <= 1:
-        raise ValueError(f"alpha={alpha} is invalid: it must lie in [0, 1]")
-    if not (gamma >= 0 and math.isfinite(gamma)):
-        raise ValueError(f"gamma={gamma} is invalid: it must be a finite number >= 0")
+    _check_focal(alpha, gamma)
     batch = _as_batch(spec)
     counts = batch.counts
     sums = []  # per group: (CE, CE grad, focal w/o alpha, focal grad w/o alpha)
@@ -299,8 +304,7 @@ def normalized_loss_cdf(
     if not gammas:
         raise ValueError("gammas is empty: give at least one gamma")
     for g in gammas:
-        if not (g >= 0 and math.isfinite(g)):
-            raise ValueError(f"gamma={g} is invalid: it must be a finite number >= 0")
+        _check_gamma(g)
     if n_points < 2:
         raise ValueError(f"n_points={n_points} is invalid: it must be >= 2")
     batch = _as_batch(spec)
