@@ -8,7 +8,6 @@ import streamlit as st
 from explorer import detection_view, groundtruth
 from explorer.detector import filter_detections
 from explorer.figures import detections as figs
-from explorer.images import decode_image
 from ui import detections as ui
 from ui.common import download_buttons, page_setup, plot
 
@@ -52,10 +51,10 @@ for notice in loaded.notices:
     st.warning(notice)
 
 # ----------------------------------------------------------------------------------------------- the image
-image, image_name, gt = None, "", None
+image, image_name, image_key, gt = None, "", "", None
 if source == "Sample scenes":
     scene = detection_view.sample_scene(scene_index)
-    image, image_name = scene.image, scene.name
+    image, image_name, image_key = scene.image, scene.name, f"scene-{scene_index}"
     if loaded.arch == "demo":
         gt = (scene.gt_boxes, scene.gt_labels)
     else:
@@ -64,14 +63,16 @@ elif uploads:
     names = [u.name for u in uploads]
     pick = st.selectbox("Uploaded image", range(len(uploads)), format_func=lambda i: names[i])
     data = uploads[pick].getvalue()
+    image_key = ui.digest(data)
     try:
-        image = decode_image(data)
+        image = ui.decode_upload(image_key, data)
     except ValueError as err:
         st.error(f"{names[pick]}: {err}")
     image_name = names[pick]
     if gt_file is not None and image is not None:
         try:
-            coco = ui.read_coco(ui.digest(gt_file.getvalue()), gt_file.getvalue())
+            gt_data = gt_file.getvalue()
+            coco = ui.read_coco(ui.digest(gt_data), gt_data)
             gt = detection_view.gt_for_image(coco, image_name)
             if gt is None:
                 st.warning(
@@ -89,7 +90,6 @@ if image is None:
     st.stop()
 
 # ----------------------------------------------------------------------------------------------- inference
-image_key = ui.digest(image.tobytes() + str(image.shape).encode())
 try:
     result = ui.infer(request.key, image_key, loaded, image)
 except ValueError as err:

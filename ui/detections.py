@@ -13,6 +13,7 @@ import streamlit as st
 from explorer import detector
 from explorer.coco import CocoDataset, load_coco
 from explorer.detector import InferenceResult, LoadedModel, WeightsUnavailableError
+from explorer.images import decode_image
 from ui.common import _slug
 
 MODEL_CHOICES: dict[str, str] = {
@@ -87,14 +88,25 @@ def load_model(request: ModelRequest) -> tuple[LoadedModel, str | None, bool]:
     return _load(request.key, request)
 
 
-@st.cache_data(max_entries=6, show_spinner="Running the detector…")
+@st.cache_resource(max_entries=6, show_spinner="Running the detector…")
 def infer(model_key: str, image_key: str, _loaded: LoadedModel, _image: np.ndarray) -> InferenceResult:
-    """Inference keyed on the model request and the image digest (the model and image are not hashed)."""
+    """Inference keyed on the model request and the image digest (the model and image are not hashed).
+
+    A resource cache (shared, read-only, not pickled on every hit): the dense outputs of a COCO model are ~60 MB.
+    """
     return detector.run_inference(_loaded, _image)
 
 
-@st.cache_data(max_entries=4)
+@st.cache_resource(max_entries=2, show_spinner="Decoding the image…")
+def decode_upload(key: str, _data: bytes) -> np.ndarray:
+    """Decode an upload once per content digest (``key``), not on every rerun; raises ValueError for bad images.
+    Shared between reruns and sessions: read it, never write to it."""
+    return decode_image(_data)
+
+
+@st.cache_resource(max_entries=2, show_spinner="Reading the COCO file…")
 def read_coco(key: str, _data: bytes) -> CocoDataset:
+    """A COCO JSON parsed once per content digest (``key``); shared and read-only (not pickled on every rerun)."""
     return load_coco(_data)
 
 
