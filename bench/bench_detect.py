@@ -92,7 +92,7 @@ def timed(fn, x: torch.Tensor, device: torch.device, iters: int, warmup: int) ->
 
 def page_check() -> dict:
     """The Live detections page's core path (demo model, default device, one sample scene, loss shares)."""
-    from explorer.detector import load_demo_model, run_inference
+    from explorer.detector import run_inference
     from explorer.groundtruth import loss_breakdown, match_detections
 
     t0 = time.perf_counter()

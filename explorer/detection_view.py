@@ -103,12 +103,11 @@ def category_mismatch(ds: CocoDataset, labels: np.ndarray, class_names: dict[int
     return "The ground truth's categories are not the model's classes: " + "; ".join(bad[:3]) + more + "."
 
 
-def _label_text(dets: Detections, class_names: dict[int, str], show_scores: bool) -> list[str]:
-    out = []
-    for label, score in zip(dets.labels.tolist(), dets.scores.tolist(), strict=True):
-        name = class_names.get(int(label), f"class {label}")
-        out.append(f"{name} {score:.2f}" if show_scores else name)
-    return out
+def _label_text(dets: Detections, class_names: dict[int, str]) -> list[str]:
+    return [
+        f"{class_names.get(label, f'class {label}')} {score:.2f}"
+        for label, score in zip(dets.labels.tolist(), dets.scores.tolist(), strict=True)
+    ]
 
 
 def draw_detections(
@@ -158,7 +157,7 @@ def draw_detections(
         )
     order = np.argsort(dets.scores, kind="stable")  # best drawn last, on top
     ordered = Detections(dets.boxes[order], dets.scores[order], dets.labels[order], dets.levels[order])
-    labels = _label_text(ordered, class_names, True) if show_labels else None
+    labels = _label_text(ordered, class_names) if show_labels else None
     return draw_boxes(out, ordered.boxes, labels=labels, colors=[colors[i] for i in order], thickness=thickness)
 
 

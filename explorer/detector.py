@@ -14,7 +14,7 @@ Inference (:func:`run_inference`) runs the model stage by stage under the model'
 ``AnchorGenerator`` caches per-size anchors on itself during forward, so a shared model is not thread-safe), times
 the stages, and returns the final detections, the candidates before NMS and the dense outputs: the per-anchor class
 logits and box deltas with their anchors and levels, from which per-anchor losses are computed without running the
-model again (``explorer/lossmaps.py``). A CUDA out-of-memory error retries on the CPU with a notice.
+model again (``explorer/groundtruth.py``). A CUDA out-of-memory error retries on the CPU with a notice.
 """
 
 from __future__ import annotations
@@ -70,6 +70,9 @@ MAX_CHECKPOINT_BYTES = 600_000_000
 #: Keys that BatchNorm keeps for bookkeeping only; their absence or presence never matters at inference.
 _BOOKKEEPING_SUFFIX = "num_batches_tracked"
 _CLS_WEIGHT = "head.classification_head.cls_logits.weight"
+_CLS_BIAS = "head.classification_head.cls_logits.bias"
+#: Anchors per location of all three architectures: 3 sizes x 3 aspect ratios.
+_ANCHORS_PER_LOCATION = 9
 
 #: Postprocessing defaults (torchvision's RetinaNet).
 SCORE_THRESH = 0.05
@@ -168,10 +171,6 @@ def _architecture_shapes(arch: str) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.endswith(_BOOKKEEPING_SUFFIX)}
 
 
-def _anchors_per_location(arch: str) -> int:
-    return 9  # all three architectures: 3 sizes x 3 aspect ratios
-
-
 def _to_inference(model: RetinaNet, device: torch.device) -> RetinaNet:
     model.eval()
     for p in model.parameters():
@@ -246,14 +245,13 @@ def load_coco_model(
     return LoadedModel(_to_inference(model, dev), arch, "coco", coco_class_names(arch), dev)
 
 
-def _demo_class_names() -> dict[int, str]:
-    meta = json.loads(DEMO_META.read_text())
-    return {int(c["id"]): str(c["name"]) for c in meta["categories"]}
-
-
 def demo_metadata() -> dict:
     """The demo model's training metadata (``explorer/models/demo_retinanet.json``)."""
     return json.loads(DEMO_META.read_text())
+
+
+def _demo_class_names() -> dict[int, str]:
+    return {int(c["id"]): str(c["name"]) for c in demo_metadata()["categories"]}
 
 
 def load_demo_model(device: torch.device | None = None) -> LoadedModel:
@@ -373,7 +371,7 @@ def _compare_keys(state: dict[str, torch.Tensor], arch: str) -> tuple[list[str],
     have = {k: tuple(v.shape) for k, v in state.items() if not k.endswith(_BOOKKEEPING_SUFFIX)}
     missing = sorted(set(expected) - set(have))
     unexpected = sorted(set(have) - set(expected))
-    class_dependent = ("head.classification_head.cls_logits.weight", "head.classification_head.cls_logits.bias")
+    class_dependent = (_CLS_WEIGHT, _CLS_BIAS)
     mismatched = sorted(k for k in set(have) & set(expected) if k not in class_dependent and have[k] != expected[k])
     return missing, unexpected, mismatched
 
@@ -407,7 +405,7 @@ def checkpoint_num_classes(state: dict[str, torch.Tensor], arch: str) -> int:
     if _CLS_WEIGHT not in state:
         raise ValueError(f"the checkpoint has no {_CLS_WEIGHT!r}: it is not a RetinaNet state dict")
     rows = int(state[_CLS_WEIGHT].shape[0])
-    a = _anchors_per_location(arch)
+    a = _ANCHORS_PER_LOCATION
     if rows % a:
         raise ValueError(f"{_CLS_WEIGHT} has {rows} rows, not a multiple of the {a} anchors per location of {arch}")
     return rows // a

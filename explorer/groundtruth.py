@@ -202,7 +202,7 @@ def loss_breakdown(
         cls_t = torch.from_numpy(labels[gt_idx])
         targets[pos_t, cls_t] = 1.0
         pred = dense.decoded_boxes()[pos_t].numpy()
-        quality = np.clip(np.diag(box_iou(pred, gt_input[gt_idx])) if len(pos) else np.zeros(0), 0.0, 1.0)
+        quality = np.clip(np.diag(box_iou(pred, gt_input[gt_idx])), 0.0, 1.0)
         soft[pos_t, cls_t] = torch.from_numpy(quality.astype(np.float64))
     per_anchor = {
         "ce": losses.ce_loss(logits, targets).sum(dim=1),
