@@ -103,15 +103,14 @@ def bench_labeling(repeats: int, m: int) -> list[tuple[str, float, float]]:
         ("labeling: torchvision `box_iou` + `Matcher` (labels only)", *timeit(tv_label, repeats)),
         (
             "anchors + labeling: ours",
-            *timeit(lambda: assign_from_sparse(sparse_iou_grid(*_gen(h, w, cfg), gt, grids), levels=levels), repeats),
+            *timeit(
+                lambda: assign_from_sparse(sparse_iou_grid(generate_anchors(h, w, cfg)[0], gt, grids), levels=levels),
+                repeats,
+            ),
         ),
         ("anchors + labeling: torchvision", *timeit(lambda: matcher(tv_box_iou(gt_t, tv_anchors())), repeats)),
     ]
     return rows
-
-
-def _gen(h: int, w: int, cfg: AnchorConfig) -> tuple[np.ndarray]:
-    return (generate_anchors(h, w, cfg)[0],)
 
 
 def bench_page_chain(repeats: int) -> list[tuple[str, float, float]]:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -65,11 +67,12 @@ def _to_rgb(im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
 
 
-def image_size(data: bytes) -> tuple[int, int]:
-    """Read (width, height) from the header only, without decoding the pixels.
+@contextmanager
+def _open(data: bytes) -> Iterator[Image.Image]:
+    """Open image bytes lazily (header read, pixels not yet decoded), with Pillow's bomb guard as a ValueError.
 
     Raises:
-        ValueError: if ``data`` is empty or not a readable image.
+        ValueError: if ``data`` is empty, or Pillow refuses it as a decompression bomb (on open or on load).
     """
     if not data:
         raise ValueError("the file is empty (0 bytes)")
@@ -77,9 +80,20 @@ def image_size(data: bytes) -> tuple[int, int]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as im:
-                return int(im.size[0]), int(im.size[1])
+                yield im
     except Image.DecompressionBombError as err:
         raise ValueError(f"image refused as a possible decompression bomb: {err}") from err
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    """Read (width, height) from the header only, without decoding the pixels.
+
+    Raises:
+        ValueError: if ``data`` is empty or not a readable image.
+    """
+    try:
+        with _open(data) as im:
+            return int(im.size[0]), int(im.size[1])
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise ValueError(f"not a readable image ({len(data):,} bytes): {err}") from err
 
@@ -106,29 +120,22 @@ def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     if not isinstance(data, bytes | bytearray | memoryview):
         raise ValueError(f"expected image bytes, got {type(data).__name__}")
     data = bytes(data)
-    if not data:
-        raise ValueError("the file is empty (0 bytes)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:
-                width, height = im.size
-                if width <= 0 or height <= 0:
-                    raise ValueError(f"image has an empty size {width}x{height}")
-                if width * height > max_pixels:
-                    raise ValueError(
-                        f"image is {width}x{height} = {width * height / 1e6:.1f} MP, over the limit of "
-                        f"{max_pixels / 1e6:g} MP (refused before decoding)"
-                    )
-                fmt = im.format or "unknown"
-                if fmt not in ACCEPTED_FORMATS:
-                    raise ValueError(f"unsupported image format {fmt}; use one of {', '.join(ACCEPTED_FORMATS)}")
-                im.seek(0)
-                im.load()
-                upright = ImageOps.exif_transpose(im)
-                return _to_rgb(upright)
-    except Image.DecompressionBombError as err:
-        raise ValueError(f"image refused as a possible decompression bomb: {err}") from err
+        with _open(data) as im:
+            width, height = im.size
+            if width <= 0 or height <= 0:
+                raise ValueError(f"image has an empty size {width}x{height}")
+            if width * height > max_pixels:
+                raise ValueError(
+                    f"image is {width}x{height} = {width * height / 1e6:.1f} MP, over the limit of "
+                    f"{max_pixels / 1e6:g} MP (refused before decoding)"
+                )
+            fmt = im.format or "unknown"
+            if fmt not in ACCEPTED_FORMATS:
+                raise ValueError(f"unsupported image format {fmt}; use one of {', '.join(ACCEPTED_FORMATS)}")
+            im.seek(0)
+            im.load()
+            return _to_rgb(ImageOps.exif_transpose(im))
     except UnidentifiedImageError as err:
         raise ValueError(f"not a readable image ({len(data):,} bytes; format not recognised)") from err
     except (OSError, SyntaxError, EOFError) as err:
