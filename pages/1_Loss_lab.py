@@ -343,11 +343,12 @@ def budget_section(alpha: float, gamma: float) -> None:
         df=table,
         name="loss_budget",
     )
+    hist = ui.probability_histogram(spec)
     ui.figure_block(
-        figs.probability_figure(ui.probability_histogram(spec)),
+        figs.probability_figure(hist),
         caption="Read: the simulated predictions — positives near 1, easy negatives piled up near 0.",
         latex=r"p\sim\mathrm{Beta}(a,b)",
-        df=ui.probability_histogram(spec),
+        df=hist,
         name="simulated_probabilities",
     )
     if not cdf_gammas:
