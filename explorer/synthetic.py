@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -68,7 +68,6 @@ class SceneConfig:
     tail_power: float = 1.3
     max_overlap: float = 0.15
     noise_std: float = 8.0
-    categories: tuple[str, ...] = field(default=CLASS_NAMES)
 
     def __post_init__(self) -> None:
         if self.width < 16 or self.height < 16:
@@ -78,15 +77,15 @@ class SceneConfig:
             raise ValueError(f"n_objects must be (min, max) with 0 <= min <= max, got {self.n_objects}")
         if not 1 <= self.min_size <= self.max_size:
             raise ValueError(f"need 1 <= min_size <= max_size, got {self.min_size}, {self.max_size}")
-        if self.class_weights is not None and len(self.class_weights) != len(self.categories):
-            raise ValueError(f"class_weights has {len(self.class_weights)} entries for {len(self.categories)} classes")
+        if self.class_weights is not None and len(self.class_weights) != len(CLASS_NAMES):
+            raise ValueError(f"class_weights has {len(self.class_weights)} entries for {len(CLASS_NAMES)} classes")
 
     def weights(self) -> np.ndarray:
         """Normalised class probabilities, (C,) float64."""
         if self.class_weights is not None:
             w = np.asarray(self.class_weights, dtype=np.float64)
         else:
-            w = 1.0 / (np.arange(len(self.categories)) + 1.0) ** self.tail_power
+            w = 1.0 / (np.arange(len(CLASS_NAMES)) + 1.0) ** self.tail_power
         if (w < 0).any() or w.sum() <= 0:
             raise ValueError("class_weights must be non-negative with a positive sum")
         return w / w.sum()
@@ -179,7 +178,7 @@ def make_scene(seed: int, config: SceneConfig | None = None) -> tuple[np.ndarray
             aspect = float(np.exp(rng.uniform(-0.6, 0.6)))  # h / w
             w, h = size / max(1.0, aspect), size / max(1.0, 1.0 / aspect)
             cls = int(rng.choice(len(probs), p=probs))
-            kind = cfg.categories[cls] if cfg.categories[cls] in CLASS_NAMES else CLASS_NAMES[cls % len(CLASS_NAMES)]
+            kind = CLASS_NAMES[cls]
             if kind in ("circle", "square"):
                 h = w = max(w, h)
             angle = float(rng.uniform(-0.3, 0.3)) if kind not in ("circle", "ring", "ellipse") else 0.0
@@ -232,10 +231,9 @@ def make_scene(seed: int, config: SceneConfig | None = None) -> tuple[np.ndarray
     return np.clip(img, 0, 255).astype(np.uint8), annotations
 
 
-def categories(config: SceneConfig | None = None) -> list[dict]:
-    """COCO ``categories`` entries for a config: ``[{"id": 1, "name": "circle", "supercategory": "shape"}, ...]``."""
-    cfg = config or SceneConfig()
-    return [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(cfg.categories)]
+def categories() -> list[dict]:
+    """COCO ``categories`` entries: ``[{"id": 1, "name": "circle", "supercategory": "shape"}, ...]``."""
+    return [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(CLASS_NAMES)]
 
 
 def make_dataset(n_images: int, seed: int, config: SceneConfig | None = None) -> tuple[dict, list[np.ndarray]]:
@@ -253,7 +251,7 @@ def make_dataset(n_images: int, seed: int, config: SceneConfig | None = None) ->
         "info": {"description": "FocalScope synthetic shapes", "version": str(SAMPLE_VERSION), "seed": seed},
         "images": [],
         "annotations": [],
-        "categories": categories(cfg),
+        "categories": categories(),
     }
     arrays = []
     ann_id = 1

@@ -52,7 +52,7 @@ def build_dataset(seeds: list[int], config: SceneConfig, workers: int) -> tuple[
             scenes = pool.map(_scene, [(s, config) for s in seeds], chunksize=16)
     else:
         scenes = [make_scene(s, config) for s in seeds]
-    coco: dict = {"images": [], "annotations": [], "categories": categories(config)}
+    coco: dict = {"images": [], "annotations": [], "categories": categories()}
     ann_id = 1
     for i, (_arr, anns) in enumerate(scenes):
         coco["images"].append(
@@ -271,8 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     (out / "heldout_detections.json").write_text(json.dumps(results))
     meta = {
         "architecture": "demo (ResNet-10 + FPN-128 + 2-conv GroupNorm head, see explorer/demo_model.py)",
-        "categories": categories(cfg),
-        "scene_config": {k: v for k, v in asdict(cfg).items() if k != "categories"},
+        "categories": categories(),
+        "scene_config": asdict(cfg),
         "train_seed": TRAIN_SEED,
         "heldout_seed": HELDOUT_SEED,
         "torch_seed": TORCH_SEED,
