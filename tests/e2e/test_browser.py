@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from explorer import synthetic
+from ui.common import PAGES as NAV_PAGES
 
 pytestmark = pytest.mark.e2e
 
@@ -36,16 +37,10 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-# (url path, title) for the home page and each page file; the title is the page's st.title text.
-PAGE_TITLES = {
-    "1_Loss_lab.py": "Loss lab",
-    "2_Anchor_lab.py": "Anchor lab",
-    "3_Dataset_diagnostics.py": "Dataset diagnostics",
-    "4_Live_detections.py": "Live detections",
-}
+# (url path, title) for the home page and each page file; a page file missing from ui.common.PAGES fails here.
+TITLES = {Path(path).name: title for path, title, _icon in NAV_PAGES}
 PAGES = [("", "FocalScope")] + [
-    (re.sub(r"^\d+_", "", p.stem), PAGE_TITLES.get(p.name, re.sub(r"^\d+_", "", p.stem).replace("_", " ")))
-    for p in sorted((ROOT / "pages").glob("*.py"))
+    (re.sub(r"^\d+_", "", p.stem), TITLES[p.name]) for p in sorted((ROOT / "pages").glob("*.py"))
 ]
 
 
