@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -16,7 +14,7 @@ from explorer import overlay, synthetic
 from explorer.anchors import AnchorConfig, octave_sizes
 from explorer.assign import SparseIoU, threshold_sweep
 from explorer.images import UPLOAD_EXTENSIONS, decode_image
-from ui.common import sample_dataset_path
+from ui.common import sample_coco, sample_dataset_image
 
 
 def digest(data: bytes) -> str:
@@ -68,19 +66,6 @@ def _coco_digest(data: bytes) -> str:
 def sample_scene(seed: int) -> tuple[np.ndarray, list[dict]]:
     """A synthetic 640x480 scene and its annotations."""
     return synthetic.make_scene(int(seed))
-
-
-@st.cache_data(max_entries=1, show_spinner=False)
-def sample_coco() -> dict:
-    """The sample dataset's COCO dict."""
-    return json.loads(Path(sample_dataset_path()).read_text())
-
-
-@st.cache_data(max_entries=4, show_spinner=False)
-def sample_dataset_image(file_name: str) -> np.ndarray:
-    """One image of the sample dataset (decoded with the same safe decoder as uploads)."""
-    path = Path(sample_dataset_path()).parent / "images" / Path(file_name).name
-    return decode_image(path.read_bytes())
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
