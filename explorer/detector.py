@@ -604,20 +604,31 @@ def decode_deltas(deltas: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
     return BoxCoder(weights=(1.0, 1.0, 1.0, 1.0)).decode_single(deltas, anchors)
 
 
-def candidates_from_dense(
-    dense: DenseOutputs, *, score_thresh: float = SCORE_THRESH, topk: int = TOPK_CANDIDATES
+def level_candidates(
+    cls_logits: torch.Tensor,
+    bbox_deltas: torch.Tensor,
+    anchors: torch.Tensor,
+    level_counts: list[int],
+    input_size: tuple[int, int],
+    *,
+    score_thresh: float = SCORE_THRESH,
+    topk: int = TOPK_CANDIDATES,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """torchvision's per-level candidate selection: sigmoid, score > thresh, top-k over (anchor, class), decode, clip.
+
+    Args:
+        cls_logits: (N, K) float32 class logits; bbox_deltas: (N, 4) float32; anchors: (N, 4) float32 xyxy.
+        level_counts: anchors per level, in order (they sum to N).
+        input_size: (h, w) the boxes are clipped to.
 
     Returns:
         ``(boxes (C, 4) input pixels, scores (C,), labels (C,), levels (C,))``.
     """
     boxes, scores, labels, levels = [], [], [], []
-    num_classes = dense.cls_logits.shape[1]
+    num_classes = cls_logits.shape[1]
     start = 0
-    for level, count in enumerate(dense.level_counts):
-        logits = dense.cls_logits[start : start + count]
-        scores_l = torch.sigmoid(logits).flatten()
+    for level, count in enumerate(level_counts):
+        scores_l = torch.sigmoid(cls_logits[start : start + count]).flatten()
         keep = scores_l > score_thresh
         scores_l = scores_l[keep]
         idx = torch.where(keep)[0]
@@ -626,14 +637,29 @@ def candidates_from_dense(
         idx = idx[order]
         anchor_idx = torch.div(idx, num_classes, rounding_mode="floor")
         decoded = decode_deltas(
-            dense.bbox_deltas[start : start + count][anchor_idx], dense.anchors[start : start + count][anchor_idx]
+            bbox_deltas[start : start + count][anchor_idx], anchors[start : start + count][anchor_idx]
         )
-        boxes.append(box_ops.clip_boxes_to_image(decoded, dense.input_size))
+        boxes.append(box_ops.clip_boxes_to_image(decoded, input_size))
         scores.append(scores_l)
         labels.append(idx % num_classes)
-        levels.append(torch.full((k,), level, dtype=torch.int64))
+        levels.append(torch.full((k,), level, dtype=torch.int64, device=idx.device))
         start += count
     return torch.cat(boxes), torch.cat(scores), torch.cat(labels), torch.cat(levels)
+
+
+def candidates_from_dense(
+    dense: DenseOutputs, *, score_thresh: float = SCORE_THRESH, topk: int = TOPK_CANDIDATES
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`level_candidates` of the dense outputs: ``(boxes (C, 4) input pixels, scores, labels, levels)``."""
+    return level_candidates(
+        dense.cls_logits,
+        dense.bbox_deltas,
+        dense.anchors,
+        dense.level_counts,
+        dense.input_size,
+        score_thresh=score_thresh,
+        topk=topk,
+    )
 
 
 def _as_detections(

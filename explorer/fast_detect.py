@@ -37,6 +37,8 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import boxes as box_ops
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from explorer.detector import level_candidates
+
 BBOX_XFORM_CLIP = math.log(1000.0 / 16)
 
 
@@ -206,23 +208,16 @@ class FastRetinaNet:
         """
         features = list(self.model.backbone(x).values())
         head = self.model.head(features)
-        logits, deltas = head["cls_logits"][0], head["bbox_regression"][0]
-        boxes, scores, labels = [], [], []
-        start = 0
-        for count in plan.level_counts:
-            lv_scores = torch.sigmoid(logits[start : start + count].float()).flatten()
-            idx = torch.where(lv_scores > self.score_thresh)[0]
-            top_scores, order = lv_scores[idx].topk(min(self.topk, idx.numel()))
-            idx = idx[order]
-            anchor_idx = torch.div(idx, self.num_classes, rounding_mode="floor")
-            decoded = decode_single(
-                deltas[start : start + count][anchor_idx].float(), plan.anchors[start : start + count][anchor_idx]
-            )
-            boxes.append(box_ops.clip_boxes_to_image(decoded, plan.input_hw))
-            scores.append(top_scores)
-            labels.append(idx % self.num_classes)
-            start += count
-        return torch.cat(boxes), torch.cat(scores), torch.cat(labels)
+        boxes, scores, labels, _ = level_candidates(
+            head["cls_logits"][0].float(),
+            head["bbox_regression"][0].float(),
+            plan.anchors,
+            plan.level_counts,
+            plan.input_hw,
+            score_thresh=self.score_thresh,
+            topk=self.topk,
+        )
+        return boxes, scores, labels
 
     def _plan(self, resized: torch.Tensor) -> _Plan:
         input_hw = (int(resized.shape[-2]), int(resized.shape[-1]))
