@@ -78,6 +78,10 @@ IMAGE_COLUMNS: tuple[str, ...] = (
     "mean_pos_per_box",
 )
 
+#: Per-image totals and their (n, L) per-level splits, as every path of the scan fills them.
+_TOTALS: tuple[str, ...] = ("positives", "ignored", "hard", "easy")
+_PER_LEVEL: tuple[str, ...] = ("level_pos", "level_ign", "level_hard", "level_easy")
+
 #: Images per chunk of the fast path (bounds memory).
 _CHUNK_IMAGES = 2048
 #: Below this many images ``device="auto"`` keeps the numpy path even when CUDA is present: measured on an H100
@@ -317,9 +321,8 @@ def reference_image_stats(
         "box_best": a.best_iou.astype(np.float32),
         "box_lq_only": a.low_quality_only.astype(bool),
     }
-    for key, lv_key in (("positives", "level_pos"), ("ignored", "level_ign"), ("hard", "level_hard")):
+    for key, lv_key in zip(_TOTALS, _PER_LEVEL, strict=True):
         res[key] = int(np.sum(res[lv_key]))
-    res["easy"] = int(np.sum(res["level_easy"]))
     return res
 
 
@@ -403,9 +406,7 @@ def scan_dataset(
     m_first = np.concatenate([[0], np.cumsum(K_all)])
     # index of each matchable box within its image (file order)
     m_k = np.arange(len(m_rows)) - m_first[m_img]
-    res = {key: np.zeros(n, np.int64) for key in ("positives", "ignored", "hard", "easy")} | {
-        key: np.zeros((n, L), np.int64) for key in ("level_pos", "level_ign", "level_hard", "level_easy")
-    }
+    res = {key: np.zeros(n, np.int64) for key in _TOTALS} | {key: np.zeros((n, L), np.int64) for key in _PER_LEVEL}
     box_pos = np.zeros(len(m_rows), np.int64)
     box_best = np.zeros(len(m_rows), np.float32)
     box_lq = np.zeros(len(m_rows), bool)
@@ -440,9 +441,7 @@ def scan_dataset(
         try:
             for s, e, o in outputs:
                 bs, be = m_first[s], m_first[e]
-                for key in ("positives", "ignored", "hard", "easy"):
-                    res[key][s:e] = getattr(o, key)
-                for key in ("level_pos", "level_ign", "level_hard", "level_easy"):
+                for key in _TOTALS + _PER_LEVEL:
                     res[key][s:e] = getattr(o, key)
                 box_pos[bs:be], box_best[bs:be], box_lq[bs:be] = o.box_pos, o.box_best, o.box_lq_only
                 fallback[s:e] = o.fallback
@@ -454,7 +453,7 @@ def scan_dataset(
     for i in np.flatnonzero(fallback).tolist():
         sl = slice(m_first[i], m_first[i + 1])
         r = reference_image_stats(boxes_in[m_rows[sl]], (int(geo.input_h[i]), int(geo.input_w[i])), cfg)
-        for key in ("positives", "ignored", "hard", "easy", "level_pos", "level_ign", "level_hard", "level_easy"):
+        for key in _TOTALS + _PER_LEVEL:
             res[key][i] = r[key]
         box_pos[sl], box_best[sl], box_lq[sl] = r["box_pos"], r["box_best"], r["box_lq_only"]
     if progress is not None and n == 0:

@@ -367,24 +367,9 @@ def scan_chunk(
         il = i_lo.ravel()[r].astype(np.int64)
         nj = j_hi.ravel()[r].astype(np.int64) - jl + 1
         ni = i_hi.ravel()[r].astype(np.int64) - il + 1
-        # columns: x overlap and anchor width
-        owner = np.repeat(np.arange(len(r)), nj)
-        gc, ac = g[owner], a[owner]
-        jv = _ragged(jl, nj)
-        sw_c, ox_c = G_sw[gc, lv], G_ox[gc, lv]
-        ax1 = _coord(jv, sw_c, ox_c, cells[ac, 0], integral)
-        ax2 = _coord(jv, sw_c, ox_c, cells[ac, 2], integral)
-        iw = np.maximum(np.minimum(ax2, boxes[gc, 2]) - np.maximum(ax1, boxes[gc, 0]), np.float32(0))
-        aw = ax2 - ax1
-        # rows: y overlap and anchor height
-        owner = np.repeat(np.arange(len(r)), ni)
-        gr, ar = g[owner], a[owner]
-        iv = _ragged(il, ni)
-        sh_r, oy_r = G_sh[gr, lv], G_oy[gr, lv]
-        ay1 = _coord(iv, sh_r, oy_r, cells[ar, 1], integral)
-        ay2 = _coord(iv, sh_r, oy_r, cells[ar, 3], integral)
-        ih = np.maximum(np.minimum(ay2, boxes[gr, 3]) - np.maximum(ay1, boxes[gr, 1]), np.float32(0))
-        ah = ay2 - ay1
+        # columns: x overlap and anchor width; rows: y overlap and anchor height
+        _, _, _, jv, iw, aw = _axis_overlaps(g, a, jl, nj, G_sw[:, lv], G_ox[:, lv], cells, boxes, 0, integral)
+        owner, gr, ar, iv, ih, ah = _axis_overlaps(g, a, il, ni, G_sh[:, lv], G_oy[:, lv], cells, boxes, 1, integral)
         # pairs: every row runs over its (box, shape)'s columns
         run = nj[owner]
         col_start = np.cumsum(nj) - nj
@@ -468,6 +453,23 @@ def scan_chunk(
     out.hard = out.level_hard.sum(axis=1)
     out.easy = out.level_easy.sum(axis=1)
     return out
+
+
+def _axis_overlaps(
+    g: np.ndarray, a: np.ndarray, start: np.ndarray, count: np.ndarray, stride: np.ndarray, offset: np.ndarray,
+    cells: np.ndarray, boxes: np.ndarray, axis: int, integral: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """One axis (0: x columns, 1: y rows) of the candidates (box ``g``, cell shape ``a``) with grid indices
+    ``start .. start + count - 1``: one entry per (candidate, index) with its candidate ``owner``, box, cell shape,
+    grid index, float32 overlap with the box and float32 anchor extent. ``stride``, ``offset``: (G,) per box."""
+    owner = np.repeat(np.arange(len(start)), count)
+    go, ao = g[owner], a[owner]
+    idx = _ragged(start, count)
+    st, of = stride[go], offset[go]
+    lo = _coord(idx, st, of, cells[ao, axis], integral)
+    hi = _coord(idx, st, of, cells[ao, axis + 2], integral)
+    overlap = np.maximum(np.minimum(hi, boxes[go, axis + 2]) - np.maximum(lo, boxes[go, axis]), np.float32(0))
+    return owner, go, ao, idx, overlap, hi - lo
 
 
 def _full_argmax(

@@ -57,7 +57,7 @@ def scan_torch(
     Args:
         boxes: (G, 4) float32 input-scale non-crowd boxes, grouped by image (file order within an image).
         b_img: (G,) image index of each box; K: (I,) boxes per image.
-        geo: the scan's ``_Geometry``; cfg: the ``ScanConfig``.
+        geo: the scan's :class:`explorer.scan_fast.Geometry`; cfg: the ``ScanConfig``.
         device: a torch device string ("cuda", or "cpu" for tests).
     """
     import torch
