@@ -11,19 +11,16 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from explorer.coco import AREA_MEDIUM, AREA_SMALL
+from explorer.figures import anchors as anchor_figs
 
-LABEL_CSS: dict[str, str] = {
-    "positives": "rgb(0,200,83)",
-    "ignored": "rgb(240,228,66)",
-    "hard_negatives": "rgb(255,140,0)",
-    "easy_negatives": "rgb(150,150,150)",
-}
 LABEL_TITLES: dict[str, str] = {
     "positives": "positive",
     "ignored": "ignored",
     "hard_negatives": "hard negative",
     "easy_negatives": "easy negative",
 }
+#: The Anchor lab's label colours (the image overlay's), keyed by the scan's column names.
+LABEL_CSS: dict[str, str] = {col: anchor_figs.LABEL_CSS[title] for col, title in LABEL_TITLES.items()}
 SIZE_CSS: dict[str, str] = {"small": "rgb(213,94,0)", "medium": "rgb(0,114,178)", "large": "rgb(0,158,115)"}
 TAG_CSS: dict[str, str] = {
     "under-represented": "rgb(213,94,0)",
