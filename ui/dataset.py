@@ -256,7 +256,7 @@ def source_widget() -> Source | None:
             else:
                 zdata = imgs.getvalue()
                 try:
-                    store = zip_store(digest(zdata), zdata)
+                    store = zip_store(upload_digest(imgs.file_id, imgs.size, zdata), zdata)
                 except ValueError as exc:
                     st.error(f"{imgs.name}: {exc}. The statistics below do not need the images.")
         key = upload_digest(ann.file_id, ann.size, ann.getvalue())
