@@ -11,12 +11,13 @@ Example:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
 import numpy as np
+
+from explorer.coco import parse_json_lean
 
 TABLE_COLUMNS: tuple[str, ...] = ("x1", "y1", "x2", "y2", "label")
 
@@ -188,6 +189,9 @@ def _is_int(s: str) -> bool:
 def load_coco(data: bytes | str | Mapping) -> dict:
     """Load and minimally validate a COCO detection JSON (``images``, ``annotations``; ``categories`` optional).
 
+    Bytes are parsed with :func:`explorer.coco.parse_json_lean`: polygon segmentations, most of a COCO file, are
+    never built as Python objects.
+
     Raises:
         ValueError: not JSON, or the structure is not COCO detection.
     """
@@ -195,8 +199,8 @@ def load_coco(data: bytes | str | Mapping) -> dict:
         coco = dict(data)
     else:
         try:
-            coco = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            coco = parse_json_lean(data.encode() if isinstance(data, str) else bytes(data))
+        except ValueError as err:
             raise ValueError(f"the annotation file is not valid JSON: {err}") from err
     if not isinstance(coco, dict):
         raise ValueError(f"COCO JSON must be an object at the top level, got {type(coco).__name__}")
