@@ -174,7 +174,7 @@ kind = g3.selectbox(
     "Loss shown in the maps", list(groundtruth.LOSS_KINDS), index=1, format_func=groundtruth.LOSS_KINDS.get
 )
 try:
-    breakdown = groundtruth.loss_breakdown(result.dense, gt[0], gt[1], alpha=alpha, gamma=gamma)
+    breakdown = ui.loss_breakdown(request.key, image_key, result.dense, gt[0], gt[1], alpha=alpha, gamma=gamma)
 except ValueError as err:
     st.error(f"The ground truth does not fit this model: {err}")
     st.stop()
