@@ -197,10 +197,7 @@ class _Chunk:
         return int((self.ni * self.nj).sum())
 
 
-def _grid_chunks(anchors: np.ndarray, gt: np.ndarray, grids: Sequence[LevelGrid]) -> list[_Chunk]:
-    offsets = level_offsets(list(grids))
-    if offsets[-1] != len(anchors):
-        raise ValueError(f"grids describe {offsets[-1]} anchors but {len(anchors)} were given")
+def _grid_chunks(anchors: np.ndarray, gt: np.ndarray, grids: Sequence[LevelGrid], offsets: np.ndarray) -> list[_Chunk]:
     gx1, gy1, gx2, gy2 = gt[:, 0], gt[:, 1], gt[:, 2], gt[:, 3]
     chunks = []
     for grid, start in zip(grids, offsets[:-1], strict=True):
@@ -245,11 +242,12 @@ def sparse_iou_grid(anchors: np.ndarray, gt_boxes: np.ndarray, grids: Sequence[L
     anchors = _as_boxes(anchors, "anchors")
     gt = _as_boxes(gt_boxes, "gt_boxes")
     n, m = len(anchors), len(gt)
+    offsets = level_offsets(list(grids))
+    if offsets[-1] != n:
+        raise ValueError(f"grids describe {offsets[-1]} anchors but {n} were given")
     if m == 0 or n == 0:
-        if grids is not None and level_offsets(list(grids))[-1] != n:
-            raise ValueError(f"grids describe {level_offsets(list(grids))[-1]} anchors but {n} were given")
         return _empty_sparse(n, m)
-    chunks = _grid_chunks(anchors, gt, grids)
+    chunks = _grid_chunks(anchors, gt, grids, offsets)
     total = sum(c.num_pairs for c in chunks)
     a_idx = np.empty(total, np.int64)
     g_idx = np.empty(total, np.int64)
