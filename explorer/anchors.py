@@ -161,6 +161,14 @@ class LevelGrid:
     def num_anchors(self) -> int:
         return self.grid_hw[0] * self.grid_hw[1] * len(self.cell_anchors)
 
+    def nearest_cell(self, x: float, y: float) -> tuple[int, int]:
+        """(row, column) of the cell whose anchor centre is nearest to the point (x, y), clamped to the grid."""
+        gh, gw = self.grid_hw
+        sh, sw = self.stride_hw
+        i = int(np.clip(np.floor((y - self.offset_hw[0]) / sh + 0.5), 0, gh - 1))
+        j = int(np.clip(np.floor((x - self.offset_hw[1]) / sw + 0.5), 0, gw - 1))
+        return i, j
+
 
 def _check_size(height: int, width: int) -> None:
     if int(height) != height or int(width) != width or height < 1 or width < 1:
@@ -430,11 +438,8 @@ def anchors_at_point(x: float, y: float, grids: list[LevelGrid]) -> np.ndarray:
     offsets = level_offsets(grids)
     out = []
     for g, start in zip(grids, offsets[:-1], strict=False):
-        gh, gw = g.grid_hw
-        sh, sw = g.stride_hw
-        i = int(np.clip(np.floor((y - g.offset_hw[0]) / sh + 0.5), 0, gh - 1))
-        j = int(np.clip(np.floor((x - g.offset_hw[1]) / sw + 0.5), 0, gw - 1))
+        i, j = g.nearest_cell(x, y)
         a = len(g.cell_anchors)
-        first = start + (i * gw + j) * a
+        first = start + (i * g.grid_hw[1] + j) * a
         out.append(np.arange(first, first + a, dtype=np.int64))
     return np.concatenate(out) if out else np.zeros(0, np.int64)

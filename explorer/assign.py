@@ -659,8 +659,7 @@ def _atss_candidates_grid(
     di, dj = di.ravel(), dj.ravel()
     for g in range(m):
         gx, gy = gt_centres[g]
-        i0 = int(np.clip(np.floor((gy - grid.offset_hw[0]) / sh + 0.5), 0, gh - 1))
-        j0 = int(np.clip(np.floor((gx - grid.offset_hw[1]) / sw + 0.5), 0, gw - 1))
+        i0, j0 = grid.nearest_cell(gx, gy)
         ii, jj = i0 + di, j0 + dj
         ok = (ii >= 0) & (ii < gh) & (jj >= 0) & (jj < gw)
         loc = ii[ok] * gw + jj[ok]
