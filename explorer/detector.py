@@ -521,10 +521,6 @@ class DenseOutputs:
     image_size: tuple[int, int]
 
     @property
-    def num_levels(self) -> int:
-        return len(self.grid_sizes)
-
-    @property
     def level_counts(self) -> list[int]:
         return [gh * gw * self.anchors_per_location for gh, gw in self.grid_sizes]
 

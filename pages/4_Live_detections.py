@@ -102,9 +102,7 @@ names = loaded.class_names
 c1, c2, c3, c4 = st.columns([1.2, 1.6, 1, 1])
 score_thresh = c1.slider("Score threshold", 0.05, 1.0, 0.3, 0.01)
 present = sorted(set(result.candidates.labels.tolist()) | (set(gt[1].tolist()) if gt is not None else set()))
-class_filter = c2.multiselect(
-    "Classes (empty = all)", present, format_func=lambda k: names.get(int(k), f"class {k}"), key="det_classes"
-)
+class_filter = c2.multiselect("Classes (empty = all)", present, format_func=loaded.label_name, key="det_classes")
 max_dets = c3.number_input("Max detections", 1, 300, 100, 10)
 view = c4.radio("Show", ["Final detections", "Candidates before NMS"], key="det_view")
 
