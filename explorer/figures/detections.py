@@ -65,22 +65,15 @@ def _level_names(n: int) -> list[str]:
     return [f"P{3 + i}" for i in range(n)]
 
 
-def level_heatmaps_figure(
-    maps: Sequence[np.ndarray], *, strides: Sequence[int] | None = None, title: str = ""
-) -> go.Figure:
+def level_heatmaps_figure(maps: Sequence[np.ndarray]) -> go.Figure:
     """One heatmap per pyramid level of the highest class probability over the anchor grid.
 
     Args:
         maps: per level a (gh, gw) array in [0, 1] (``DenseOutputs.max_prob_maps()``).
-        strides: optional stride per level, shown in the subplot titles.
-        title: figure title.
     """
     n = len(maps)
     names = _level_names(n)
-    subtitles = [
-        f"{name} · {m.shape[0]}×{m.shape[1]}" + (f" · stride {strides[i]}" if strides is not None else "")
-        for i, (name, m) in enumerate(zip(names, maps, strict=True))
-    ]
+    subtitles = [f"{name} · {m.shape[0]}×{m.shape[1]}" for name, m in zip(names, maps, strict=True)]
     fig = make_subplots(rows=1, cols=max(1, n), subplot_titles=subtitles, horizontal_spacing=0.03)
     for i, m in enumerate(maps):
         fig.add_trace(
@@ -106,19 +99,19 @@ def level_heatmaps_figure(
             col=i + 1,
         )
         fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, row=1, col=i + 1)
-    return _layout(fig, title or "Highest class probability per anchor location, per level", height=330)
+    return _layout(fig, "Highest class probability per anchor location, per level", height=330)
 
 
 def loss_maps_figure(
-    level_maps: Sequence[dict[str, np.ndarray]], groups: Sequence[str], *, loss_name: str, log_scale: bool = True
+    level_maps: Sequence[dict[str, np.ndarray]], groups: Sequence[str], *, loss_name: str
 ) -> go.Figure:
-    """A grid of heatmaps: one row per anchor group, one column per level, of the loss summed per grid cell.
+    """A grid of heatmaps: one row per anchor group, one column per level, of the loss summed per grid cell,
+    coloured by log10(loss) so that small losses stay visible.
 
     Args:
         level_maps: ``groundtruth.level_loss_maps`` output (per level, group -> (gh, gw) map).
         groups: the group rows to show, in order.
         loss_name: shown in the title ("Focal (α=0.25, γ=2)").
-        log_scale: colour by log10(loss) so small losses stay visible.
     """
     n = len(level_maps)
     rows = max(1, len(groups))
@@ -134,16 +127,16 @@ def loss_maps_figure(
     for r, group in enumerate(groups):
         for c, maps in enumerate(level_maps):
             z = maps[group]
-            shown = np.where(z > 0, np.log10(np.maximum(z, lo)), np.nan) if log_scale else np.where(z > 0, z, np.nan)
+            shown = np.where(z > 0, np.log10(np.maximum(z, lo)), np.nan)
             fig.add_trace(
                 go.Heatmap(
                     z=shown,
                     customdata=z,
-                    zmin=np.log10(lo) if log_scale else 0.0,
-                    zmax=np.log10(hi) if log_scale else hi,
+                    zmin=np.log10(lo),
+                    zmax=np.log10(hi),
                     colorscale=LOSS_SCALE,
                     showscale=r == 0 and c == n - 1,
-                    colorbar={"title": "log10 loss" if log_scale else "loss"},
+                    colorbar={"title": "log10 loss"},
                     hovertemplate="row %{y}, col %{x}<br>loss = %{customdata:.4g}<extra>" + group + "</extra>",
                 ),
                 row=r + 1,
