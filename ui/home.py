@@ -10,6 +10,7 @@ import streamlit as st
 
 from explorer import anchor_lab, anchors, assign, overlay
 from explorer.boxes import boxes_from_coco
+from explorer.coco import AREA_SMALL
 from ui.common import sample_coco, sample_dataset_image, sample_dataset_path
 
 
@@ -22,21 +23,20 @@ def anchor_facts() -> dict:
     scene = anchor_lab.prepare_scene(h, w, cfg)
     gts = boxes_from_coco(sample_coco(), img["file_name"], w, h)
     result = assign.assign_max_iou(scene.anchors, scene.to_input(gts.boxes), levels=scene.levels, grids=scene.grids)
-    counts = np.bincount(result.label, minlength=4)
-    n_pos = int(counts[assign.POSITIVE])
+    stats = anchor_lab.summary(result, 0.5)
     return {
         "anchors_800": anchors.anchor_count(800, 800, cfg),
         "anchors_1333": anchors.anchor_count(800, 1333, cfg),
         "image_hw": (h, w),
         "resized_hw": scene.resized_hw,
         "boxes": len(gts.boxes),
-        "anchors": len(scene.anchors),
-        "positives": n_pos,
-        "ignored": int(counts[assign.IGNORED]),
-        "hard": int(counts[assign.HARD_NEGATIVE]),
-        "easy": int(counts[assign.EASY_NEGATIVE]),
-        "easy_share": float(counts[assign.EASY_NEGATIVE] / len(scene.anchors)),
-        "neg_per_pos": float((counts[assign.EASY_NEGATIVE] + counts[assign.HARD_NEGATIVE]) / max(1, n_pos)),
+        "anchors": stats["anchors"],
+        "positives": stats["positive"],
+        "ignored": stats["ignored"],
+        "hard": stats["hard negative"],
+        "easy": stats["easy negative"],
+        "easy_share": stats["easy negative"] / stats["anchors"],
+        "neg_per_pos": stats["negatives per positive"],
     }
 
 
@@ -62,7 +62,7 @@ def sample_info() -> dict:
         "size": ", ".join(f"{w}×{h}" for w, h in sorted(sizes)),
         "boxes": len(coco["annotations"]),
         "classes": len(names),
-        "small_share": float((areas < 32**2).mean()) if len(areas) else 0.0,
+        "small_share": float((areas < AREA_SMALL).mean()) if len(areas) else 0.0,
         "per_class": per_class,
         "preview": np.concatenate(tiles, axis=1),
     }
