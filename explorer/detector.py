@@ -43,6 +43,7 @@ from torchvision.models.detection import (
     retinanet_resnet50_fpn,
     retinanet_resnet50_fpn_v2,
 )
+from torchvision.models.detection._utils import BoxCoder
 from torchvision.ops import boxes as box_ops
 
 from explorer.demo_model import DEMO_NUM_CLASSES, build_demo_model
@@ -81,6 +82,8 @@ NMS_THRESH = 0.5
 DETECTIONS_PER_IMG = 300
 
 _DOWNLOAD_LOCK = threading.Lock()
+#: torchvision RetinaNet's box coder: weights (1, 1, 1, 1), dw/dh clamped at log(1000/16).
+_BOX_CODER = BoxCoder(weights=(1.0, 1.0, 1.0, 1.0))
 
 
 class WeightsUnavailableError(ValueError):
@@ -595,9 +598,7 @@ def decode_deltas(deltas: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
     Returns:
         (N, 4) xyxy, the same arithmetic as torchvision's ``BoxCoder.decode_single``.
     """
-    from torchvision.models.detection._utils import BoxCoder
-
-    return BoxCoder(weights=(1.0, 1.0, 1.0, 1.0)).decode_single(deltas, anchors)
+    return _BOX_CODER.decode_single(deltas, anchors)
 
 
 def level_candidates(
