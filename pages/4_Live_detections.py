@@ -3,6 +3,7 @@ where its classification loss comes from."""
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
 from explorer import detection_view, groundtruth
@@ -122,7 +123,7 @@ with left:
     if view == "Final detections":
         gt_shown = gt
         if gt is not None and classes is not None:
-            keep = [lab in classes for lab in gt[1].tolist()]
+            keep = np.isin(gt[1], list(classes))
             gt_shown = (gt[0][keep], gt[1][keep])
         if gt_shown is not None:
             matching = groundtruth.match_detections(shown_final, gt_shown[0], gt_shown[1], iou_thresh=0.5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import plotly.graph_objects as go
@@ -38,7 +39,8 @@ def digest(data: bytes) -> str:
 
 @dataclass
 class ModelRequest:
-    """What the user asked for. ``checkpoint``/``categories`` are bytes, keyed by their digests."""
+    """What the user asked for. ``checkpoint``/``categories`` are bytes, keyed by their digests (hashed once per
+    request: the key is read several times a rerun and a checkpoint can be hundreds of MB)."""
 
     kind: str
     checkpoint: bytes | None = None
@@ -46,7 +48,7 @@ class ModelRequest:
     categories: bytes | None = None
     allow_download: bool = True
 
-    @property
+    @cached_property
     def key(self) -> str:
         parts = [self.kind, self.arch, str(self.allow_download)]
         for blob in (self.checkpoint, self.categories):
