@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from explorer.demo_model import DEMO_SCENE_CONFIG
 from explorer.detector import build_model
-from explorer.train_demo import TRAIN_SEED, _targets, build_dataset, scene_seeds, train_step
+from explorer.train_demo import TRAIN_SEED, build_dataset, scene_seeds, targets_xyxy, train_step
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     coco, images = build_dataset(scene_seeds(args.images, TRAIN_SEED), DEMO_SCENE_CONFIG, args.workers)
     pixels = torch.from_numpy(np.stack(images)).to(device)
     targets = [
-        (torch.from_numpy(b).to(device), torch.from_numpy(lab).to(device)) for b, lab in _targets(coco, len(images))
+        (torch.from_numpy(b).to(device), torch.from_numpy(lab).to(device)) for b, lab in targets_xyxy(coco, len(images))
     ]
     model = build_model(args.arch, 91).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)

@@ -64,7 +64,8 @@ def build_dataset(seeds: list[int], config: SceneConfig, workers: int) -> tuple[
     return coco, [arr for arr, _ in scenes]
 
 
-def _targets(coco: dict, n_images: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def targets_xyxy(coco: dict, n_images: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per image (ids 1..n_images), its (M, 4) float32 xyxy boxes and (M,) int64 category ids."""
     per_image: list[tuple[list, list]] = [([], []) for _ in range(n_images)]
     for ann in coco["annotations"]:
         x, y, w, h = ann["bbox"]
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     del train_images
     targets = [
         (torch.from_numpy(b).to(device), torch.from_numpy(lab).to(device))
-        for b, lab in _targets(train_coco, len(train_coco["images"]))
+        for b, lab in targets_xyxy(train_coco, len(train_coco["images"]))
     ]
     n, width = pixels.shape[0], pixels.shape[2]
 
