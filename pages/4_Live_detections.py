@@ -155,7 +155,7 @@ with right:
 
 maps = result.dense.max_prob_maps()
 heat = figs.level_heatmaps_figure(maps)
-ui.plot_heatmaps(heat, key="det_heat")
+plot(heat, key="det_heat", theme=None)
 
 # ----------------------------------------------------------------------------------------------- loss maps
 st.subheader("Where the loss comes from")
@@ -209,7 +209,7 @@ groups = st.multiselect(
 )
 level_maps = groundtruth.level_loss_maps(result.dense, breakdown, kind)
 loss_fig = figs.loss_maps_figure(level_maps, groups, loss_name=groundtruth.LOSS_KINDS[kind])
-ui.plot_heatmaps(loss_fig, key="det_lossmaps")
+plot(loss_fig, key="det_lossmaps", theme=None)
 st.caption(
     "Anchors are labelled by max-IoU assignment (IoU ≥ 0.5 positive, plus each GT's best anchors; [0.4, 0.5) "
     "ignored; hard negative 0 < IoU < 0.4; easy negative no overlap). Ignored anchors are drawn with the loss they "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,12 +13,7 @@ from explorer import overlay, synthetic
 from explorer.anchors import AnchorConfig, octave_sizes
 from explorer.assign import SparseIoU, threshold_sweep
 from explorer.images import UPLOAD_EXTENSIONS, decode_image
-from ui.common import sample_coco, sample_dataset_image
-
-
-def digest(data: bytes) -> str:
-    """SHA-256 hex digest, the cache key of uploaded bytes."""
-    return hashlib.sha256(data).hexdigest()
+from ui.common import digest, sample_coco, sample_dataset_image
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -87,6 +88,11 @@ def device_label() -> str:
     return f"CPU · {torch.get_num_threads()} threads"
 
 
+def digest(data: bytes) -> str:
+    """SHA-256 hex digest of bytes: the cache key of uploads (Streamlit's own hashing samples large inputs)."""
+    return hashlib.sha256(data).hexdigest()
+
+
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "data"
 
@@ -123,12 +129,19 @@ def _parquet_bytes(df: pd.DataFrame) -> bytes:
     return buf.getvalue()
 
 
-def plot(fig: go.Figure, *, key: str | None = None) -> None:
-    """Show a plotly figure at full width with the toolbar's PNG export named after the chart."""
+def plot(fig: go.Figure, *, key: str | None = None, theme: str | None = "streamlit") -> None:
+    """Show a plotly figure at full width with the toolbar's PNG export named after the chart.
+
+    ``theme=None`` keeps the figure's own colour scales (Streamlit's chart theme replaces heatmap scales); the
+    figure then gets a dark template with a transparent background to sit on the app's theme.
+    """
+    if theme is None:
+        fig.update_layout(template="plotly_dark", paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)")
     title = fig.layout.title.text if fig.layout.title and fig.layout.title.text else "focalscope"
     st.plotly_chart(
         fig,
         width="stretch",
         key=key,
+        theme=theme,
         config={"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": _slug(title), "scale": 2}},
     )

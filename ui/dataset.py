@@ -25,7 +25,7 @@ from explorer.coco import CocoDataset, load_coco
 from explorer.dataset_view import box_crop, labeled_anchor_image
 from explorer.images import decode_image
 from explorer.scan import ScanConfig, ScanResult, scan_dataset
-from ui.common import sample_dataset_path
+from ui.common import digest, sample_dataset_path
 
 DATA_ROOT_ENV = "FOCALSCOPE_DATA_ROOT"
 MAX_JSON_BYTES = 1_000_000_000
@@ -33,11 +33,6 @@ MAX_ZIP_BYTES = 2_000_000_000
 MAX_IMAGE_BYTES = 60_000_000
 #: Scans kept in memory (per server process): a COCO-train scan holds about 200 MB of tables.
 SCAN_CACHE_ENTRIES = 3
-
-
-def digest(data: bytes) -> str:
-    """SHA-256 hex digest: the cache key of annotation bytes."""
-    return hashlib.sha256(data).hexdigest()
 
 
 # ---------------------------------------------------------------- image stores

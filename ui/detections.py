@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 
 from explorer import detector, groundtruth
@@ -16,7 +14,7 @@ from explorer.coco import CocoDataset, load_coco
 from explorer.detector import DenseOutputs, InferenceResult, LoadedModel, WeightsUnavailableError
 from explorer.groundtruth import LossBreakdown
 from explorer.images import decode_image
-from ui.common import _slug
+from ui.common import digest
 
 MODEL_CHOICES: dict[str, str] = {
     "demo": "Demo model (synthetic shapes, ships with the app)",
@@ -31,10 +29,6 @@ def md_escape(text: str) -> str:
     as they are (Streamlit links them, and a backslash inside one would show)."""
     parts = re.split(r"(https?://[^\s)>]+)", text)
     return "".join(p if i % 2 else re.sub(r"([\\`*_{}\[\]<>#|~])", r"\\\1", p) for i, p in enumerate(parts))
-
-
-def digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass
@@ -166,17 +160,3 @@ def model_picker() -> ModelRequest:
         req.checkpoint = up.getvalue() if up is not None else None
         req.categories = cats.getvalue() if cats is not None else None
     return req
-
-
-def plot_heatmaps(fig: go.Figure, *, key: str) -> None:
-    """Show heatmap grids with their own colour scales (Streamlit's chart theme would replace them with a
-    sequential scale that paints zero red) on the app's dark background."""
-    fig.update_layout(template="plotly_dark", paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)")
-    title = fig.layout.title.text or "focalscope"
-    st.plotly_chart(
-        fig,
-        width="stretch",
-        key=key,
-        theme=None,
-        config={"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": _slug(title), "scale": 2}},
-    )

@@ -11,6 +11,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from explorer.figures import ANCHOR_GROUP_COLORS
+
 __all__ = [
     "GROUP_COLORS",
     "level_heatmaps_figure",
@@ -19,13 +21,8 @@ __all__ = [
     "timings_figure",
 ]
 
-#: One colour per anchor group (same as the Loss lab's).
-GROUP_COLORS: dict[str, str] = {
-    "easy negative": "#1f77b4",
-    "hard negative": "#ff7f0e",
-    "positive": "#2ca02c",
-    "ignored": "#bcbd22",
-}
+#: One colour per anchor group of the loss maps, in display order (the Loss lab's colours).
+GROUP_COLORS = {k: ANCHOR_GROUP_COLORS[k] for k in ("easy negative", "hard negative", "positive", "ignored")}
 
 
 #: Explicit colour scales (Streamlit's chart theme replaces named ones): dark = low, bright = high.

@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from explorer.figures import ANCHOR_GROUP_COLORS
 from explorer.loss_budget import GROUPS, LOSSES
 from explorer.loss_curves import SoftTargetGrid
 
@@ -31,12 +32,7 @@ __all__ = [
 ]
 
 #: One colour per anchor group, used by every budget figure.
-GROUP_COLORS: dict[str, str] = {
-    "positive": "#2ca02c",
-    "hard negative": "#ff7f0e",
-    "easy negative": "#1f77b4",
-    "negative": "#1f77b4",
-}
+GROUP_COLORS = ANCHOR_GROUP_COLORS
 _PALETTE = qualitative.Plotly + qualitative.D3
 _SHADE = "rgba(44, 160, 44, 0.10)"
 
