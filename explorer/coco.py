@@ -30,6 +30,7 @@ import json
 import math
 import os
 import re
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,13 @@ SIZE_BUCKETS: tuple[str, ...] = ("small", "medium", "large")
 
 #: Default cap on the size of an annotation file (bytes).
 DEFAULT_MAX_BYTES = 2_000_000_000
+
+#: Largest image width or height (px) accepted; a larger image is dropped with an ``image_size`` problem. The
+#: widest real datasets (aerial mosaics, whole-slide tiles) stay under it; a larger value is a corrupt record.
+MAX_IMAGE_SIDE = 100_000
+
+#: Range of the int64 arrays that hold ids and flags; a JSON integer outside it is a per-record problem.
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 # A polygon segmentation value: a list of lists of plain numbers. Only that shape is cut out; anything else (RLE
 # dicts, odd formatting) stays and is parsed normally, so a miss costs speed, never correctness.
@@ -202,13 +210,21 @@ class _Problems:
 def _id_or_none(value: Any) -> Any:
     if value is None or value is _MISSING:
         return None
-    if type(value) is int or type(value) is str:
+    if _is_int(value) or type(value) is str:
         return value
-    return repr(value)[:40]
+    return _short(value, 40)
 
 
 def _short(value: Any, limit: int = 60) -> str:
-    text = "missing" if value is _MISSING else json.dumps(value, default=repr) if _jsonable(value) else repr(value)
+    """A value as JSON text for a message, cut to ``limit`` characters (safe on deep or huge values)."""
+    if value is _MISSING:
+        return "missing"
+    try:
+        text = json.dumps(value, default=repr) if _jsonable(value) else repr(value)
+    except RecursionError:
+        text = f"a deeply nested {type(value).__name__}"
+    except ValueError:  # an int over Python's digit limit (only from a dict built in Python)
+        text = f"an integer of {value.bit_length():,} bits" if type(value) is int else type(value).__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -217,15 +233,53 @@ def _jsonable(value: Any) -> bool:
 
 
 def _is_int(value: Any) -> bool:
-    return type(value) is int
+    """An int that fits in int64 (a JSON integer such as 2**70 does not, and is a per-record problem)."""
+    return type(value) is int and _INT64_MIN <= value <= _INT64_MAX
+
+
+def _all_int64(values: list[Any]) -> bool:
+    """Every value is an int that fits in int64 (fast: C-level type set, min and max)."""
+    return set(map(type, values)) <= {int} and (not values or (min(values) >= _INT64_MIN and max(values) <= _INT64_MAX))
 
 
 def _is_id(value: Any) -> bool:
-    return type(value) is int or (type(value) is str and value != "")
+    return _is_int(value) or (type(value) is str and value != "")
+
+
+def _id_text(value: Any) -> str:
+    """Why an id is not valid: missing, of the wrong type, or an integer outside int64."""
+    if type(value) is int:
+        return f"{_short(value)} does not fit in 64 bits"
+    return _short(value)
 
 
 def _is_number(value: Any) -> bool:
     return type(value) is int or type(value) is float
+
+
+def _float(value: Any) -> float:
+    """A JSON number as float64: NaN when not a number, infinity when it overflows float64 (10**400)."""
+    if not _is_number(value):
+        return math.nan
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def _side_problem(value: Any) -> str | None:
+    """Why an image width or height is unusable (None when it is a whole number in 1..MAX_IMAGE_SIDE)."""
+    if not _is_number(value):
+        return _short(value)
+    if type(value) is float and not math.isfinite(value):
+        return f"{_short(value)} is not a finite number"
+    if type(value) is float and not value.is_integer():
+        return f"{_short(value)} is not a whole number"
+    if value < 1:
+        return f"{_short(value)} is not positive"
+    if value > MAX_IMAGE_SIDE:
+        return f"{_short(value)} is over the {MAX_IMAGE_SIDE:,} px limit"
+    return None
 
 
 def _mb(n: float) -> str:
@@ -283,7 +337,8 @@ def parse_json_lean(data: bytes) -> Any:
         The parsed object; polygon segmentations are ``[]``, RLE segmentations are kept.
 
     Raises:
-        CocoFormatError: not valid JSON; the message gives the line and column in the original bytes.
+        CocoFormatError: not valid JSON (the message gives the line and column in the original bytes), nested
+            too deeply for Python's parser, or holding an integer of more than 4,300 digits.
     """
     head = data[:4096].lstrip(b" \t\r\n\xef\xbb\xbf")
     if not head:
@@ -298,7 +353,7 @@ def parse_json_lean(data: bytes) -> Any:
         raise CocoFormatError(f"not a COCO JSON file: it starts with {snippet!r}, not with '{{'")
     lean = _POLYGON_SEGMENTATION.sub(b'"segmentation":[]', data) if utf8 else data
     try:
-        return json.loads(lean)
+        return _loads(lean)
     except UnicodeDecodeError as err:
         raise CocoFormatError(f"not a UTF-8 JSON file: {err.reason} at byte {err.start}") from None
     except json.JSONDecodeError as err:
@@ -307,9 +362,30 @@ def parse_json_lean(data: bytes) -> Any:
     del lean
     # Report the position in the original text: parse it again (only on failure).
     try:
-        return json.loads(data)
+        return _loads(data)
     except json.JSONDecodeError as err:
         raise _json_error(err) from None
+
+
+def _loads(text: bytes) -> Any:
+    """``json.loads``, with the failures that are not syntax errors turned into :class:`CocoFormatError`.
+
+    Python's parser recurses once per nesting level, so ``[[[[...]]]]`` thousands deep raises ``RecursionError``
+    (the parse is abandoned as a whole; nothing of it is kept); an integer of more than 4,300 digits raises
+    Python's own ``ValueError`` about ``sys.set_int_max_str_digits``.
+    """
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise CocoFormatError(
+            "the JSON is nested too deeply to read (hundreds of levels of [ or {; a COCO file needs 5)"
+        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise
+    except ValueError as err:
+        if "integer string conversion" not in str(err):
+            raise
+        raise CocoFormatError(f"a number in the JSON has more than {sys.get_int_max_str_digits():,} digits") from None
 
 
 def load_coco(
@@ -387,7 +463,7 @@ def _parse_images(records: list, problems: _Problems) -> _Images:
             continue
         image_id = rec.get("id", _MISSING)
         if not _is_id(image_id):
-            problems.add("error", "missing_key", f"images[{k}] has no valid 'id' ({_short(image_id)}); dropped")
+            problems.add("error", "missing_key", f"images[{k}] has no valid 'id' ({_id_text(image_id)}); dropped")
             continue
         if image_id in index or image_id in invalid:
             problems.add(
@@ -398,11 +474,7 @@ def _parse_images(records: list, problems: _Problems) -> _Images:
             )
             continue
         h, w = rec.get("height", _MISSING), rec.get("width", _MISSING)
-        bad = [
-            f"{key} {_short(v)}"
-            for key, v in (("width", w), ("height", h))
-            if not (_is_number(v) and math.isfinite(v) and v >= 1 and float(v).is_integer())
-        ]
+        bad = [f"{key} {why}" for key, v in (("width", w), ("height", h)) if (why := _side_problem(v)) is not None]
         if bad:
             invalid[image_id] = ", ".join(bad)
             continue
@@ -424,7 +496,8 @@ def _parse_categories(data: dict, problems: _Problems) -> dict[int, str]:
         return {}
     for k, rec in enumerate(records):
         if type(rec) is not dict or not _is_int(rec.get("id")):
-            problems.add("error", "invalid_record", f"categories[{k}] has no integer 'id' ({_short(rec)}); dropped")
+            what = _id_text(rec.get("id", _MISSING)) if type(rec) is dict else _short(rec)
+            problems.add("error", "invalid_record", f"categories[{k}] has no integer 'id' ({what}); dropped")
             continue
         cid = rec["id"]
         if cid in cats:
@@ -474,9 +547,9 @@ def _parse_annotations(
     # --- ids -----------------------------------------------------------------------------------------------
     ids = _column(anns, "id")
     image_col = _column(anns, "image_id")
-    if not set(map(type, ids)) <= {int}:
+    if not _all_int64(ids):
         bad = [k for k, v in enumerate(ids) if not _is_id(v)]
-        drop(bad, "missing_key", lambda k: f"annotation has no valid 'id' ({_short(ids[k])}); dropped")
+        drop(bad, "missing_key", lambda k: f"annotation has no valid 'id' ({_id_text(ids[k])}); dropped")
     # --- image ids -----------------------------------------------------------------------------------------
     index_get = images.index.get
     if set(map(type, image_col)) <= {int, str}:
@@ -515,13 +588,12 @@ def _parse_annotations(
         )
     # --- categories ----------------------------------------------------------------------------------------
     cat_col = _column(anns, "category_id")
-    cat_types = set(map(type, cat_col))
     if not cats:  # no categories list: take them from the annotations
         for v in cat_col:
             if _is_int(v) and v not in cats:
                 cats[v] = f"id {v}"
         cats = dict(sorted(cats.items()))
-    if cat_types <= {int}:
+    if _all_int64(cat_col):
         cat_arr = np.asarray(cat_col, dtype=np.int64) if n else np.zeros(0, np.int64)
     else:
         cat_arr = np.asarray([v if _is_int(v) else -(2**62) for v in cat_col], dtype=np.int64)
@@ -542,7 +614,7 @@ def _parse_annotations(
     drop(
         np.flatnonzero(~finite & keep),
         "non_finite",
-        lambda k: f"bbox {_short(bboxes[k])} has NaN or infinite values; dropped",
+        lambda k: f"bbox {_short(bboxes[k])} has NaN or infinite values (or numbers beyond float64); dropped",
     )
     boxes[~finite] = 0.0
     degenerate = (boxes[:, 2] <= 0) | (boxes[:, 3] <= 0)
@@ -552,8 +624,16 @@ def _parse_annotations(
         lambda k: f"bbox {_short(bboxes[k])} has width or height <= 0; dropped",
     )
     # xywh -> xyxy in float32 and clamp, as torchvision's ConvertCocoPolysToMask.
-    b32 = boxes.astype(np.float32)
-    b32[:, 2:] += b32[:, :2]
+    with np.errstate(over="ignore", invalid="ignore"):
+        b32 = boxes.astype(np.float32)
+        b32[:, 2:] += b32[:, :2]
+    too_big = ~np.isfinite(b32).all(axis=1)
+    drop(
+        np.flatnonzero(too_big & keep),
+        "non_finite",
+        lambda k: f"bbox {_short(bboxes[k])} has values beyond the 32-bit float range; dropped",
+    )
+    b32[too_big] = 0.0
     safe_idx = np.where(image_idx >= 0, image_idx, 0)
     w_img = images.widths[safe_idx].astype(np.float32) if len(images.ids) else np.zeros(n, np.float32)
     h_img = images.heights[safe_idx].astype(np.float32) if len(images.ids) else np.zeros(n, np.float32)
@@ -584,8 +664,7 @@ def _parse_annotations(
         )
     # --- iscrowd, area --------------------------------------------------------------------------------------
     crowd_col = _column(anns, "iscrowd")
-    crowd_types = set(map(type, crowd_col))
-    if crowd_types <= {int}:
+    if _all_int64(crowd_col):
         crowd_arr = np.asarray(crowd_col, dtype=np.int64) if n else np.zeros(0, np.int64)
         odd = np.flatnonzero((crowd_arr != 0) & (crowd_arr != 1) & keep)
     else:
@@ -596,7 +675,7 @@ def _parse_annotations(
             if v is _MISSING:
                 missing += keep[k]
             elif type(v) is int or type(v) is bool:
-                crowd_arr[k] = int(v)
+                crowd_arr[k] = v != 0  # not int(v): 2**70 does not fit
                 if v not in (0, 1):
                     odd_list.append(k)
             else:
@@ -616,10 +695,12 @@ def _parse_annotations(
     iscrowd = crowd_arr != 0
     area_col = _column(anns, "area")
     box_area = (boxes[:, 2] * boxes[:, 3]).astype(np.float64)
-    if set(map(type, area_col)) <= {int, float}:
+    try:
+        if not set(map(type, area_col)) <= {int, float}:
+            raise OverflowError  # not all numbers: the per-value path below
         areas = np.asarray(area_col, dtype=np.float64) if n else np.zeros(0)
-    else:
-        areas = np.asarray([float(v) if _is_number(v) else np.nan for v in area_col], dtype=np.float64)
+    except OverflowError:  # an integer beyond float64 (10**400)
+        areas = np.fromiter(map(_float, area_col), np.float64, count=n)
     bad_area = ~(np.isfinite(areas) & (areas >= 0))
     if (bad_area & keep).any():
         cnt = int((bad_area & keep).sum())
@@ -704,12 +785,15 @@ def _bbox_array(bboxes: list[Any], drop: Any) -> np.ndarray:
     if fast:
         fast = {type(v) for b in bboxes for v in b} <= {int, float}
     if fast:
-        return np.asarray(bboxes, dtype=np.float64).reshape(n, 4)
+        try:
+            return np.asarray(bboxes, dtype=np.float64).reshape(n, 4)
+        except OverflowError:  # an integer beyond float64 (10**400): the per-value path makes it infinite
+            pass
     out = np.full((n, 4), np.nan)
     bad = []
     for k, b in enumerate(bboxes):
         if type(b) is list and len(b) == 4 and all(_is_number(v) for v in b):
-            out[k] = b
+            out[k] = [_float(v) for v in b]
         else:
             bad.append(k)
     drop(

@@ -204,6 +204,28 @@ def test_hard_failures_raise_value_error(data, match):
         load_coco(data)
 
 
+_DEEP = 100_000
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (b"[" * _DEEP + b"]" * _DEEP, "nested too deeply"),
+        (b'{"images": [' + b"[" * _DEEP + b"]" * _DEEP + b"]}", "nested too deeply"),
+        (b'{"images": [], "categories": ' + b"[" * _DEEP + b"]" * _DEEP + b"}", "nested too deeply"),
+        (b'{"a": ' * _DEEP + b"1" + b"}" * _DEEP, "nested too deeply"),
+        (b'{"images": [{"id": ' + b"7" * 5000 + b"}]}", "a number in the JSON has more than 4,300 digits"),
+    ],
+    ids=["top-level", "inside-images", "categories", "objects", "5000-digits"],
+)
+def test_json_python_cannot_parse_is_a_format_error(data, match):
+    """Deep nesting (RecursionError) and overlong integers (Python's digit limit) are named, not crashes."""
+    with pytest.raises(CocoFormatError, match=match):
+        load_coco(data)
+    with pytest.raises(CocoFormatError, match=match):
+        parse_json_lean(data)
+
+
 def test_invalid_json_reports_line_and_column_of_the_original_text():
     coco = _coco(annotations=[_ann(k, segmentation=[[1.0] * 50]) for k in range(1, 30)])
     text = json.dumps(coco, indent=1)
@@ -272,6 +294,78 @@ def test_non_finite_values_are_dropped(token):
     assert ds.ann_ids.tolist() == [1]
     row = _only(ds, "non_finite")
     assert row["annotation_id"] == 2 and "NaN or infinite" in row["message"]
+
+
+_HUGE = 2**70  # a JSON integer that does not fit in int64
+
+
+@pytest.mark.parametrize(
+    ("where", "kind", "message"),
+    [
+        ("annotation id", "missing_key", "does not fit in 64 bits"),
+        ("annotation image_id", "missing_image", "not in 'images'"),
+        ("annotation category_id", "unknown_category", "not in 'categories'"),
+        ("annotation iscrowd", "invalid_iscrowd", "not 0 or 1; taken as 1"),
+        ("image id", "missing_key", "does not fit in 64 bits"),
+        ("category id", "invalid_record", "does not fit in 64 bits"),
+    ],
+)
+def test_integers_beyond_int64_are_record_problems(where, kind, message):
+    coco = _coco(images=[_image(1), _image(2)], annotations=[_ann(1), _ann(2, image_id=2)])
+    if where.startswith("annotation"):
+        coco["annotations"][1][where.split()[1]] = _HUGE
+    elif where == "image id":
+        coco["images"][1]["id"] = _HUGE
+    else:
+        coco["categories"].append({"id": _HUGE, "name": "huge"})
+    ds = load_coco(json.dumps(coco).encode())
+    rows = ds.problems[ds.problems["kind"] == kind]
+    assert len(rows) == 1 and message in rows.iloc[0]["message"], ds.problems.to_string()
+    assert 1 in ds.ann_ids.tolist()
+
+
+@pytest.mark.parametrize(
+    ("side", "token", "reason"),
+    [
+        ("width", "1e30", "width 1e+30 is over the 100,000 px limit"),
+        ("height", "1e30", "height 1e+30 is over the 100,000 px limit"),
+        ("width", "4294967936", "width 4294967936 is over the 100,000 px limit"),
+        ("width", "2147483648", "width 2147483648 is over the 100,000 px limit"),
+        ("width", "1000000000", "over the 100,000 px limit"),
+        ("width", "100001", "width 100001 is over the 100,000 px limit"),
+        ("width", str(10**400), "over the 100,000 px limit"),
+        ("width", "1e400", "width Infinity is not a finite number"),
+        ("width", "NaN", "width NaN is not a finite number"),
+        ("height", "-Infinity", "height -Infinity is not a finite number"),
+        ("width", "-5", "width -5 is not positive"),
+    ],
+)
+def test_image_sizes_out_of_range_are_record_problems(side, token, reason):
+    """Sizes are bounded at load (MAX_IMAGE_SIDE): a corrupt size is one image's problem, never the dataset's."""
+    text = json.dumps(_coco(images=[_image(1), _image(2, width=640, height=480)], annotations=[_ann(1), _ann(2, 2)]))
+    text = text.replace(f'"{side}": {640 if side == "width" else 480}', f'"{side}": {token}')
+    ds = load_coco(text.encode())
+    assert ds.image_ids.tolist() == [1] and ds.ann_ids.tolist() == [1]
+    row = _only(ds, "image_size")
+    assert row["image_id"] == 2 and reason in row["message"]
+
+
+@pytest.mark.parametrize(
+    ("field", "token", "kind", "message"),
+    [
+        ("area", str(10**400), "missing_area", "no valid 'area'"),
+        ("bbox", f"[1, 2, {10**400}, 4]", "non_finite", "beyond float64"),
+        ("bbox", "[-1e39, 2, 1e39, 4]", "non_finite", "beyond the 32-bit float range"),
+    ],
+)
+def test_numbers_beyond_float_range_are_record_problems(field, token, kind, message):
+    text = json.dumps(_coco(annotations=[_ann(1), _ann(2, bbox=(1, 2, 3, 4))]))
+    old = '"area": 12.0' if field == "area" else '"bbox": [1, 2, 3, 4]'
+    assert old in text
+    ds = load_coco(text.replace(old, f'"{field}": {token}').encode())
+    row = _only(ds, kind)
+    assert message in row["message"]
+    assert np.isfinite(ds.boxes_xyxy).all() and np.isfinite(ds.areas).all()
 
 
 def test_partly_outside_box_is_clamped_with_a_warning():
