@@ -348,6 +348,10 @@ def _workers(requested: int | None, chunks: int) -> int:
     return max(1, min(2, os.cpu_count() or 1, chunks))
 
 
+#: Why ``device="cuda"`` is refused on a machine without a usable CUDA GPU.
+NO_CUDA_MESSAGE = "no CUDA GPU is available; use device 'auto' or 'cpu'"
+
+
 def _cuda_available() -> bool:
     """True when torch sees a CUDA device; avoids importing torch on machines without NVIDIA device nodes."""
     if "torch" not in sys.modules and not any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0")):
@@ -383,10 +387,16 @@ def scan_dataset(
 
     Returns:
         A :class:`ScanResult`.
+
+    Raises:
+        ValueError: an unknown ``device``, ``"cuda"`` without a CUDA GPU, or an image too elongated for the
+            input size (named by id).
     """
     cfg = config or ScanConfig()
     if device not in ("auto", "cpu", "cuda", "torch-cpu"):
         raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'torch-cpu', got {device!r}")
+    if device == "cuda" and not _cuda_available():
+        raise ValueError(NO_CUDA_MESSAGE)
     use_torch = device in ("cuda", "torch-cpu") or (
         device == "auto" and ds.num_images >= AUTO_CUDA_MIN_IMAGES and _cuda_available()
     )

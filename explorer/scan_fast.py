@@ -62,18 +62,32 @@ class ElongatedImageError(ValueError):
         super().__init__(f"{message}; fix its width/height or drop it")
 
 
+def size_groups(heights: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (height, width) pairs, exactly, and the group of each image.
+
+    Returns:
+        (U, 2) int64 sorted distinct ``(height, width)`` rows, and (I,) int64 the row of each image.
+
+    Example:
+        >>> uniq, inv = size_groups(np.array([480, 480, 2**32]), np.array([640, 640, 1]))
+        >>> uniq.tolist(), inv.tolist()
+        ([[480, 640], [4294967296, 1]], [0, 0, 1])
+    """
+    hw = np.stack([np.asarray(heights, np.int64), np.asarray(widths, np.int64)], axis=1).reshape(-1, 2)
+    uniq, inv = np.unique(hw, axis=0, return_inverse=True)
+    return uniq, inv.reshape(-1)
+
+
 def geometry(heights: np.ndarray, widths: np.ndarray, config: AnchorConfig) -> Geometry:
     n = len(heights)
     num_levels = config.num_levels
-    key = heights.astype(np.int64) * (1 << 32) + widths.astype(np.int64)
-    uniq, inv = np.unique(key, return_inverse=True)
+    uniq, inv = size_groups(heights, widths)
     sizes = np.zeros((len(uniq), 2), np.int64)
     grid_rows = np.zeros((len(uniq), 6, num_levels), np.float64)
     counts = np.zeros((len(uniq), num_levels), np.int64)
     cells: list[np.ndarray] | None = None
     cache: dict[tuple[int, int], tuple] = {}
-    for u, k in enumerate(uniq.tolist()):
-        h, w = k >> 32, k & 0xFFFFFFFF
+    for u, (h, w) in enumerate(uniq.tolist()):
         try:
             rh, rw = resized_size(h, w, config)
         except ValueError as err:  # resizes to 0 px on one side

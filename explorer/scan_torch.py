@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from explorer.scan_fast import size_groups
+
 #: IoU elements (B * K * N) per batch: about 4 bytes each, times a few live intermediates.
 _BATCH_ELEMENTS = 1 << 27
 
@@ -68,7 +70,7 @@ def scan_torch(
     first = np.concatenate([[0], np.cumsum(K)])
     pos_t, neg_t = float(cfg.pos_thresh), float(cfg.neg_thresh)
     boxes_t = torch.from_numpy(np.ascontiguousarray(boxes, dtype=np.float32)).to(dev)
-    size_key = geo.input_h.astype(np.int64) * (1 << 32) + geo.input_w.astype(np.int64)
+    size_key = size_groups(geo.input_h, geo.input_w)[1]
     done = 0
     order = np.lexsort((K, size_key))
     groups = np.split(order, np.flatnonzero(np.diff(size_key[order])) + 1) if n else []

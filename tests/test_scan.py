@@ -15,7 +15,7 @@ from explorer import synthetic
 from explorer.anchors import default_config
 from explorer.coco import load_coco
 from explorer.scan import ScanConfig, format_summary, reference_image_stats, scan_dataset
-from explorer.scan_fast import union_cells
+from explorer.scan_fast import geometry, union_cells
 from explorer.scan_reference import TorchvisionReference
 
 
@@ -392,3 +392,44 @@ def test_an_image_too_elongated_for_the_input_size_is_named():
     }
     with pytest.raises(ValueError, match=r"image id 2 \(strip.jpg\): a 100000x3 px image resizes to 1333x0 px"):
         scan_dataset(load_coco(coco), device="cpu")
+
+
+# --- hostile sizes and devices -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("heights", "widths"),
+    [
+        ([], []),
+        ([480, 481], [640 + 2**32, 640]),  # packed as h << 32 + w, both were 481x640
+        ([2**31, 480], [7, 2**31]),
+        ([480, 480, 600], [640, 640, 800]),
+    ],
+)
+def test_geometry_groups_image_sizes_exactly(heights, widths):
+    cfg = default_config(resize=False)  # the input size is the image size: nothing hides a wrong grouping
+    geo = geometry(np.asarray(heights, np.int64), np.asarray(widths, np.int64), cfg)
+    assert geo.input_h.tolist() == heights and geo.input_w.tolist() == widths
+    for i, (h, w) in enumerate(zip(heights, widths, strict=True)):
+        one = geometry(np.asarray([h]), np.asarray([w]), cfg)
+        np.testing.assert_array_equal(geo.level_start[i], one.level_start[0])
+
+
+def test_an_absurdly_large_image_is_a_problem_row_not_an_aborted_scan():
+    coco = {
+        "images": [_image(1), _image(2, width=10**9), _image(3, width=4_294_967_936)],
+        "categories": [{"id": 1, "name": "a"}],
+        "annotations": [_ann(1, 1, [10, 10, 50, 50]), _ann(2, 2, [0, 0, 10, 3]), _ann(3, 3, [0, 0, 10, 3])],
+    }
+    ds = load_coco(coco)
+    result = scan_dataset(ds, device="cpu")
+    assert result.images["image_id"].tolist() == [1] and result.images["input_width"].tolist() == [1066]
+    assert ds.problems[ds.problems["kind"] == "image_size"]["image_id"].tolist() == [2, 3]
+
+
+def test_cuda_without_a_gpu_is_a_value_error(monkeypatch):
+    import explorer.scan as scan_mod
+
+    monkeypatch.setattr(scan_mod, "_cuda_available", lambda: False)
+    with pytest.raises(ValueError, match="no CUDA GPU is available"):
+        scan_dataset(load_coco({"images": [_image(1)]}), device="cuda")
