@@ -12,9 +12,11 @@ Example:
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import pandas as pd
 
@@ -24,6 +26,13 @@ from explorer.anchors import CONVENTIONS, TORCHVISION_SIZES, default_config
 _SHOW_CLASSES = 8
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr (exit status 2), like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def _floats(text: str) -> tuple[float, ...]:
     try:
         values = tuple(float(v) for v in text.split(",") if v.strip())
@@ -31,7 +40,20 @@ def _floats(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
     if not values:
         raise argparse.ArgumentTypeError(f"expected at least one number, got {text!r}")
+    if not all(map(math.isfinite, values)):
+        raise argparse.ArgumentTypeError(f"expected finite numbers (no inf or nan), got {text!r}")
     return values
+
+
+def _positive(text: str) -> float:
+    """One finite number > 0 (``--max-mb``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
 
 
 def _sizes(text: str) -> tuple[tuple[float, ...], ...]:
@@ -40,7 +62,7 @@ def _sizes(text: str) -> tuple[tuple[float, ...], ...]:
     for part in text.split(";"):
         if part.strip():
             values = _floats(part)
-            levels.append(tuple(int(v) if float(v).is_integer() else v for v in values))
+            levels.append(tuple(int(v) if v.is_integer() and abs(v) < 2**53 else v for v in values))
     if not levels:
         raise argparse.ArgumentTypeError(f"expected sizes per level like '32,40,50;64,80,101', got {text!r}")
     return tuple(levels)
@@ -54,7 +76,7 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m explorer", description="FocalScope command line tools.")
+    parser = _Parser(prog="python -m explorer", description="FocalScope command line tools.")
     sub = parser.add_subparsers(dest="command", required=True)
     scan = sub.add_parser(
         "scan",
@@ -91,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto: CUDA when available and the dataset has >= 50,000 images, else numpy (faster on small sets)",
     )
     scan.add_argument("--workers", type=int, default=None, help="CPU threads (default: up to 2)")
-    scan.add_argument("--max-mb", type=float, default=2000.0, help="refuse annotation files larger than this (MB)")
+    scan.add_argument("--max-mb", type=_positive, default=2000.0, help="refuse annotation files larger than this (MB)")
     scan.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -121,8 +143,10 @@ def _check_out(path: Path | None) -> None:
 
 def run_scan(args: argparse.Namespace) -> int:
     from explorer.coco import load_coco
-    from explorer.scan import ScanConfig, format_summary, scan_dataset
+    from explorer.scan import ScanConfig, _cuda_available, format_summary, scan_dataset
 
+    if args.device == "cuda" and not _cuda_available():  # before the (possibly long) load
+        raise ValueError("no CUDA GPU is available; use --device auto or cpu")
     for p in (args.out, args.boxes_out, args.classes_out, args.problems_out):
         _check_out(p)
     overrides: dict = {"min_size": args.min_size, "max_size": args.max_size, "aspect_ratios": tuple(args.ratios)}
@@ -142,7 +166,7 @@ def run_scan(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     if not args.quiet:
         print(f"loading {args.annotations} ...", file=err, flush=True)
-    ds = load_coco(args.annotations, max_bytes=int(args.max_mb * 1e6))
+    ds = load_coco(args.annotations, max_bytes=int(min(args.max_mb * 1e6, sys.maxsize)))
     t_load = time.perf_counter() - t0
     bar = None
     if not args.quiet:
@@ -204,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "scan":
             return run_scan(args)
     except ValueError as exc:  # includes CocoFormatError
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {' '.join(str(exc).splitlines())}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"error: {exc.strerror or exc} ({exc.filename})" if exc.filename else f"error: {exc}", file=sys.stderr)

@@ -28,6 +28,13 @@ import numpy as np
 
 CONVENTIONS: tuple[str, ...] = ("torchvision", "mmdet", "detectron2")
 
+#: Largest anchor size, stride, ``min_size`` or ``max_size`` (px) a configuration may ask for: beyond it the grid
+#: arithmetic is meaningless (an input side of 10**30 px, a stride of 1e30). Anchor sizes start at 1 px.
+MAX_CONFIG_PX = 100_000
+
+#: Aspect ratios (h / w) must lie in [1 / MAX_ASPECT_RATIO, MAX_ASPECT_RATIO]; real detectors use 0.1 .. 10.
+MAX_ASPECT_RATIO = 1000.0
+
 #: torchvision's ``_default_anchorgen`` sizes: (x, int(x * 2**(1/3)), int(x * 2**(2/3))) for x in 32..512.
 TORCHVISION_SIZES: tuple[tuple[float, ...], ...] = (
     (32, 40, 50),
@@ -94,16 +101,24 @@ class AnchorConfig:
             raise ValueError(f"convention must be one of {CONVENTIONS}, got {self.convention!r}")
         if not self.sizes or any(len(s) == 0 for s in self.sizes):
             raise ValueError(f"sizes must give at least one size per level, got {self.sizes}")
-        if any(s <= 0 for level in self.sizes for s in level):
-            raise ValueError(f"anchor sizes must be positive, got {self.sizes}")
+        if not all(_in_range(s, 1, MAX_CONFIG_PX) for level in self.sizes for s in level):
+            raise ValueError(f"anchor sizes must be positive numbers from 1 to {MAX_CONFIG_PX:,} px, got {self.sizes}")
         if len(self.sizes) != len(self.strides):
             raise ValueError(f"{len(self.sizes)} levels of sizes but {len(self.strides)} strides")
-        if any(int(s) != s or s < 1 for s in self.strides):
-            raise ValueError(f"strides must be positive integers, got {self.strides}")
-        if not self.aspect_ratios or any(r <= 0 for r in self.aspect_ratios):
-            raise ValueError(f"aspect ratios must be positive, got {self.aspect_ratios}")
-        if self.resize and (self.min_size < 1 or self.max_size < 1):
-            raise ValueError(f"min_size and max_size must be >= 1, got {self.min_size}, {self.max_size}")
+        if not all(_in_range(s, 1, MAX_CONFIG_PX) and int(s) == s for s in self.strides):
+            raise ValueError(f"strides must be positive integers up to {MAX_CONFIG_PX:,}, got {self.strides}")
+        low = 1.0 / MAX_ASPECT_RATIO
+        if not self.aspect_ratios or not all(_in_range(r, low, MAX_ASPECT_RATIO) for r in self.aspect_ratios):
+            raise ValueError(
+                f"aspect ratios must be positive numbers in [{low:g}, {MAX_ASPECT_RATIO:g}], got {self.aspect_ratios}"
+            )
+        if self.resize and not (
+            _in_range(self.min_size, 1, MAX_CONFIG_PX) and _in_range(self.max_size, 1, MAX_CONFIG_PX)
+        ):
+            raise ValueError(
+                f"min_size and max_size must be >= 1 and at most {MAX_CONFIG_PX:,}, "
+                f"got {self.min_size}, {self.max_size}"
+            )
         if self.size_divisible < 1:
             raise ValueError(f"size_divisible must be >= 1, got {self.size_divisible}")
         if not 0.0 <= self.center_offset < 1.0:
@@ -121,6 +136,14 @@ class AnchorConfig:
     def anchors_per_location(self) -> list[int]:
         """A per level: len(sizes[l]) * len(aspect_ratios)."""
         return [len(s) * len(self.aspect_ratios) for s in self.sizes]
+
+
+def _in_range(value: float, low: float, high: float) -> bool:
+    """``low <= value <= high`` for a real number (False for NaN, infinity, or something that is not a number)."""
+    try:
+        return math.isfinite(value) and low <= value <= high
+    except (TypeError, OverflowError):  # OverflowError: an int too large for a float
+        return False
 
 
 def default_config(convention: str = "torchvision", **overrides: object) -> AnchorConfig:

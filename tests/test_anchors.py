@@ -233,6 +233,26 @@ def test_config_validation(kwargs: dict, match: str) -> None:
         AnchorConfig(**kwargs)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"aspect_ratios": (0.5, float("inf"))}, "aspect ratios"),
+        ({"aspect_ratios": (float("nan"),)}, "aspect ratios"),
+        ({"aspect_ratios": (1e-300,)}, "aspect ratios"),
+        ({"sizes": ((float("inf"),), (1,), (1,), (1,), (1,))}, "anchor sizes"),
+        ({"sizes": ((float("nan"),), (1,), (1,), (1,), (1,))}, "anchor sizes"),
+        ({"sizes": ((1e300,), (1,), (1,), (1,), (1,))}, "anchor sizes"),
+        ({"strides": (8, 16, 32, 64, 10**30)}, "strides"),
+        ({"min_size": 10**30}, "min_size"),
+        ({"max_size": 10**8}, "max_size"),
+    ],
+)
+def test_config_refuses_non_finite_and_absurd_values(kwargs: dict, match: str) -> None:
+    """inf, nan and astronomic values used to pass (``inf > 0``) and crash the scan's grid search later."""
+    with pytest.raises(ValueError, match=match):
+        AnchorConfig(**kwargs)
+
+
 def test_bad_image_size() -> None:
     with pytest.raises(ValueError, match="image size"):
         resized_size(0, 10, AnchorConfig())

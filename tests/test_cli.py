@@ -137,3 +137,43 @@ def test_a_problem_reported_once_shows_its_message(tmp_path, capsys):
     assert main(["scan", str(path), "--quiet"]) == 0
     line = next(s for s in capsys.readouterr().out.splitlines() if " crowd " in s)
     assert "2 crowd annotation(s)" in line
+
+
+def _run(argv: list[str]) -> int:
+    """main()'s exit status, also when argparse ends the run with SystemExit."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--device", "cuda"], "no CUDA GPU is available; use --device auto or cpu"),
+        (["--ratios", "inf"], "argument --ratios: expected finite numbers"),
+        (["--ratios", "0.5,nan"], "argument --ratios: expected finite numbers"),
+        (["--ratios", "1e300"], "aspect ratios must be positive numbers in [0.001, 1000]"),
+        (["--sizes", "inf;64;128;256;512"], "argument --sizes: expected finite numbers"),
+        (["--sizes", "1e300;64;128;256;512"], "anchor sizes must be positive numbers from 1 to 100,000 px"),
+        (["--strides", "1e30,2e30,4e30,8e30,16e30"], "strides must be positive integers up to 100,000"),
+        (["--min-size", "100000000"], "min_size and max_size must be >= 1 and at most 100,000"),
+        (["--max-mb", "inf"], "argument --max-mb: expected a finite number > 0"),
+        (["--max-mb", "nan"], "argument --max-mb: expected a finite number > 0"),
+        (["--max-mb", "-1"], "argument --max-mb: expected a finite number > 0"),
+        (["--sizes", "a,b"], "argument --sizes: expected comma-separated numbers"),
+    ],
+)
+def test_bad_numbers_and_devices_exit_2_with_one_line(annotations, capsys, monkeypatch, options, message):
+    import explorer.scan
+
+    monkeypatch.setattr(explorer.scan, "_cuda_available", lambda: False)
+    assert _run(["scan", str(annotations), "--quiet", *options]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and len(err.splitlines()) == 1, err
+    assert message in err
+
+
+def test_a_huge_max_mb_means_no_limit(annotations, capsys):
+    assert main(["scan", str(annotations), "--quiet", "--max-mb", "1e308"]) == 0
+    capsys.readouterr()
