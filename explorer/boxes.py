@@ -11,13 +11,14 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
 import numpy as np
 
-from explorer.coco import parse_json_lean
+from explorer.coco import as_float, image_side_problem, parse_json_lean
 
 TABLE_COLUMNS: tuple[str, ...] = ("x1", "y1", "x2", "y2", "label")
 
@@ -56,7 +57,7 @@ class BoxSet:
 
 
 def _fmt(box: Sequence[float]) -> str:
-    return "[" + ", ".join(f"{v:.1f}" for v in box) + "]"
+    return "[" + ", ".join(f"{v:.1f}" if abs(v) < 1e7 else f"{v:.3g}" for v in box) + "]"
 
 
 def sanitize_boxes(
@@ -83,7 +84,7 @@ def sanitize_boxes(
         A :class:`BoxSet`; boxes that are not finite, or have zero or negative width or height (before or after
         clipping), are skipped and listed.
     """
-    if width < 1 or height < 1:
+    if not (math.isfinite(width) and math.isfinite(height) and width >= 1 and height >= 1):
         raise ValueError(f"image size must be positive, got {width}x{height}")
     arr = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4) if len(boxes_xyxy) else np.zeros((0, 4))
     cls = list(classes) if classes is not None else ["object"] * len(arr)
@@ -148,7 +149,8 @@ def parse_yolo(text: str | bytes, width: int, height: int, *, class_names: Seque
             skipped.append((lineno, "not a number"))
             continue
         cls_token = parts[0]
-        if not _is_int(cls_token):
+        cid = _class_id(cls_token)
+        if cid is None:
             warnings.append(f"line {lineno}: class must be an integer id, got {cls_token}")
             skipped.append((lineno, "bad class id"))
             continue
@@ -163,7 +165,6 @@ def parse_yolo(text: str | bytes, width: int, height: int, *, class_names: Seque
             )
             skipped.append((lineno, "not normalised"))
             continue
-        cid = int(cls_token)
         name = class_names[cid] if class_names is not None and 0 <= cid < len(class_names) else str(cid)
         boxes.append([(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height])
         classes.append(name)
@@ -179,11 +180,13 @@ def _is_float(s: str) -> bool:
     return True
 
 
-def _is_int(s: str) -> bool:
+def _class_id(token: str) -> int | None:
+    """A YOLO class id: an integer, also written as an integral float (``1.0``, ``1e2``); None otherwise."""
     try:
-        return float(s) == int(float(s))
-    except (ValueError, OverflowError):
-        return False
+        value = float(token)
+    except ValueError:
+        return None
+    return int(value) if math.isfinite(value) and value.is_integer() else None
 
 
 def load_coco(data: bytes | str | Mapping) -> dict:
@@ -222,7 +225,8 @@ def boxes_from_coco(coco: Mapping, file_name: str, width: int, height: int) -> B
     reference loaders do. Annotations with a malformed bbox are listed and skipped.
 
     Raises:
-        ValueError: if no image entry matches ``file_name``.
+        ValueError: if no image entry matches ``file_name``, or its ``width`` / ``height`` is present but not a
+            whole number of pixels (NaN, Infinity, 1e30: the file is corrupt for this image).
     """
     want = PurePath(file_name).name
     images = [im for im in coco.get("images", []) if isinstance(im, Mapping)]
@@ -233,18 +237,19 @@ def boxes_from_coco(coco: Mapping, file_name: str, width: int, height: int) -> B
         sample = ", ".join(coco_file_names(coco)[:5]) or "none"
         raise ValueError(f"no image named {want!r} in the COCO file ({len(images)} images; e.g. {sample})")
     entry = match[0]
-    notes: list[str] = []
-    ew, eh = entry.get("width"), entry.get("height")
-    if isinstance(ew, int | float) and isinstance(eh, int | float) and (int(ew), int(eh)) != (width, height):
-        notes.append(f"the COCO entry says {int(ew)}x{int(eh)} but the image is {width}x{height}")
-    cats = {c.get("id"): str(c.get("name", c.get("id"))) for c in coco.get("categories", []) if isinstance(c, Mapping)}
+    notes = _size_notes(entry, want, width, height)
+    cats = {
+        c["id"]: str(c.get("name", c["id"]))
+        for c in coco.get("categories", [])
+        if isinstance(c, Mapping) and type(c.get("id")) in (int, str)
+    }
     boxes, classes, names, warnings, skipped = [], [], [], [], []
     for k, ann in enumerate(coco.get("annotations", [])):
         if not isinstance(ann, Mapping) or ann.get("image_id") != entry.get("id"):
             continue
         label = f"annotation {ann.get('id', k)}"
         bbox = ann.get("bbox")
-        if not isinstance(bbox, list | tuple) or len(bbox) != 4 or not all(isinstance(v, int | float) for v in bbox):
+        if not isinstance(bbox, list | tuple) or len(bbox) != 4 or not all(type(v) in (int, float) for v in bbox):
             warnings.append(f"{label}: skipped, bbox must be 4 numbers [x, y, w, h], got {bbox!r}")
             skipped.append((k, "malformed bbox"))
             continue
@@ -252,12 +257,28 @@ def boxes_from_coco(coco: Mapping, file_name: str, width: int, height: int) -> B
             warnings.append(f"{label}: crowd region skipped")
             skipped.append((k, "iscrowd"))
             continue
-        x, y, w, h = (float(v) for v in bbox)
+        x, y, w, h = map(as_float, bbox)  # 10**400 -> inf: skipped below as non-finite
         boxes.append([x, y, x + w, y + h])
         cid = ann.get("category_id")
-        classes.append(cats.get(cid, str(cid)))
+        classes.append(cats.get(cid, str(cid)) if type(cid) in (int, str) else f"category {type(cid).__name__}")
         names.append(label)
     return sanitize_boxes(boxes, classes, width, height, names=names, notes=notes, warnings=warnings, skipped=skipped)
+
+
+def _size_notes(entry: Mapping, name: str, width: int, height: int) -> list[str]:
+    """A notice when the COCO entry's size differs from the image's.
+
+    Raises:
+        ValueError: the entry's width or height is present but not a whole number in 1..100,000 (NaN, Infinity).
+    """
+    ew, eh = entry.get("width"), entry.get("height")
+    for key, value in (("width", ew), ("height", eh)):
+        why = None if value is None else image_side_problem(value)
+        if why is not None:
+            raise ValueError(f"the COCO entry of {name!r} has an invalid {key}: {why}")
+    if ew is not None and eh is not None and (int(ew), int(eh)) != (width, height):
+        return [f"the COCO entry says {int(ew)}x{int(eh)} but the image is {width}x{height}"]
+    return []
 
 
 def boxes_from_rows(rows: Sequence[Mapping], width: int, height: int) -> BoxSet:
@@ -271,7 +292,7 @@ def boxes_from_rows(rows: Sequence[Mapping], width: int, height: int) -> BoxSet:
         if all(v is None or (isinstance(v, float) and np.isnan(v)) for v in vals):
             continue
         try:
-            nums = [float(v) for v in vals]  # type: ignore[arg-type]
+            nums = [_row_float(v) for v in vals]
         except (TypeError, ValueError):
             warnings.append(f"row {k + 1}: skipped, x1, y1, x2, y2 must all be numbers, got {vals}")
             skipped.append((k, "missing or non-numeric coordinate"))
@@ -281,6 +302,14 @@ def boxes_from_rows(rows: Sequence[Mapping], width: int, height: int) -> BoxSet:
         classes.append("object" if label is None or (isinstance(label, float) and np.isnan(label)) else str(label))
         names.append(f"row {k + 1}")
     return sanitize_boxes(boxes, classes, width, height, names=names, warnings=warnings, skipped=skipped)
+
+
+def _row_float(value: object) -> float:
+    """A table cell as float; an integer beyond float64 (10**400) is infinite (skipped as non-finite)."""
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf  # type: ignore[operator]
 
 
 def boxes_from_scene(annotations: Sequence[Mapping], width: int, height: int, class_names: Sequence[str]) -> BoxSet:

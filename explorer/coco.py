@@ -257,7 +257,7 @@ def _is_number(value: Any) -> bool:
     return type(value) is int or type(value) is float
 
 
-def _float(value: Any) -> float:
+def as_float(value: Any) -> float:
     """A JSON number as float64: NaN when not a number, infinity when it overflows float64 (10**400)."""
     if not _is_number(value):
         return math.nan
@@ -267,10 +267,15 @@ def _float(value: Any) -> float:
         return math.inf if value > 0 else -math.inf
 
 
-def _side_problem(value: Any) -> str | None:
-    """Why an image width or height is unusable (None when it is a whole number in 1..MAX_IMAGE_SIDE)."""
+def image_side_problem(value: Any) -> str | None:
+    """Why an image width or height from JSON is unusable (None when it is a whole number in 1..MAX_IMAGE_SIDE).
+
+    Example:
+        >>> image_side_problem(640), image_side_problem(float("nan")), image_side_problem(10**9)
+        (None, 'NaN is not a finite number', '1000000000 is over the 100,000 px limit')
+    """
     if not _is_number(value):
-        return _short(value)
+        return _short(value) if value is _MISSING else f"{_short(value)} is not a number"
     if type(value) is float and not math.isfinite(value):
         return f"{_short(value)} is not a finite number"
     if type(value) is float and not value.is_integer():
@@ -474,7 +479,7 @@ def _parse_images(records: list, problems: _Problems) -> _Images:
             )
             continue
         h, w = rec.get("height", _MISSING), rec.get("width", _MISSING)
-        bad = [f"{key} {why}" for key, v in (("width", w), ("height", h)) if (why := _side_problem(v)) is not None]
+        bad = [f"{key} {why}" for key, v in (("width", w), ("height", h)) if (why := image_side_problem(v)) is not None]
         if bad:
             invalid[image_id] = ", ".join(bad)
             continue
@@ -700,7 +705,7 @@ def _parse_annotations(
             raise OverflowError  # not all numbers: the per-value path below
         areas = np.asarray(area_col, dtype=np.float64) if n else np.zeros(0)
     except OverflowError:  # an integer beyond float64 (10**400)
-        areas = np.fromiter(map(_float, area_col), np.float64, count=n)
+        areas = np.fromiter(map(as_float, area_col), np.float64, count=n)
     bad_area = ~(np.isfinite(areas) & (areas >= 0))
     if (bad_area & keep).any():
         cnt = int((bad_area & keep).sum())
@@ -793,7 +798,7 @@ def _bbox_array(bboxes: list[Any], drop: Any) -> np.ndarray:
     bad = []
     for k, b in enumerate(bboxes):
         if type(b) is list and len(b) == 4 and all(_is_number(v) for v in b):
-            out[k] = [_float(v) for v in b]
+            out[k] = [as_float(v) for v in b]
         else:
             bad.append(k)
     drop(

@@ -89,6 +89,15 @@ def test_parse_yolo_not_text() -> None:
         parse_yolo(b"\xff\xfe\x00\x81garbage", 10, 10)
 
 
+@pytest.mark.parametrize(
+    ("token", "cid"),
+    [("1.0", "b"), ("1e0", "b"), ("0.0", "a"), ("1e2", "100")],
+)
+def test_parse_yolo_accepts_integral_float_class_ids(token: str, cid: str) -> None:
+    bs = parse_yolo(f"{token} 0.5 0.5 0.2 0.2\n0 0.5 0.5 0.1 0.1\n", 100, 80, class_names=["a", "b"])
+    assert bs.classes == [cid, "a"] and bs.warnings == []
+
+
 def _coco() -> dict:
     return {
         "images": [{"id": 1, "file_name": "dir/a.jpg", "width": 100, "height": 50}, {"id": 2, "file_name": "B.JPG"}],
@@ -125,6 +134,41 @@ def test_coco_matched_by_file_name() -> None:
 def test_coco_malformed(data: bytes, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         load_coco(data)
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        ("Infinity", "Infinity is not a finite number"),
+        ("NaN", "NaN is not a finite number"),
+        ("1e400", "Infinity is not a finite number"),
+        ("1e30", "1e+30 is over the 100,000 px limit"),
+        (str(10**400), "is over the 100,000 px limit"),
+    ],
+)
+def test_coco_entry_with_an_impossible_size_is_a_clear_value_error(token: str, reason: str) -> None:
+    text = json.dumps(_coco()).replace('"width": 100', f'"width": {token}')
+    coco = load_coco(text.encode())
+    with pytest.raises(ValueError) as info:
+        boxes_from_coco(coco, "a.jpg", 100, 50)
+    assert str(info.value).startswith("the COCO entry of 'a.jpg' has an invalid width: ") and reason in str(info.value)
+
+
+def test_coco_values_python_cannot_hold_are_skipped_not_crashes() -> None:
+    coco = _coco()
+    coco["categories"].append({"id": [3], "name": "unhashable"})
+    coco["annotations"][0]["category_id"] = {"id": 1}
+    text = json.dumps(coco).replace("[90, 40, 20, 20]", f"[90, 40, {10**400}, 20]")
+    bs = boxes_from_coco(load_coco(text.encode()), "a.jpg", 100, 50)
+    assert bs.boxes.tolist() == [[10, 10, 30, 20]] and bs.classes == ["category dict"]
+    assert any("annotation 11: skipped, non-finite" in w for w in bs.warnings)
+
+
+def test_rows_and_sizes_python_cannot_hold() -> None:
+    bs = boxes_from_rows([{"x1": 0, "y1": 0, "x2": 10**400, "y2": 5}, {"x1": 1, "y1": 1, "x2": 4, "y2": 4}], 10, 10)
+    assert bs.boxes.tolist() == [[1, 1, 4, 4]] and "row 1: skipped, non-finite" in bs.warnings[0]
+    with pytest.raises(ValueError, match="image size must be positive"):
+        sanitize_boxes([[0, 0, 5, 5]], None, float("nan"), 80)
 
 
 def test_coco_no_such_image() -> None:
