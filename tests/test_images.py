@@ -160,7 +160,7 @@ def test_not_an_image() -> None:
 
 def test_truncated_png() -> None:
     data = _save(Image.fromarray(_gradient_rgb(64, 64)), "PNG")
-    with pytest.raises(ValueError, match="corrupt or truncated"):
+    with pytest.raises(ValueError, match=r"the image data is truncated \(header says 64x64, file has 77 bytes\)"):
         decode_image(data[: len(data) // 2])
 
 
@@ -171,14 +171,22 @@ def test_corrupt_jpeg_body() -> None:
         decode_image(bytes(cut))
 
 
+def _chunk(tag: bytes, payload: bytes, crc: int | None = None) -> bytes:
+    crc = zlib.crc32(tag + payload) if crc is None else crc
+    return struct.pack(">I", len(payload)) + tag + payload + struct.pack(">I", crc)
+
+
 def _png_header_only(width: int, height: int) -> bytes:
     """A PNG whose IHDR claims a size, with a tiny IDAT: a decompression-bomb shaped file."""
-
-    def chunk(tag: bytes, payload: bytes) -> bytes:
-        return struct.pack(">I", len(payload)) + tag + payload + struct.pack(">I", zlib.crc32(tag + payload))
-
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00")) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\x00")) + _chunk(b"IEND", b"")
+
+
+def _png(*, before: bytes = b"", after: bytes = b"", ihdr_crc: int | None = None) -> bytes:
+    """A valid 4x3 grey PNG with extra chunks before or after its IDAT."""
+    ihdr = struct.pack(">IIBBBBB", 4, 3, 8, 0, 0, 0, 0)
+    idat = _chunk(b"IDAT", zlib.compress(b"\x00\x80\x80\x80\x80" * 3))
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr, ihdr_crc) + before + idat + after + _chunk(b"IEND", b"")
 
 
 def test_over_50mp_refused_before_decoding() -> None:
@@ -214,3 +222,65 @@ def test_image_size_errors() -> None:
         image_size(b"")
     with pytest.raises(ValueError, match="not a readable image"):
         image_size(b"hello")
+
+
+def test_default_pixel_budget_is_the_servers(monkeypatch) -> None:
+    data = _save(Image.new("RGB", (100, 100)), "PNG")
+    monkeypatch.setenv("FOCALSCOPE_MAX_PIXELS", "9999")
+    with pytest.raises(ValueError, match=r"100x100 = 0\.0 MP, over the limit of 0\.009999 MP"):
+        decode_image(data)
+    assert decode_image(data, max_pixels=10_000).shape == (100, 100, 3)  # an explicit budget wins
+    monkeypatch.delenv("FOCALSCOPE_MAX_PIXELS")
+    monkeypatch.setenv("FOCALSCOPE_HOSTED", "1")
+    with pytest.raises(ValueError, match=r"4001x4000 = 16\.0 MP, over the limit of 16 MP"):
+        decode_image(_png_header_only(4001, 4000))
+
+
+@pytest.mark.parametrize(("width", "height", "mp"), [(18_000, 10_000, "180.0"), (60_000, 60_000, "3600.0")])
+def test_images_over_pillows_bomb_limit_are_reported_in_our_words(width: int, height: int, mp: str) -> None:
+    with pytest.raises(ValueError) as info:
+        decode_image(_png_header_only(width, height), max_pixels=50_000_000)
+    assert str(info.value) == f"image is {mp} MP, over the limit of 50 MP (refused before decoding)"
+
+
+_BIG_TEXT = zlib.compress(b"a" * 2_000_000)  # 2 MB of metadata: over Pillow's MAX_TEXT_CHUNK (1 MB)
+
+
+@pytest.mark.parametrize(
+    "png",
+    [
+        _png(before=_chunk(b"zTXt", b"comment\x00\x00" + _BIG_TEXT)),
+        _png(after=_chunk(b"zTXt", b"comment\x00\x00" + _BIG_TEXT)),
+        _png(before=_chunk(b"iTXt", b"comment\x00\x01\x00\x00\x00" + _BIG_TEXT)),
+    ],
+    ids=["zTXt-before-IDAT", "zTXt-after-IDAT", "iTXt"],
+)
+def test_png_text_chunk_overflow_is_named(png: bytes) -> None:
+    assert decode_image(_png()).shape == (3, 4, 3)
+    with pytest.raises(ValueError, match="a PNG text chunk is too large"):
+        decode_image(png)
+
+
+def test_png_with_a_broken_crc_is_called_corrupt_not_unknown() -> None:
+    with pytest.raises(ValueError, match=r"the PNG is corrupt \(CRC check failed in its 'IHDR' chunk at byte 8\)"):
+        decode_image(_png(ihdr_crc=1234))
+    with pytest.raises(ValueError, match="CRC check failed"):
+        image_size(_png(ihdr_crc=1234))
+
+
+def _noise_jpeg(width: int, height: int, **kwargs) -> bytes:
+    rng = np.random.default_rng(0)
+    return _save(Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)), "JPEG", **kwargs)
+
+
+@pytest.mark.parametrize("tail", [b"\xff\xd9", b""], ids=["end-marker-appended", "cut"])
+def test_jpeg_much_shorter_than_its_header_claims_is_truncated(tail: bytes) -> None:
+    """A JPEG cut short and closed with an end marker used to decode without error, the missing part grey."""
+    data = _noise_jpeg(1000, 1000, quality=95, subsampling=0)  # 4:4:4: 46,875 blocks, at least 5,860 bytes
+    with pytest.raises(
+        ValueError, match=r"the image data is truncated \(header says 1000x1000, file has 5,002 bytes\)"
+    ):
+        decode_image(data[:5000] + tail if tail else data[:5002])
+    flat = _save(Image.new("L", (4000, 3000), 128), "JPEG", progressive=True, optimize=True)
+    assert len(flat) < 50_000  # 12 MP in 47 KB, about 2 bits per 8x8 block: near the bound, but whole
+    assert decode_image(flat, max_pixels=12_000_000).shape == (3000, 4000, 3)
