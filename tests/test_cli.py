@@ -65,6 +65,8 @@ def test_custom_anchor_sizes(annotations, capsys):
         (b"PK\x03\x04\x14\x00\x00\x00\x08\x00L%w]\x0c\x16\xe3\xff", "this is a zip archive"),
         (b"\x1f\x8b\x08\x00 compressed", "this is a gzip file"),
         (b"hello\x07world\x1b[31m", "starts with 'hello?world?[31m'"),
+        (b'{"images": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "the JSON is nested too deeply"),
+        (b'{"images": [{"id": ' + b"9" * 5000 + b"}]}", "a number in the JSON has more than 4,300 digits"),
     ],
 )
 def test_invalid_input_exits_with_a_message(tmp_path, capsys, content, message):
@@ -177,3 +179,30 @@ def test_bad_numbers_and_devices_exit_2_with_one_line(annotations, capsys, monke
 def test_a_huge_max_mb_means_no_limit(annotations, capsys):
     assert main(["scan", str(annotations), "--quiet", "--max-mb", "1e308"]) == 0
     capsys.readouterr()
+
+
+def test_values_beyond_int64_and_float64_are_problem_rows_not_crashes(tmp_path, capsys):
+    text = json.dumps(
+        {
+            "images": [{"id": 1, "width": 640, "height": 480}, {"id": 2, "width": 640, "height": 480}],
+            "categories": [{"id": 1, "name": "a"}],
+            "annotations": [
+                {"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 50, 50], "iscrowd": 0, "area": 2500},
+                {"id": 2**70, "image_id": 1, "category_id": 1, "bbox": [10, 10, 50, 50], "iscrowd": 0, "area": 2500},
+                {
+                    "id": 3,
+                    "image_id": 1,
+                    "category_id": 2**70,
+                    "bbox": [10, 10, 50, 50],
+                    "iscrowd": 2**70,
+                    "area": 2500,
+                },
+            ],
+        }
+    ).replace('"id": 2, "width": 640', '"id": 2, "width": 1e400')
+    path = tmp_path / "huge.json"
+    path.write_text(text)
+    problems = tmp_path / "p.csv"
+    assert main(["scan", str(path), "--quiet", "--problems-out", str(problems)]) == 0
+    assert "image_size" in capsys.readouterr().out
+    assert sorted(pd.read_csv(problems)["kind"]) == ["image_size", "missing_key", "unknown_category"]
