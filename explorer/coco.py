@@ -4,7 +4,10 @@
 (images, categories and per-annotation id / image id / category id / bbox / iscrowd / area) and checks every
 record. A record that cannot be used is dropped and reported; a record that can be repaired (a box that sticks out
 of its image, a missing ``iscrowd``) is repaired and reported. Only input that is not a COCO dict at all (not JSON,
-not an object, no ``images`` list) raises :class:`CocoFormatError`, a ``ValueError``.
+JSON that Python cannot read: nested hundreds of levels deep or with a number of more than 4,300 digits; not an
+object, no ``images`` list) raises :class:`CocoFormatError`, a ``ValueError``. Values that do not fit the arrays are
+per-record problems: ids beyond int64, numbers beyond float64 (``1e400``, ``10**400``), image sides that are not
+whole numbers in 1..:data:`MAX_IMAGE_SIDE`, boxes beyond float32.
 
 Boxes follow the torchvision detection references (``coco_utils.ConvertCocoPolysToMask``): xywh -> xyxy in
 float32, clamped to the image, kept when ``x2 > x1`` and ``y2 > y1``. Crowd boxes (``iscrowd = 1``) are kept in
