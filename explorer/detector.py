@@ -7,28 +7,36 @@ Three sources of weights:
   (``$TORCH_HOME/hub/checkpoints``), downloaded into it when the machine is online, and otherwise a
   :class:`WeightsUnavailableError` that says where the file should go;
 - a user's checkpoint (:func:`load_checkpoint_model`): a ``.pt``/``.pth`` state dict read with
-  ``torch.load(weights_only=True)``, architecture detected from its keys, class names from a COCO categories list;
+  ``torch.load(weights_only=True)`` after its zip, storages and tensor shapes are checked against the server's limits
+  (:func:`read_state_dict`), architecture detected from its keys, class names from a COCO categories list;
 - the project's demo model (:func:`load_demo_model`), shipped in ``explorer/models/`` (see ``demo_model.py``).
 
 Inference (:func:`run_inference`) runs the model stage by stage under the model's lock (torchvision's
 ``AnchorGenerator`` caches per-size anchors on itself during forward, so a shared model is not thread-safe), times
 the stages, and returns the final detections, the candidates before NMS and the dense outputs: the per-anchor class
 logits and box deltas with their anchors and levels, from which per-anchor losses are computed without running the
-model again (``explorer/groundtruth.py``). A CUDA out-of-memory error retries on the CPU with a notice.
+model again (``explorer/groundtruth.py``). A CUDA out-of-memory error runs that one image on a CPU copy of the model
+with a notice; the shared model stays on the GPU for every other request.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
+import itertools
 import json
+import math
 import os
 import pickle
 import re
 import socket
+import struct
 import threading
 import time
 import urllib.error
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -46,6 +54,7 @@ from torchvision.models.detection import (
 from torchvision.models.detection._utils import BoxCoder
 from torchvision.ops import boxes as box_ops
 
+from explorer import settings
 from explorer.demo_model import DEMO_NUM_CLASSES, build_demo_model
 
 DEMO = "demo"
@@ -66,8 +75,23 @@ MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEMO_WEIGHTS = MODELS_DIR / "demo_retinanet.pt"
 DEMO_META = MODELS_DIR / "demo_retinanet.json"
 
-#: Largest checkpoint accepted from an upload (bytes).
-MAX_CHECKPOINT_BYTES = 600_000_000
+#: Most classes a checkpoint's head may predict (LVIS has 1,204 with the background): with the largest
+#: architecture it bounds how many values a checkpoint may hold (:func:`max_checkpoint_values`).
+MAX_CHECKPOINT_CLASSES = 2048
+#: Largest ``data.pkl`` in a checkpoint (the pickled names, shapes and storage keys; a RetinaNet's is ~50 kB).
+_MAX_INDEX_BYTES = 8 << 20
+#: Largest zip central directory (~80 bytes per stored tensor; a RetinaNet has ~400): bounds what listing costs.
+_MAX_DIRECTORY_BYTES = 1 << 20
+#: Uncompressed / compressed size above which a checkpoint is refused as a zip bomb (torch.save never compresses).
+_MAX_COMPRESSION_RATIO = 10
+#: Tensor types and dtypes read from a checkpoint (a state dict's; float8, sub-byte and complex types are not).
+_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
+_DTYPES = frozenset(
+    {torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.uint8, torch.int8, torch.int16, torch.int32}
+    | {torch.int64, torch.bool}
+)
+#: Largest category id (COCO ids are small; they end up in int32/int64 arrays).
+_MAX_CATEGORY_ID = 2**31 - 1
 #: Keys that BatchNorm keeps for bookkeeping only; their absence or presence never matters at inference.
 _BOOKKEEPING_SUFFIX = "num_batches_tracked"
 _CLS_WEIGHT = "head.classification_head.cls_logits.weight"
@@ -150,6 +174,17 @@ class LoadedModel:
         return self.class_names.get(int(label), f"class {int(label)}")
 
 
+def model_nbytes(model: LoadedModel | torch.nn.Module) -> int:
+    """Bytes held by a model's parameters and buffers (what keeping it loaded costs on its device).
+
+    Example:
+        >>> model_nbytes(torch.nn.Linear(3, 2))  # 6 weights + 2 biases, float32
+        32
+    """
+    module = model.model if isinstance(model, LoadedModel) else model
+    return sum(t.numel() * t.element_size() for t in itertools.chain(module.parameters(), module.buffers()))
+
+
 def build_model(arch: str, num_classes: int) -> RetinaNet:
     """A RetinaNet of the given architecture with random weights; never downloads anything.
 
@@ -214,12 +249,25 @@ def load_coco_model(
     The weights come from the torch hub cache when the file is there (offline works), otherwise they are downloaded
     into it (``allow_download``).
 
+    Args:
+        arch: one of :data:`COCO_ARCHITECTURES`.
+        allow_download: whether this request may download; the server's operator has the last word
+            (``FOCALSCOPE_ALLOW_DOWNLOAD``, off by default under ``FOCALSCOPE_HOSTED=1``, see ``explorer.settings``).
+        timeout_s: socket timeout of the download.
+        device: where to run (default :func:`select_device`).
+
     Raises:
-        WeightsUnavailableError: not cached and the download is disallowed or fails (offline), or the cached file
-            is unreadable. The message names the expected path.
+        WeightsUnavailableError: not cached and the download is disallowed (by the caller or the operator) or fails
+            (offline), or the cached file is unreadable. The message names the expected path.
     """
     path = coco_weights_path(arch)
     weights = _COCO_WEIGHTS[arch]
+    if not path.exists() and not settings.limits().allow_download:
+        raise WeightsUnavailableError(
+            f"torchvision's COCO weights for {arch} are not in the torch hub cache (expected {path}) and this server "
+            "does not download them (FOCALSCOPE_HOSTED=1). The operator can set FOCALSCOPE_ALLOW_DOWNLOAD=1 to allow "
+            "the download, or copy the file to that path."
+        )
     if not path.exists() and not allow_download:
         raise WeightsUnavailableError(
             f"torchvision's COCO weights for {arch} are not in the torch hub cache (expected {path}); "
@@ -259,7 +307,8 @@ def _demo_class_names() -> dict[int, str]:
 
 def load_demo_model(device: torch.device | None = None) -> LoadedModel:
     """The project's demo RetinaNet with its shipped weights (float16 on disk, float32 in memory)."""
-    state = read_state_dict(DEMO_WEIGHTS.read_bytes())
+    data = DEMO_WEIGHTS.read_bytes()
+    state = read_state_dict(data, max_bytes=len(data))  # shipped with the app, not an upload
     model = build_demo_model(DEMO_NUM_CLASSES)
     model.load_state_dict(state)
     dev = device or select_device()
@@ -269,38 +318,126 @@ def load_demo_model(device: torch.device | None = None) -> LoadedModel:
 # --------------------------------------------------------------------------------------------------- checkpoints
 
 
-def read_state_dict(data: bytes) -> dict[str, torch.Tensor]:
-    """Read a state dict from checkpoint bytes with ``torch.load(weights_only=True)``.
+def _zip_directory_bytes(data: bytes) -> int | None:
+    """Size of a zip's central directory, read from its end record (zip64 too); None when there is no end record.
 
-    Accepts a bare state dict or one wrapped as ``{"model": ...}`` / ``{"state_dict": ...}`` (torchvision's
-    reference scripts, Lightning), strips a ``module.`` prefix (DataParallel) and converts floats to float32.
+    Read before ``zipfile`` lists the archive: listing costs memory per entry, and a small upload can hold millions.
+    """
+    end = data.rfind(b"PK\x05\x06", max(0, len(data) - 22 - 0xFFFF))
+    if end < 0 or len(data) - end < 22:
+        return None
+    (size,) = struct.unpack_from("<I", data, end + 12)
+    if size != 0xFFFFFFFF:
+        return size
+    locator = end - 20  # zip64: the end record's locator sits just before it and points to the zip64 end record
+    if locator < 0 or data[locator : locator + 4] != b"PK\x06\x07":
+        return None
+    (record,) = struct.unpack_from("<Q", data, locator + 8)
+    if record + 56 > len(data) or data[record : record + 4] != b"PK\x06\x06":
+        return None
+    return struct.unpack_from("<Q", data, record + 40)[0]
+
+
+def _check_archive(data: bytes, max_bytes: int) -> dict[str, int]:
+    """Check that ``data`` is a torch.save zip that stays within ``max_bytes`` once uncompressed.
+
+    Only the zip's directory and its few-byte ``byteorder`` entry are read: nothing large is decompressed.
+
+    Returns:
+        storage key (``"0"``, ``"1"``, ...) -> its record's uncompressed size in bytes.
 
     Raises:
-        ValueError: empty or oversized data, a pickle that ``weights_only`` refuses, bytes that are not a torch
-            checkpoint, or content that is not a mapping of names to tensors.
+        ValueError: not a zip (a legacy pickle included), a damaged zip, a zip that torch.save did not write, a
+            TorchScript archive, sizes over the limits (uncompressed total, compression ratio, index, directory), or
+            a big-endian checkpoint.
     """
-    if not data:
-        raise ValueError("the checkpoint is empty (0 bytes)")
-    if len(data) > MAX_CHECKPOINT_BYTES:
+    if not data.startswith(b"PK\x03\x04"):
+        kind = (
+            "a plain pickle or a legacy torch.save file (PyTorch < 1.6), which are not read"
+            if data[:1] == b"\x80"
+            else f"its first bytes {data[:8]!r} are neither a torch.save zip nor a pickle"
+        )
+        raise ValueError(f"not a PyTorch checkpoint: {kind}. Save it with torch.save(model.state_dict(), path).")
+    directory = _zip_directory_bytes(data)
+    if directory is None:
+        raise ValueError("not a PyTorch checkpoint: a damaged or truncated zip archive (no end-of-archive record)")
+    if directory > _MAX_DIRECTORY_BYTES:
         raise ValueError(
-            f"the checkpoint is {len(data) / 1e6:.0f} MB, over the {MAX_CHECKPOINT_BYTES / 1e6:.0f} MB limit"
+            f"not a PyTorch checkpoint: the zip lists {directory / 2**20:.1f} MB of file entries, far more than a "
+            f"state dict's (at most {_MAX_DIRECTORY_BYTES / 2**20:.0f} MB)"
         )
     try:
-        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            names = {info.filename: info for info in archive.infolist()}
+            top = next(iter(names), "").split("/", 1)[0]
+            order = names.get(f"{top}/byteorder")
+            if order is None:
+                byteorder = b"little"  # how torch reads a file without the entry
+            elif order.file_size <= len(b"little"):
+                byteorder = archive.read(order)
+            else:
+                byteorder = f"({order.file_size:,} bytes)".encode()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError, struct.error) as err:
+        raise ValueError(f"not a PyTorch checkpoint: a damaged or truncated zip archive ({err})") from err
+    except (NotImplementedError, zlib.error) as err:  # an unknown compression method, a corrupt stream
+        raise ValueError(f"not a PyTorch checkpoint: a zip entry cannot be decompressed ({err})") from err
+    index = names.get(f"{top}/data.pkl")
+    if index is None:
+        raise ValueError("not a PyTorch checkpoint: a zip archive without the data.pkl that torch.save writes")
+    if f"{top}/constants.pkl" in names:
+        raise ValueError(
+            "not a PyTorch checkpoint: a TorchScript archive (torch.jit.save); save the state dict instead: "
+            "torch.save(model.state_dict(), path)"
+        )
+    total = sum(info.file_size for info in names.values())
+    if total > max_bytes:
+        raise ValueError(
+            f"the checkpoint expands to {total / 2**20:,.0f} MB uncompressed, over this server's "
+            f"{max_bytes / 2**20:,.0f} MB limit (FOCALSCOPE_MAX_CHECKPOINT_MB)"
+        )
+    if total > _MAX_COMPRESSION_RATIO * len(data):
+        raise ValueError(
+            f"the checkpoint expands {total / len(data):,.0f}x once uncompressed ({len(data):,} -> {total:,} bytes); "
+            "torch.save does not compress, so it is refused as a zip bomb"
+        )
+    if index.file_size > _MAX_INDEX_BYTES:
+        raise ValueError(
+            f"not a PyTorch checkpoint: its data.pkl is {index.file_size / 2**20:.0f} MB, far more than a state "
+            f"dict's (at most {_MAX_INDEX_BYTES / 2**20:.0f} MB)"
+        )
+    if byteorder != b"little":  # torch would byteswap every storage, and that crashes on the checks' data-less ones
+        raise ValueError(f"the checkpoint's byte order is {byteorder!r}: only little-endian checkpoints are read")
+    prefix = f"{top}/data/"
+    return {name[len(prefix) :]: info.file_size for name, info in names.items() if name.startswith(prefix)}
+
+
+def _torch_load(data: bytes, map_location: str) -> object:
+    """``torch.load(weights_only=True)`` of checkpoint bytes; every failure becomes a ValueError that says why.
+
+    With ``map_location="meta"`` no storage is read: tensors come back with their declared sizes and strides only.
+    """
+    try:
+        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        text = str(err)
-        needed = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-        if needed is None and not (data.startswith(b"PK\x03\x04") or data[:1] == b"\x80"):
-            raise ValueError("this file is not a PyTorch checkpoint (neither a torch.save zip nor a pickle)") from err
+        needed = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
         detail = f"it needs the Python object {needed.group(1)}" if needed else "it holds unsupported pickle data"
         raise ValueError(
             f"torch.load(weights_only=True) refused this checkpoint: {detail}, and only tensors and plain "
             "containers are loaded from uploads. Save only the state dict: torch.save(model.state_dict(), path)."
         ) from err
-    except (RuntimeError, EOFError, OSError, ValueError, TypeError, AttributeError, ImportError) as err:
+    except Exception as err:  # hostile bytes reach torch's zip and pickle readers: any failure is "unreadable"
         raise ValueError(
-            f"this file is not a PyTorch checkpoint that torch.load can read ({type(err).__name__}: {str(err)[:200]})"
+            f"not a PyTorch checkpoint that torch.load can read ({type(err).__name__}: {str(err)[:200]})"
         ) from err
+
+
+def _as_state_dict(obj: object) -> dict[str, torch.Tensor]:
+    """The name -> tensor mapping inside a loaded checkpoint: unwrapped from ``{"model": ...}`` / ``{"state_dict":
+    ...}`` / ``{"model_state_dict": ...}``, with DataParallel's ``module.`` prefix stripped.
+
+    Raises:
+        ValueError: not a dict, an empty one, or entries that are not named tensors.
+    """
     for wrapper in ("model", "state_dict", "model_state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]
@@ -311,13 +448,125 @@ def read_state_dict(data: bytes) -> dict[str, torch.Tensor]:
         raise ValueError("the checkpoint's state dict is empty")
     bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
-        shown = ", ".join(repr(k) for k in bad[:5])
+        shown = ", ".join(repr(k)[:80] for k in bad[:5])
         raise ValueError(f"the checkpoint is not a state dict: {len(bad)} entries are not named tensors ({shown})")
-    state: dict[str, torch.Tensor] = {}
-    for key, value in obj.items():
-        name = key[len("module.") :] if key.startswith("module.") else key
-        state[name] = value.float() if value.is_floating_point() else value
-    return state
+    return {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in obj.items()}
+
+
+def _dense(shape: tuple[int, ...], strides: tuple[int, ...]) -> bool:
+    """Whether strides lay a tensor out densely without overlap (contiguous in some dimension order).
+
+    Example:
+        >>> _dense((2, 3), (3, 1)), _dense((2, 3), (1, 2)), _dense((4, 4), (0, 0)), _dense((2, 3), (4, 1))
+        (True, True, False, False)
+    """
+    if math.prod(shape) == 0:
+        return True
+    expected = 1
+    for size, stride in sorted((p for p in zip(shape, strides, strict=True) if p[0] != 1), key=lambda p: p[1]):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+@lru_cache(maxsize=1)
+def max_checkpoint_values() -> int:
+    """Most values (tensor elements, all entries together) a checkpoint may hold.
+
+    The largest of :data:`ARCHITECTURES` with a head of :data:`MAX_CHECKPOINT_CLASSES` classes (a state dict's
+    ``num_batches_tracked`` counters aside): about 79 million, 316 MB once in float32.
+    """
+
+    def values(arch: str) -> int:
+        shapes = _architecture_shapes(arch)  # 2 classes
+        per_class = (math.prod(shapes[_CLS_WEIGHT]) + math.prod(shapes[_CLS_BIAS])) // 2
+        return sum(math.prod(s) for s in shapes.values()) + (MAX_CHECKPOINT_CLASSES - 2) * per_class
+
+    return max(values(arch) for arch in ARCHITECTURES)
+
+
+def _check_tensors(state: dict[str, torch.Tensor], record_bytes: dict[str, int]) -> None:
+    """Refuse tensors that would cost more memory than the archive holds, before any is read or converted.
+
+    Args:
+        state: the state dict as loaded with ``map_location="meta"`` (declared shapes, strides and storage sizes).
+        record_bytes: storage records' sizes (:func:`_check_archive`).
+
+    Raises:
+        ValueError: a tensor subclass, a sparse, nested or quantized tensor, a dtype a state dict does not hold
+            (complex, float8, sub-byte); a storage declared larger than any record; a tensor whose strides overlap or
+            skip (``as_strided`` tricks: 2 bytes of storage read as 1.6 GB); more values in total than
+            :func:`max_checkpoint_values`.
+    """
+    largest_record = max(record_bytes.values(), default=0)
+    total = 0
+    for name, t in state.items():
+        if type(t) not in _TENSOR_TYPES or t.layout != torch.strided or t.is_nested or t.dtype not in _DTYPES:
+            kind = f"{type(t).__name__} of layout {t.layout} and dtype {t.dtype}"
+            raise ValueError(f"tensor {name!r} is a {kind}; only dense real tensors (float, integer, bool) are read")
+        storage_bytes = t.untyped_storage().nbytes()
+        if storage_bytes > largest_record:
+            raise ValueError(
+                f"tensor {name!r} declares {storage_bytes:,} bytes of storage but the checkpoint's largest storage "
+                f"record holds {largest_record:,} bytes: a damaged or forged checkpoint"
+            )
+        shape, strides = tuple(t.shape), tuple(t.stride())
+        if not _dense(shape, strides) or (t.storage_offset() + t.numel()) * t.element_size() > storage_bytes:
+            raise ValueError(
+                f"tensor {name!r} of shape {shape} uses overlapping or non-contiguous storage (strides {strides}, "
+                f"{t.numel():,} values read from {storage_bytes:,} bytes); only tensors saved from a model's "
+                "state_dict() are read"
+            )
+        total += t.numel()
+    cap = max_checkpoint_values()
+    if total > cap:
+        raise ValueError(
+            f"the checkpoint holds {total / 1e6:,.1f} million values, more than any supported architecture "
+            f"({cap / 1e6:,.1f} million with {MAX_CHECKPOINT_CLASSES} classes)"
+        )
+
+
+def read_state_dict(data: bytes, *, max_bytes: int | None = None) -> dict[str, torch.Tensor]:
+    """Read a state dict from checkpoint bytes with ``torch.load(weights_only=True)``, refusing hostile files first.
+
+    Accepts a bare state dict or one wrapped as ``{"model": ...}`` / ``{"state_dict": ...}`` (torchvision's
+    reference scripts, Lightning), strips a ``module.`` prefix (DataParallel) and converts floats to float32.
+
+    Nothing is decompressed, read or converted before the checks pass: the zip's uncompressed size and compression
+    ratio (from its directory), then every tensor's declared storage size, strides and the total value count (from
+    a ``map_location="meta"`` load, which reads the pickled index only).
+
+    Args:
+        data: the ``.pt``/``.pth`` bytes (the zip format torch.save writes).
+        max_bytes: limit on the compressed and the uncompressed size; default ``settings.limits()``
+            (``FOCALSCOPE_MAX_CHECKPOINT_MB``).
+
+    Raises:
+        ValueError: empty or oversized data, bytes that are not a torch.save zip ("not a PyTorch checkpoint: ..."),
+            a pickle that ``weights_only`` refuses, content that is not a mapping of names to tensors, or tensors
+            that would cost more memory than their bytes (see :func:`_check_tensors`).
+    """
+    limit = settings.limits().max_checkpoint_bytes if max_bytes is None else max_bytes
+    if not data:
+        raise ValueError("the checkpoint is empty (0 bytes): not a PyTorch checkpoint")
+    if len(data) > limit:
+        raise ValueError(
+            f"the checkpoint is {len(data) / 2**20:,.0f} MB, over this server's {limit / 2**20:,.0f} MB limit "
+            "(FOCALSCOPE_MAX_CHECKPOINT_MB)"
+        )
+    record_bytes = _check_archive(data, limit)
+    _check_tensors(_as_state_dict(_torch_load(data, "meta")), record_bytes)
+    state = _as_state_dict(_torch_load(data, "cpu"))
+    for name, t in state.items():  # a tensor pickled without data (torch's meta rebuild) stays on the meta device
+        if t.device.type != "cpu":
+            raise ValueError(f"tensor {name!r} has no data (it was saved on the {t.device.type} device)")
+    return {name: t.float() if t.is_floating_point() else t for name, t in state.items()}
+
+
+def _short(value: object, limit: int = 100) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def parse_categories(data: bytes | str | list | dict) -> dict[int, str]:
@@ -327,15 +576,19 @@ def parse_categories(data: bytes | str | list | dict) -> dict[int, str]:
         category id -> name. torchvision's convention is used: the model's label is the category id.
 
     Raises:
-        ValueError: not JSON, no categories, entries without an integer ``id`` >= 0 and a string ``name``, or
-            duplicate ids.
+        ValueError: not JSON (nested too deeply, numbers too long included), no categories, entries without an
+            integer ``id`` in 0..2**31-1 and a string ``name``, or duplicate ids.
     """
     obj = data
     if isinstance(data, bytes | str):
         try:
             obj = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ValueError(f"the categories file is not valid JSON ({err})") from err
+        except RecursionError:
+            raise ValueError(
+                "the categories file is not a COCO categories list: its JSON is nested too deeply to read"
+            ) from None
+        except ValueError as err:  # JSONDecodeError, UnicodeDecodeError, an integer over Python's 4,300 digits
+            raise ValueError(f"the categories file is not valid JSON ({str(err)[:200]})") from err
     if isinstance(obj, dict):
         if "categories" not in obj:
             raise ValueError("the categories JSON has no 'categories' key (expected a COCO file or a list)")
@@ -345,14 +598,14 @@ def parse_categories(data: bytes | str | list | dict) -> dict[int, str]:
     names: dict[int, str] = {}
     for entry in obj:
         if not isinstance(entry, dict):
-            raise ValueError(f"category entry {entry!r} is not an object")
+            raise ValueError(f"category entry {_short(entry)} is not an object")
         cid, name = entry.get("id"), entry.get("name")
-        if not isinstance(cid, int) or isinstance(cid, bool) or cid < 0:
-            raise ValueError(f"category {entry!r}: 'id' must be an integer >= 0")
+        if not isinstance(cid, int) or isinstance(cid, bool) or not 0 <= cid <= _MAX_CATEGORY_ID:
+            raise ValueError(f"category {_short(entry)}: 'id' must be an integer from 0 to {_MAX_CATEGORY_ID:,}")
         if not isinstance(name, str):
-            raise ValueError(f"category {entry!r}: 'name' must be a string")
+            raise ValueError(f"category {_short(entry)}: 'name' must be a string")
         if cid in names:
-            raise ValueError(f"category id {cid} appears twice ({names[cid]!r} and {name!r})")
+            raise ValueError(f"category id {cid} appears twice ({_short(names[cid])} and {_short(name)})")
         names[cid] = name
     return names
 
@@ -761,6 +1014,26 @@ def _forward_dense(model: RetinaNet, image: np.ndarray, device: torch.device) ->
     return dense, timings
 
 
+def cpu_copy(model: RetinaNet) -> RetinaNet:
+    """A CPU copy of a model on any device, made without a second copy on that device.
+
+    ``copy.deepcopy(model).cpu()`` would first duplicate every weight on the GPU, which is what just ran out of memory.
+    Here the module tree is copied with placeholder (meta) tensors, allocated on the CPU and filled from the original.
+    """
+    originals = list(itertools.chain(model.parameters(), model.buffers()))
+    memo: dict[int, object] = {}
+    for t in originals:
+        meta = torch.empty_like(t, device="meta")
+        memo[id(t)] = (
+            torch.nn.Parameter(meta, requires_grad=t.requires_grad) if isinstance(t, torch.nn.Parameter) else meta
+        )
+    clone = copy.deepcopy(model, memo).to_empty(device="cpu")
+    with torch.no_grad():
+        for dst, src in zip(itertools.chain(clone.parameters(), clone.buffers()), originals, strict=True):
+            dst.copy_(src)
+    return clone
+
+
 def run_inference(
     loaded: LoadedModel,
     image: np.ndarray,
@@ -773,36 +1046,42 @@ def run_inference(
     """Run the model on one image, under its lock, stage by stage.
 
     Args:
-        loaded: the model.
+        loaded: the model (shared by every session of the server).
         image: (H, W, 3) uint8 RGB.
         score_thresh, topk, nms_thresh, detections_per_img: postprocessing (torchvision's defaults).
 
     Returns:
-        An :class:`InferenceResult`; on CUDA out-of-memory the model moves to the CPU, the image is run there,
-        and a notice says so.
+        An :class:`InferenceResult`. On CUDA out-of-memory this one image runs on a CPU copy of the model
+        (:func:`cpu_copy`, made under the lock and dropped afterwards) and a notice in the result says so; the shared
+        model, its device and its notices are left as they were.
     """
     if not 0.0 <= score_thresh < 1.0:
         raise ValueError(f"score_thresh must be in [0, 1), got {score_thresh}")
     notices: list[str] = []
+    device = loaded.device
+    fallback: RetinaNet | None = None
     with loaded.lock:
         try:
-            dense, timings = _forward_dense(loaded.model, image, loaded.device)
+            dense, timings = _forward_dense(loaded.model, image, device)
         except torch.OutOfMemoryError:
-            loaded.model.to("cpu")
-            loaded.device = torch.device("cpu")
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            notice = "CUDA ran out of memory: this image ran on the CPU (the model stays there for this session)."
-            loaded.notices.append(notice)
-            notices.append(notice)
-            dense, timings = _forward_dense(loaded.model, image, loaded.device)
-        t0 = time.perf_counter()
-        detections, candidates = postprocess_dense(
-            dense, score_thresh=score_thresh, topk=topk, nms_thresh=nms_thresh, detections_per_img=detections_per_img
+            if device.type != "cuda":
+                raise
+            torch.cuda.empty_cache()
+            fallback = cpu_copy(loaded.model)
+    if fallback is not None:  # a private copy: it needs no lock, and other requests keep the GPU meanwhile
+        device = torch.device("cpu")
+        notices.append(
+            "CUDA ran out of memory: this image ran on a CPU copy of the model (slower); the model stays "
+            "on the GPU for the next image."
         )
-        timings["postprocess"] = (time.perf_counter() - t0) * 1000
+        dense, timings = _forward_dense(fallback, image, device)
+    t0 = time.perf_counter()
+    detections, candidates = postprocess_dense(
+        dense, score_thresh=score_thresh, topk=topk, nms_thresh=nms_thresh, detections_per_img=detections_per_img
+    )
+    timings["postprocess"] = (time.perf_counter() - t0) * 1000
     timings["total"] = sum(timings.values())
-    return InferenceResult(detections, candidates, dense, timings, device_name(loaded.device), notices)
+    return InferenceResult(detections, candidates, dense, timings, device_name(device), notices)
 
 
 def filter_detections(

@@ -1,9 +1,11 @@
-"""Tests of explorer.detector (+ groundtruth, fast_detect, detection_view): building and loading models, every bad
-checkpoint, the hub cache, dense outputs against torchvision's own postprocess and losses, the lock, OOM fallback."""
+"""Tests of explorer.detector (+ groundtruth, fast_detect, detection_view): building and loading models, checkpoints
+that do not fit (hostile and garbage ones: test_checkpoints.py), the hub cache and the operator's download switch,
+dense outputs against torchvision's own postprocess and losses, the lock, the OOM fallback."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import threading
 import urllib.error
@@ -111,6 +113,8 @@ def test_demo_model_loads_with_shape_names(demo):
 
 def _hub_file(tmp_path, monkeypatch, arch: str):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    for name in ("FOCALSCOPE_HOSTED", "FOCALSCOPE_ALLOW_DOWNLOAD"):
+        monkeypatch.delenv(name, raising=False)
     path = detector.coco_weights_path(arch)
     assert str(path).startswith(str(tmp_path)) and path.parent.name == "checkpoints"
     return path
@@ -130,6 +134,7 @@ def test_coco_weights_load_from_the_hub_cache(tmp_path, monkeypatch):
         raise AssertionError("must not download when the file is cached")
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    monkeypatch.setenv("FOCALSCOPE_HOSTED", "1")  # a hosted server without downloads still reads the cached file
     loaded = detector.load_coco_model(V1, allow_download=False, device=CPU)
     assert loaded.source == "coco" and loaded.num_classes == 91
     assert loaded.class_names[1] == "person" and 0 not in loaded.class_names
@@ -149,6 +154,26 @@ def test_coco_weights_missing_offline_gives_a_clear_message(tmp_path, monkeypatc
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     with pytest.raises(WeightsUnavailableError, match=r"could not be downloaded.*offline"):
         detector.load_coco_model(V2, allow_download=True)
+
+
+def test_hosted_server_never_downloads_unless_the_operator_allows_it(tmp_path, monkeypatch):
+    path = _hub_file(tmp_path, monkeypatch, V1)
+    attempts = []
+
+    def offline(url, dst, *args, **kwargs):
+        attempts.append(url)
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    monkeypatch.setenv("FOCALSCOPE_HOSTED", "1")
+    with pytest.raises(WeightsUnavailableError, match="set FOCALSCOPE_ALLOW_DOWNLOAD=1") as err:
+        detector.load_coco_model(V1, allow_download=True)
+    assert str(path) in str(err.value) and "copy the file to that path" in str(err.value)
+    assert attempts == []
+    monkeypatch.setenv("FOCALSCOPE_ALLOW_DOWNLOAD", "1")
+    with pytest.raises(WeightsUnavailableError, match="could not be downloaded"):
+        detector.load_coco_model(V1, allow_download=True)
+    assert len(attempts) == 1
 
 
 def test_corrupt_cached_weights_are_reported(tmp_path, monkeypatch):
@@ -176,35 +201,6 @@ def test_wrapped_and_dataparallel_checkpoints_are_unwrapped(demo_state_bytes):
     wrapped = _save({"model": {f"module.{k}": v for k, v in state.items()}, "epoch": 3})
     loaded = load_checkpoint_model(wrapped, device=CPU, categories={1: "a", 8: "h"})
     assert loaded.class_names == {1: "a", 8: "h"}
-
-
-@pytest.mark.parametrize(
-    ("payload", "message"),
-    [
-        (b"", "empty"),
-        (b"\x00garbage bytes that are no zip and no pickle", "not a PyTorch checkpoint"),
-        (_save([torch.zeros(2)]), "holds a list, not a state dict"),
-        (_save(torch.zeros(3)), "holds a Tensor, not a state dict"),
-        (_save({"a": torch.zeros(1), "b": 3}), "1 entries are not named tensors"),
-        (_save({}), "empty"),
-    ],
-    ids=["empty", "garbage", "list", "tensor", "mixed", "empty-dict"],
-)
-def test_bad_checkpoints_raise_value_error(payload, message):
-    with pytest.raises(ValueError, match=message):
-        load_checkpoint_model(payload, device=CPU)
-
-
-class _Custom:
-    """A class torch.load(weights_only=True) refuses to unpickle."""
-
-    def __init__(self) -> None:
-        self.value = 1
-
-
-def test_pickle_refused_by_weights_only():
-    with pytest.raises(ValueError, match=r"refused this checkpoint.*state dict"):
-        read_state_dict(_save({"model": _Custom()}))
 
 
 def test_wrong_architecture_names_the_keys():
@@ -259,9 +255,18 @@ def test_parse_categories():
         (b'[{"id": "1", "name": "x"}]', "'id' must be an integer"),
         (b'[{"id": 1, "name": 5}]', "'name' must be a string"),
         (b'[{"id": 1, "name": "a"}, {"id": 1, "name": "b"}]', "appears twice"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'{"categories": ' * 100_000 + b"[]" + b"}" * 100_000, "nested too deeply"),
+        (b'[{"id": ' + b"9" * 5000 + b', "name": "x"}]', "not valid JSON"),  # over Python's int-string limit
+        (b'[{"id": 1180591620717411303424, "name": "x"}]', "'id' must be an integer from 0 to 2,147,483,647"),
+        (b'[{"id": 1e30, "name": "x"}]', "'id' must be an integer"),
+        (b'[{"id": -1, "name": "x"}]', "'id' must be an integer"),
+        (b'[{"id": NaN, "name": "x"}]', "'id' must be an integer"),
     ]:
         with pytest.raises(ValueError, match=message):
             parse_categories(bad)
+    with pytest.raises(ValueError, match="nested too deeply"):
+        parse_categories("[" * 100_000 + "]" * 100_000)
 
 
 # ----------------------------------------------------------------------------------------------- dense outputs
@@ -415,22 +420,62 @@ def test_concurrent_inference_gives_identical_results(demo, small_image):
         np.testing.assert_array_equal(out.boxes, outputs[0].boxes)
 
 
-def test_cuda_out_of_memory_retries_on_the_cpu(demo, small_image, monkeypatch):
-    loaded = copy.copy(demo)
-    loaded.notices = []
+def test_cuda_out_of_memory_runs_the_image_on_a_cpu_copy_and_leaves_the_shared_model(demo, small_image, monkeypatch):
+    # The shared model as the server holds it on a GPU (here its weights stay on the CPU: only the label matters).
+    reference = run_inference(demo, small_image).detections
+    shared = dataclasses.replace(demo, device=torch.device("cuda"), notices=[])
+    before = {k: (v.data_ptr(), v.clone()) for k, v in shared.model.state_dict().items()}
     real = detector._forward_dense
     calls = []
 
-    def flaky(model, image, device):
-        calls.append(device)
-        if len(calls) == 1:
+    def out_of_memory_on_the_gpu(model, image, device):
+        calls.append((model, device))
+        if device.type == "cuda":
+            assert shared.lock.locked()
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        assert not shared.lock.locked()  # the private CPU copy runs without holding other requests up
         return real(model, image, device)
 
-    monkeypatch.setattr(detector, "_forward_dense", flaky)
-    out = run_inference(loaded, small_image)
-    assert len(calls) == 2 and loaded.device == CPU
-    assert out.notices and "ran on the CPU" in out.notices[0] and loaded.notices == out.notices
+    monkeypatch.setattr(detector, "_forward_dense", out_of_memory_on_the_gpu)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    out = run_inference(shared, small_image)
+
+    assert [d.type for _, d in calls] == ["cuda", "cpu"]
+    assert calls[0][0] is shared.model and calls[1][0] is not shared.model
+    assert out.device.startswith("CPU") and "ran on a CPU copy" in out.notices[0]
+    assert shared.device.type == "cuda" and shared.notices == [] and shared.model is demo.model
+    after = shared.model.state_dict()
+    assert all(after[k].data_ptr() == ptr and torch.equal(after[k], value) for k, (ptr, value) in before.items())
+    np.testing.assert_array_equal(out.detections.boxes, reference.boxes)
+
+
+def test_out_of_memory_on_the_cpu_is_not_retried(demo, small_image, monkeypatch):
+    def out_of_memory(model, image, device):
+        raise torch.OutOfMemoryError("out of memory (simulated)")
+
+    monkeypatch.setattr(detector, "_forward_dense", out_of_memory)
+    with pytest.raises(torch.OutOfMemoryError):
+        run_inference(demo, small_image)
+
+
+def test_cpu_copy_is_an_independent_equal_model(demo):
+    clone = detector.cpu_copy(demo.model)
+    assert clone is not demo.model and not clone.training
+    ours, theirs = clone.state_dict(), demo.model.state_dict()
+    assert ours.keys() == theirs.keys()
+    for key, value in theirs.items():
+        assert torch.equal(ours[key], value) and ours[key].data_ptr() != value.data_ptr()
+        assert ours[key].device == CPU
+    assert not any(p.requires_grad for p in clone.parameters())
+
+
+def test_model_nbytes_counts_parameters_and_buffers(demo):
+    assert detector.model_nbytes(torch.nn.Linear(3, 2)) == 32
+    bn = torch.nn.BatchNorm2d(4)  # weight, bias, running mean and var (float32) and an int64 counter
+    assert detector.model_nbytes(bn) == 4 * 4 * 4 + 8
+    expected = sum(v.numel() * v.element_size() for v in demo.model.state_dict().values())
+    assert detector.model_nbytes(demo) == detector.model_nbytes(demo.model) == expected
+    assert 20e6 < expected < 40e6  # ~6.4 million float32 values
 
 
 # ----------------------------------------------------------------------------------------------- fast path, view
@@ -512,3 +557,9 @@ def test_elongated_images_are_refused_before_the_transform_crashes(demo):
         detector.check_input_size(20, 20000, 480, 640)
     with pytest.raises(ValueError, match="too elongated"):
         detector.run_inference(demo, np.zeros((20, 20000, 3), np.uint8))
+
+
+def test_docstring_examples():
+    import doctest
+
+    assert doctest.testmod(detector).failed == 0
