@@ -141,7 +141,14 @@ with tabs[3]:
             boxes, classes = ui.image_boxes(ds, result, index)
             show_ignored = st.checkbox("Show ignored anchors", value=True, key="dd_show_ignored")
             picture, summary, message = ui.anchor_view(
-                f"{source.key}:{index}", str(row["file_name"]), config, show_ignored, source.images, boxes, classes
+                f"{source.key}:{index}",
+                str(row["file_name"]),
+                config,
+                show_ignored,
+                source.images.identity,
+                source.images,
+                boxes,
+                classes,
             )
             if picture is None:
                 st.warning(message)
@@ -171,7 +178,9 @@ with tabs[4]:
     )
     st.markdown(f"**{len(no_pos):,} box(es)** get no positive anchor: {why}.")
     if len(no_pos) and source.images is not None:
-        gallery = ui.crops(f"{source.key}:{config!r}", source.images, ui.no_positive_rows(ds, result))
+        gallery = ui.crops(
+            f"{source.key}:{config!r}", source.images.identity, source.images, ui.no_positive_rows(ds, result)
+        )
         if gallery:
             cols = st.columns(6)
             for k, (crop, caption) in enumerate(gallery):

@@ -39,9 +39,14 @@ SCAN_CACHE_ENTRIES = 3
 
 
 class ImageStore:
-    """Where the images of a dataset come from; ``read`` returns the bytes of a ``file_name`` or None."""
+    """Where the images of a dataset come from; ``read`` returns the bytes of a ``file_name`` or None.
+
+    ``identity`` names the content (a zip's digest, a folder's path and modification time): every cache that reads
+    a store is keyed on it, so that two stores with the same annotation file never share pixels.
+    """
 
     description = ""
+    identity = ""
 
     def read(self, file_name: str) -> bytes | None:  # pragma: no cover - interface
         raise NotImplementedError
@@ -56,6 +61,11 @@ class FolderImages(ImageStore):
     def __init__(self, folder: Path) -> None:
         self.folder = folder.resolve()
         self.description = f"folder {folder.name}/"
+        try:
+            mtime = self.folder.stat().st_mtime_ns
+        except OSError:
+            mtime = 0
+        self.identity = f"folder:{self.folder}:{mtime}"
 
     def _path(self, file_name: str) -> Path | None:
         try:
@@ -80,9 +90,10 @@ class FolderImages(ImageStore):
 
 
 class ZipImages(ImageStore):
-    """Images inside an uploaded zip, looked up by path or by base name; members are read one at a time."""
+    """Images inside an uploaded zip, looked up by path or by base name; members are read one at a time.
+    ``key`` is the digest of ``data`` when the caller has it (hashing a 300 MB zip takes about a second)."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, key: str | None = None) -> None:
         if not data:
             raise ValueError("the images file is empty")
         if not zipfile.is_zipfile(io.BytesIO(data)):
@@ -98,6 +109,7 @@ class ZipImages(ImageStore):
             self.by_base.setdefault(PurePosixPath(i.filename).name, i)
         self.lock = threading.Lock()
         self.description = f"zip with {len(infos):,} files"
+        self.identity = f"zip:{key or digest(data)}"
 
     def _info(self, file_name: str) -> zipfile.ZipInfo | None:
         return self.by_name.get(file_name) or self.by_base.get(PurePosixPath(file_name).name)
@@ -119,7 +131,7 @@ class ZipImages(ImageStore):
 @st.cache_resource(max_entries=2, show_spinner=False)
 def zip_store(key: str, _data: bytes) -> ZipImages:
     """The zip image store of an upload, once per content digest ``key`` (raises ValueError if not a zip)."""
-    return ZipImages(_data)
+    return ZipImages(_data, key)
 
 
 def image_coverage(store: ImageStore, file_names: list[str], limit: int = 500) -> tuple[int, int]:
@@ -338,7 +350,8 @@ def load_and_scan(source: Source, config: ScanConfig) -> tuple[CocoDataset, Scan
     Raises:
         ValueError: the annotation bytes are not a COCO instances file (the message says why).
     """
-    key = f"{source.key}:{config!r}"
+    # the name is in the key too: the dataset carries it, and one user's file name is not shown to another
+    key = f"{source.key}:{source.name}:{config!r}"
     cache = _scan_cache()
     hit = cache.get(key)
     if hit is not None:
@@ -371,11 +384,13 @@ def anchor_view(
     file_name: str,
     config: ScanConfig,
     show_ignored: bool,
+    store_id: str,
     _store: ImageStore,
     _boxes_input: np.ndarray,
     _classes: list[str],
 ) -> tuple[np.ndarray | None, dict, str]:
-    """(picture, summary, message) for one image of the dataset (cached per dataset key, file and config)."""
+    """(picture, summary, message) for one image of the dataset, cached per dataset key (annotation digest and
+    image row), file, config and image store (``store_id``: the ``identity`` of ``_store``)."""
     data = _store.read(file_name)
     if data is None:
         return None, {}, f"{file_name} is not among the images ({_store.description})."
@@ -389,9 +404,15 @@ def anchor_view(
 
 @st.cache_data(max_entries=4, show_spinner=False)
 def crops(
-    key: str, _store: ImageStore, _rows: list[tuple[str, tuple[float, float, float, float], str]], limit: int = 24
+    key: str,
+    store_id: str,
+    _store: ImageStore,
+    _rows: list[tuple[str, tuple[float, float, float, float], str]],
+    limit: int = 24,
 ) -> list[tuple[np.ndarray, str]]:
-    """Crops around boxes: rows of (file_name, original-scale xyxy box, caption); unreadable images are skipped."""
+    """Crops around boxes: rows of (file_name, original-scale xyxy box, caption); unreadable images are skipped.
+    Cached per ``key`` (what ``_rows`` derive from: annotation digest and configuration) and image store
+    (``store_id``: the ``identity`` of ``_store``)."""
     out: list[tuple[np.ndarray, str]] = []
     decoded: dict[str, np.ndarray | None] = {}
     for file_name, box, caption in _rows[:limit]:
