@@ -28,7 +28,12 @@ V = TypeVar("V")
 
 
 class TooLargeError(ValueError):
-    """A value is larger than the cache's whole byte budget."""
+    """A value of ``size`` bytes is larger than the cache's whole byte budget ``budget``."""
+
+    def __init__(self, size: int, budget: int) -> None:
+        super().__init__(f"{size / 2**20:,.0f} MB is more than the cache's whole budget of {budget / 2**20:,.0f} MB")
+        self.size = size
+        self.budget = budget
 
 
 class BoundedCache(Generic[V]):
@@ -72,9 +77,7 @@ class BoundedCache(Generic[V]):
         """
         size = int(self.sizeof(value))
         if size > self.max_bytes:
-            raise TooLargeError(
-                f"{size / 2**20:,.0f} MB is more than the cache's whole budget of {self.max_bytes / 2**20:,.0f} MB"
-            )
+            raise TooLargeError(size, self.max_bytes)
         with self._lock:
             self._items.pop(key, None)
             self._items[key] = (value, size)

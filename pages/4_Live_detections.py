@@ -38,7 +38,8 @@ with st.sidebar:
         )
         gt_file = st.file_uploader("Ground truth (COCO JSON, optional; file names must match)", type=["json"])
 
-loaded, model_error, weights_unavailable = ui.load_model(request)
+served = ui.load_model(request)
+loaded, model_error, weights_unavailable = served.model, served.message, served.unavailable
 if model_error:
     if request.kind == "checkpoint" and request.checkpoint is None:
         st.info("Upload a checkpoint in the sidebar; until then the demo model runs.")
@@ -92,7 +93,7 @@ if image is None:
 
 # ----------------------------------------------------------------------------------------------- inference
 try:
-    result = ui.infer(request.key, image_key, loaded, image)
+    result = ui.infer(served.key, image_key, loaded, image)
 except ValueError as err:
     st.error(f"{image_name}: {err}")
     st.stop()
@@ -173,7 +174,7 @@ kind = g3.selectbox(
     "Loss shown in the maps", list(groundtruth.LOSS_KINDS), index=1, format_func=groundtruth.LOSS_KINDS.get
 )
 try:
-    breakdown = ui.loss_breakdown(request.key, image_key, result.dense, gt[0], gt[1], alpha=alpha, gamma=gamma)
+    breakdown = ui.loss_breakdown(served.key, image_key, result.dense, gt[0], gt[1], alpha=alpha, gamma=gamma)
 except ValueError as err:
     st.error(f"The ground truth does not fit this model: {err}")
     st.stop()

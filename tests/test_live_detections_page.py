@@ -178,3 +178,19 @@ def test_too_elongated_upload_is_an_error_message(monkeypatch):
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.error and at.error[0].value.startswith("strip.png: image is too elongated")
+
+
+def test_hosted_server_offers_no_weight_download_without_the_operator(monkeypatch, tmp_path):
+    """Issue 9.6: on a hosted server a visitor cannot trigger the COCO-weights download."""
+    monkeypatch.setenv("FOCALSCOPE_HOSTED", "1")
+    monkeypatch.delenv("FOCALSCOPE_ALLOW_DOWNLOAD", raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("a download was attempted")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
+    at = run_page(monkeypatch, lambda at: at.selectbox(key="det_model").set_value(detector.V1))
+    assert not [c for c in at.sidebar.checkbox if "Download" in c.label]
+    assert "FOCALSCOPE_ALLOW_DOWNLOAD=1" in " ".join(c.value for c in at.sidebar.caption)
+    assert any("showing the demo model instead" in w.value for w in at.warning)

@@ -7,11 +7,16 @@ import io
 import zipfile
 
 import numpy as np
+import pytest
+import torch
 from PIL import Image
 
+from explorer import detector
 from explorer.anchors import default_config
+from explorer.detector import LoadedModel
 from explorer.scan import ScanConfig
 from ui import dataset as ui_dataset
+from ui import detections as ui_detections
 
 
 def _png(color: int, size: int = 64) -> bytes:
@@ -58,3 +63,65 @@ def test_anchor_view_of_one_store_never_reaches_another():
     assert picture is not None
     picture, _, message = ui_dataset.anchor_view(*args, store_b.identity, store_b, boxes, classes)
     assert picture is None and "not among the images" in message
+
+
+# ---------------------------------------------------------------- models (issue 9.6)
+
+
+def _fake_model(n_floats: int) -> LoadedModel:
+    module = torch.nn.Linear(n_floats, 1, bias=False)
+    return LoadedModel(module, detector.DEMO, "checkpoint", {1: "thing"}, torch.device("cpu"))
+
+
+@pytest.fixture
+def fresh_models(monkeypatch):
+    """The shared model caches emptied before and after the test; ``builds`` counts model loads by kind."""
+    builds: list[str] = []
+    sizes = {"checkpoint": 1000, detector.V2: 1000}
+
+    def fake_build(req):
+        builds.append(req.checkpoint.decode() if req.checkpoint else req.kind)
+        return _fake_model(sizes[req.kind])
+
+    monkeypatch.setattr(ui_detections, "_build", fake_build)
+    caches = [
+        getattr(ui_detections, name) for name in ("_models", "_failures", "_load") if hasattr(ui_detections, name)
+    ]
+    for fn in caches:
+        fn.clear()
+    yield builds, sizes
+    for fn in caches:
+        fn.clear()
+
+
+def test_two_users_on_two_models_do_not_reload_them_on_every_rerun(fresh_models, monkeypatch):
+    builds, _ = fresh_models
+    monkeypatch.setenv("FOCALSCOPE_MODELS", "3")
+    ckpt = ui_detections.ModelRequest("checkpoint", checkpoint=b"weights of user A")
+    coco = ui_detections.ModelRequest(detector.V2)
+    for _ in range(3):  # user A's rerun, user B's rerun, ...
+        first = ui_detections.load_model(ckpt)
+        second = ui_detections.load_model(coco)
+    assert builds == ["weights of user A", detector.V2]
+    assert first.model is not second.model
+
+
+def test_models_are_evicted_least_recently_used_within_the_memory_budget(fresh_models, monkeypatch):
+    builds, sizes = fresh_models
+    monkeypatch.setenv("FOCALSCOPE_MODELS", "5")
+    monkeypatch.setenv("FOCALSCOPE_MODEL_MEMORY_MB", "1")
+    sizes["checkpoint"] = 100_000  # 400 KB each: two fit in 1 MB, three do not
+    a, b, c = (ui_detections.ModelRequest("checkpoint", checkpoint=name) for name in (b"a", b"b", b"c"))
+    for req in (a, b, a, c, a, b):  # c evicts b, the least recently used; a stays
+        ui_detections.load_model(req)
+    assert builds == ["a", "b", "c", "b"]
+
+
+def test_a_model_larger_than_the_whole_budget_is_refused_with_a_message(fresh_models, monkeypatch):
+    _, sizes = fresh_models
+    monkeypatch.setenv("FOCALSCOPE_MODEL_MEMORY_MB", "1")
+    sizes["checkpoint"] = 1_000_000  # 4 MB
+    served = ui_detections.load_model(ui_detections.ModelRequest("checkpoint", checkpoint=b"big"))
+    assert served.message is not None and "model memory budget of 1 MB" in served.message
+    assert "FOCALSCOPE_MODEL_MEMORY_MB" in served.message
+    assert served.model.arch == "demo" and served.key == ui_detections.DEMO_KEY
