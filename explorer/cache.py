@@ -9,7 +9,7 @@ Example:
     >>> cache = BoundedCache(max_entries=2, max_bytes=100, sizeof=len)
     >>> cache.put("a", b"x" * 60); cache.put("b", b"y" * 30)
     >>> cache.put("c", b"z" * 50)  # 140 bytes > 100: "a", the least recently used, goes
-    >>> cache.keys(), cache.nbytes
+    >>> cache.lru_keys(), cache.nbytes
     (['b', 'c'], 80)
 """
 
@@ -84,11 +84,12 @@ class BoundedCache(Generic[V]):
             while len(self._items) > self.max_entries or self._nbytes() > self.max_bytes:
                 self._items.popitem(last=False)
 
-    def get_or_create(self, key: Hashable, build: Callable[[], V]) -> V:
+    def get_or_create(self, key: Hashable, build: Callable[[], V], *, must_fit: bool = True) -> V:
         """The value of ``key``, built by ``build()`` and kept when missing (one build per key at a time).
 
         Raises:
-            TooLargeError: the built value is larger than ``max_bytes`` (it is returned by no one and not kept).
+            TooLargeError: the built value is larger than ``max_bytes`` and ``must_fit`` (it is not kept); with
+                ``must_fit=False`` such a value is returned without being kept.
         """
         value = self.get(key)
         if value is not None:
@@ -100,7 +101,11 @@ class BoundedCache(Generic[V]):
                 value = self.get(key)
                 if value is None:
                     value = build()
-                    self.put(key, value)
+                    try:
+                        self.put(key, value)
+                    except TooLargeError:
+                        if must_fit:
+                            raise
         finally:
             with self._lock:
                 self._building.pop(key, None)
@@ -116,7 +121,7 @@ class BoundedCache(Generic[V]):
         with self._lock:
             self._items.clear()
 
-    def keys(self) -> list[Hashable]:
+    def lru_keys(self) -> list[Hashable]:
         """The keys, least recently used first."""
         with self._lock:
             return list(self._items)

@@ -34,7 +34,11 @@ with st.sidebar:
         )
     else:
         uploads = st.file_uploader(
-            "Images", type=["jpg", "jpeg", "png", "bmp", "tif", "tiff", "webp"], accept_multiple_files=True
+            "Images",
+            type=["jpg", "jpeg", "png", "bmp", "tif", "tiff", "webp"],
+            accept_multiple_files=True,
+            key="det_images",
+            help=ui.pixel_limit_help(),
         )
         gt_file = st.file_uploader("Ground truth (COCO JSON, optional; file names must match)", type=["json"])
 

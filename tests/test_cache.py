@@ -19,7 +19,7 @@ def test_evicts_least_recently_used_by_count():
     cache.put("b", b"2")
     assert cache.get("a") == b"1"  # "a" is now the most recent
     cache.put("c", b"3")
-    assert cache.keys() == ["a", "c"]
+    assert cache.lru_keys() == ["a", "c"]
 
 
 def test_evicts_by_bytes_until_within_budget():
@@ -27,9 +27,9 @@ def test_evicts_by_bytes_until_within_budget():
     cache.put("a", b"x" * 40)
     cache.put("b", b"x" * 40)
     cache.put("c", b"x" * 40)  # 120 > 100: "a" goes
-    assert cache.keys() == ["b", "c"] and cache.nbytes == 80
+    assert cache.lru_keys() == ["b", "c"] and cache.nbytes == 80
     cache.put("d", b"x" * 90)  # only "d" fits
-    assert cache.keys() == ["d"] and cache.nbytes == 90
+    assert cache.lru_keys() == ["d"] and cache.nbytes == 90
     cache.put("d", b"x" * 10)  # replacing a key counts its new size only
     assert cache.nbytes == 10 and len(cache) == 1
 
@@ -39,7 +39,7 @@ def test_a_value_larger_than_the_budget_is_refused_and_evicts_nothing():
     cache.put("a", b"x" * 50)
     with pytest.raises(TooLargeError, match="budget"):
         cache.put("big", b"x" * 101)
-    assert cache.keys() == ["a"]
+    assert cache.lru_keys() == ["a"]
     with pytest.raises(TooLargeError):
         cache.get_or_create("big", lambda: b"x" * 101)
     assert "big" not in cache

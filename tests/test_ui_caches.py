@@ -15,6 +15,8 @@ from explorer import detector
 from explorer.anchors import default_config
 from explorer.detector import LoadedModel
 from explorer.scan import ScanConfig
+from ui import anchors as ui_anchors
+from ui import common as ui_common
 from ui import dataset as ui_dataset
 from ui import detections as ui_detections
 
@@ -125,3 +127,26 @@ def test_a_model_larger_than_the_whole_budget_is_refused_with_a_message(fresh_mo
     assert served.message is not None and "model memory budget of 1 MB" in served.message
     assert "FOCALSCOPE_MODEL_MEMORY_MB" in served.message
     assert served.model.arch == "demo" and served.key == ui_detections.DEMO_KEY
+
+
+# ---------------------------------------------------------------- memory (issue 9.7)
+
+
+@pytest.mark.parametrize("module", [ui_anchors, ui_detections])
+def test_uploads_are_decoded_within_the_servers_pixel_budget(module, monkeypatch):
+    monkeypatch.setenv("FOCALSCOPE_MAX_PIXELS", "1000")
+    data = _png(30, size=64)  # 4,096 pixels
+    with pytest.raises(ValueError, match="over the limit"):
+        module.decode_upload(ui_common.digest(data) + module.__name__, data)
+
+
+def test_decoded_images_are_evicted_by_bytes(monkeypatch):
+    monkeypatch.setenv("FOCALSCOPE_CACHE_MB", "1")
+    ui_common._shared_cache.clear()
+    first, second = _png(1, size=500), _png(2, size=500)  # 750,000 bytes of pixels each: two do not fit in 1 MB
+    ui_common.decode_upload(ui_common.digest(first), first)
+    ui_common.decode_upload(ui_common.digest(second), second)
+    cache = ui_common.shared_cache("images", max_entries=4)
+    assert [k[0] for k in cache.lru_keys()] == [ui_common.digest(second)]
+    assert cache.nbytes == 500 * 500 * 3
+    ui_common._shared_cache.clear()

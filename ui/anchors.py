@@ -12,8 +12,8 @@ from explorer import boxes as boxio
 from explorer import overlay, synthetic
 from explorer.anchors import AnchorConfig, octave_sizes
 from explorer.assign import SparseIoU, threshold_sweep
-from explorer.images import UPLOAD_EXTENSIONS, decode_image
-from ui.common import digest, sample_coco, sample_dataset_image
+from explorer.images import UPLOAD_EXTENSIONS
+from ui.common import decode_upload, digest, pixel_limit_help, sample_coco, sample_dataset_image
 
 
 @dataclass(frozen=True)
@@ -27,17 +27,6 @@ class ImageInput:
 
 
 # ---------------------------------------------------------------- cached loaders
-
-
-@st.cache_resource(max_entries=2, show_spinner="Decoding the image…")
-def decode_upload(key: str, _data: bytes) -> np.ndarray:
-    """Decode an upload once per content digest (``key``); raises ValueError for bad images.
-
-    A resource cache (shared, read-only, not pickled on every hit): a 50 MP image is 150 MB of pixels.
-    """
-    img = decode_image(_data)
-    img.setflags(write=False)
-    return img
 
 
 @st.cache_resource(max_entries=1, show_spinner="Reading the COCO file…")
@@ -208,7 +197,7 @@ def image_input_widget() -> ImageInput | None:
         img = sample_dataset_image(name)
         own = boxio.boxes_from_coco(coco, name, img.shape[1], img.shape[0])
         return ImageInput(img, f"sample-{name}", name, own)
-    up = st.file_uploader("Image file", type=list(UPLOAD_EXTENSIONS), key="al_upload")
+    up = st.file_uploader("Image file", type=list(UPLOAD_EXTENSIONS), key="al_upload", help=pixel_limit_help())
     if up is None:
         st.info("Upload an image (jpg, png, webp, bmp, tiff), or pick a sample.")
         return None

@@ -6,8 +6,10 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from contextlib import nullcontext
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -16,7 +18,11 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from explorer import synthetic
+from explorer.cache import BoundedCache
 from explorer.images import decode_image
+from explorer.settings import limits
+
+T = TypeVar("T")
 
 #: Page files, titles and Material icons, in navigation order. Navigation lists only the files that exist.
 HOME: tuple[str, str, str] = ("app.py", "Home", ":material/center_focus_strong:")
@@ -86,6 +92,47 @@ def device_label() -> str:
     if torch.cuda.is_available():
         return f"CUDA · {torch.cuda.get_device_name(0)}"
     return f"CPU · {torch.get_num_threads()} threads"
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _shared_cache(name: str, max_entries: int, max_bytes: int) -> BoundedCache:
+    return BoundedCache(max_entries, max_bytes)
+
+
+def shared_cache(name: str, max_entries: int) -> BoundedCache:
+    """The server-wide cache ``name`` (shared by every session): at most ``max_entries`` values within
+    ``limits().cache_bytes`` bytes (:func:`explorer.cache.nbytes`), least recently used evicted first."""
+    return _shared_cache(name, max_entries, limits().cache_bytes)
+
+
+def cached(name: str, key: Hashable, build: Callable[[], T], *, max_entries: int, spinner: str | None = None) -> T:
+    """``build()`` once per ``key`` in the shared cache ``name`` (see :func:`shared_cache`). The key must name
+    everything ``build`` reads. A value larger than the whole budget is returned without being kept. Values are
+    shared between sessions: read them, never write to them."""
+    cache = shared_cache(name, max_entries)
+    value = cache.get(key)
+    if value is not None:
+        return value
+    with st.spinner(spinner) if spinner else nullcontext():
+        return cache.get_or_create(key, build, must_fit=False)
+
+
+def pixel_limit_help() -> str:
+    """The uploaders' note on the server's pixel budget."""
+    return f"Images up to {limits().max_pixels / 1e6:,.0f} megapixels (this server's FOCALSCOPE_MAX_PIXELS)."
+
+
+def decode_upload(key: str, data: bytes) -> np.ndarray:
+    """Decode an uploaded image once per content digest ``key`` within the server's pixel budget
+    (``limits().max_pixels``); shared and read-only. Raises ValueError for a bad or too large image (not cached)."""
+    max_pixels = limits().max_pixels
+
+    def build() -> np.ndarray:
+        image = decode_image(data, max_pixels=max_pixels)
+        image.setflags(write=False)
+        return image
+
+    return cached("images", (key, max_pixels), build, max_entries=4, spinner="Decoding the image…")
 
 
 def digest(data: bytes) -> str:

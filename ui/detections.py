@@ -14,9 +14,8 @@ from explorer.cache import BoundedCache, TooLargeError
 from explorer.coco import CocoDataset, load_coco
 from explorer.detector import DenseOutputs, InferenceResult, LoadedModel, WeightsUnavailableError
 from explorer.groundtruth import LossBreakdown
-from explorer.images import decode_image
 from explorer.settings import MB, limits
-from ui.common import digest
+from ui.common import cached, decode_upload, digest, pixel_limit_help  # noqa: F401 (decode_upload: the page's)
 
 MODEL_CHOICES: dict[str, str] = {
     "demo": "Demo model (synthetic shapes, ships with the app)",
@@ -153,27 +152,16 @@ def load_model(request: ModelRequest) -> ServedModel:
     return ServedModel(_demo(models), failed[0], failed[1], DEMO_KEY)
 
 
-@st.cache_resource(max_entries=6, show_spinner="Running the detector…")
-def infer(model_key: str, image_key: str, _loaded: LoadedModel, _image: np.ndarray) -> InferenceResult:
-    """Inference keyed on the model request and the image digest (the model and image are not hashed).
-
-    A resource cache (shared, read-only, not pickled on every hit): the dense outputs of a COCO model are ~60 MB.
-    """
-    return detector.run_inference(_loaded, _image)
-
-
-@st.cache_resource(max_entries=4, show_spinner="Computing the per-anchor losses…")
-def _breakdown(
-    model_key: str,
-    image_key: str,
-    gt_key: str,
-    alpha: float,
-    gamma: float,
-    _dense: DenseOutputs,
-    _gt_boxes: np.ndarray,
-    _gt_labels: np.ndarray,
-) -> LossBreakdown:
-    return groundtruth.loss_breakdown(_dense, _gt_boxes, _gt_labels, alpha=alpha, gamma=gamma)
+def infer(model_key: str, image_key: str, loaded: LoadedModel, image: np.ndarray) -> InferenceResult:
+    """Inference once per served model (``model_key``, :attr:`ServedModel.key`) and image digest, in the shared
+    cache bounded by ``limits().cache_bytes`` (the dense outputs of a COCO model are ~60 MB). Read-only."""
+    return cached(
+        "inference",
+        (model_key, image_key),
+        lambda: detector.run_inference(loaded, image),
+        max_entries=6,
+        spinner="Running the detector…",
+    )
 
 
 def loss_breakdown(
@@ -191,14 +179,14 @@ def loss_breakdown(
     gt_bytes = (
         np.ascontiguousarray(gt_boxes, np.float32).tobytes() + np.ascontiguousarray(gt_labels, np.int64).tobytes()
     )
-    return _breakdown(model_key, image_key, digest(gt_bytes), float(alpha), float(gamma), dense, gt_boxes, gt_labels)
-
-
-@st.cache_resource(max_entries=2, show_spinner="Decoding the image…")
-def decode_upload(key: str, _data: bytes) -> np.ndarray:
-    """Decode an upload once per content digest (``key``), not on every rerun; raises ValueError for bad images.
-    Shared between reruns and sessions: read it, never write to it."""
-    return decode_image(_data)
+    key = (model_key, image_key, digest(gt_bytes), float(alpha), float(gamma))
+    return cached(
+        "losses",
+        key,
+        lambda: groundtruth.loss_breakdown(dense, gt_boxes, gt_labels, alpha=alpha, gamma=gamma),
+        max_entries=4,
+        spinner="Computing the per-anchor losses…",
+    )
 
 
 @st.cache_resource(max_entries=2, show_spinner="Reading the COCO file…")
