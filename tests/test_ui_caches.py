@@ -150,3 +150,16 @@ def test_decoded_images_are_evicted_by_bytes(monkeypatch):
     assert [k[0] for k in cache.lru_keys()] == [ui_common.digest(second)]
     assert cache.nbytes == 500 * 500 * 3
     ui_common._shared_cache.clear()
+
+
+def test_zip_stores_are_bounded_by_the_bytes_they_hold(monkeypatch):
+    monkeypatch.setenv("FOCALSCOPE_CACHE_MB", "1")
+    ui_common._shared_cache.clear()
+    rng = np.random.default_rng(0)
+    zips = [_zip({f"{k}.bin": rng.bytes(600_000)}) for k in range(2)]  # 600 KB each, incompressible
+    for data in zips:
+        store = ui_dataset.zip_store(ui_common.digest(data), data)
+        assert ui_dataset.ZipImages.__sizeof__(store) >= 600_000
+    cache = ui_common.shared_cache("zips", ui_dataset.ZIP_CACHE_ENTRIES)
+    assert cache.lru_keys() == [ui_common.digest(zips[1])]
+    ui_common._shared_cache.clear()

@@ -7,12 +7,12 @@ is resolved and must stay inside the root).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import threading
 import zipfile
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -21,18 +21,22 @@ import numpy as np
 import streamlit as st
 
 from explorer.anchors import CONVENTIONS, default_config
+from explorer.cache import TooLargeError
 from explorer.coco import CocoDataset, load_coco
 from explorer.dataset_view import box_crop, labeled_anchor_image
 from explorer.images import decode_image
 from explorer.scan import ScanConfig, ScanResult, scan_dataset
-from ui.common import digest, sample_dataset_path
+from explorer.settings import limits
+from ui.common import cached, digest, pixel_limit_help, sample_dataset_path, shared_cache
 
 DATA_ROOT_ENV = "FOCALSCOPE_DATA_ROOT"
 MAX_JSON_BYTES = 1_000_000_000
 MAX_ZIP_BYTES = 2_000_000_000
 MAX_IMAGE_BYTES = 60_000_000
-#: Scans kept in memory (per server process): a COCO-train scan holds about 200 MB of tables.
+#: Scans kept in memory (per server process, within ``limits().cache_bytes``): a COCO-train scan holds about 200 MB.
 SCAN_CACHE_ENTRIES = 3
+#: Zip image stores kept (within ``limits().cache_bytes``): each holds its whole archive.
+ZIP_CACHE_ENTRIES = 2
 
 
 # ---------------------------------------------------------------- image stores
@@ -108,8 +112,13 @@ class ZipImages(ImageStore):
         for i in infos:
             self.by_base.setdefault(PurePosixPath(i.filename).name, i)
         self.lock = threading.Lock()
+        self.size = len(data)
         self.description = f"zip with {len(infos):,} files"
         self.identity = f"zip:{key or digest(data)}"
+
+    def __sizeof__(self) -> int:
+        """The archive's bytes plus about 200 bytes per member (what the cache bounds by)."""
+        return self.size + 200 * len(self.by_name)
 
     def _info(self, file_name: str) -> zipfile.ZipInfo | None:
         return self.by_name.get(file_name) or self.by_base.get(PurePosixPath(file_name).name)
@@ -128,10 +137,10 @@ class ZipImages(ImageStore):
                 return None
 
 
-@st.cache_resource(max_entries=2, show_spinner=False)
-def zip_store(key: str, _data: bytes) -> ZipImages:
-    """The zip image store of an upload, once per content digest ``key`` (raises ValueError if not a zip)."""
-    return ZipImages(_data, key)
+def zip_store(key: str, data: bytes) -> ZipImages:
+    """The zip image store of an upload, once per content digest ``key`` (raises ValueError if not a zip), in the
+    shared cache bounded by ``limits().cache_bytes`` (a zip store holds the whole archive)."""
+    return cached("zips", key, lambda: ZipImages(data, key), max_entries=ZIP_CACHE_ENTRIES)
 
 
 def image_coverage(store: ImageStore, file_names: list[str], limit: int = 500) -> tuple[int, int]:
@@ -249,7 +258,7 @@ def source_widget() -> Source | None:
     if choice == options[1]:
         c1, c2 = st.columns(2)
         ann = c1.file_uploader("COCO instances JSON", type=["json"], key="dd_json")
-        imgs = c2.file_uploader("Images (optional zip)", type=["zip"], key="dd_zip")
+        imgs = c2.file_uploader("Images (optional zip)", type=["zip"], key="dd_zip", help=pixel_limit_help())
         if ann is None:
             st.info("Upload a COCO instances JSON (for example `instances_val2017.json`).")
             return None
@@ -316,34 +325,6 @@ def scan_config_widgets() -> ScanConfig:
 # ---------------------------------------------------------------- the scan, cached
 
 
-class _ScanCache:
-    """A small LRU of (dataset, scan result) keyed on annotation digest + configuration."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.items: OrderedDict[str, tuple[CocoDataset, ScanResult]] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get(self, key: str) -> tuple[CocoDataset, ScanResult] | None:
-        with self.lock:
-            if key in self.items:
-                self.items.move_to_end(key)
-                return self.items[key]
-        return None
-
-    def put(self, key: str, value: tuple[CocoDataset, ScanResult]) -> None:
-        with self.lock:
-            self.items[key] = value
-            self.items.move_to_end(key)
-            while len(self.items) > self.size:
-                self.items.popitem(last=False)
-
-
-@st.cache_resource(max_entries=1, show_spinner=False)
-def _scan_cache() -> _ScanCache:
-    return _ScanCache(SCAN_CACHE_ENTRIES)
-
-
 def load_and_scan(source: Source, config: ScanConfig) -> tuple[CocoDataset, ScanResult]:
     """Load and scan with a progress bar, or return the cached result for the same bytes and configuration.
 
@@ -352,7 +333,7 @@ def load_and_scan(source: Source, config: ScanConfig) -> tuple[CocoDataset, Scan
     """
     # the name is in the key too: the dataset carries it, and one user's file name is not shown to another
     key = f"{source.key}:{source.name}:{config!r}"
-    cache = _scan_cache()
+    cache = shared_cache("scans", SCAN_CACHE_ENTRIES)
     hit = cache.get(key)
     if hit is not None:
         return hit
@@ -371,7 +352,8 @@ def load_and_scan(source: Source, config: ScanConfig) -> tuple[CocoDataset, Scan
         result = scan_dataset(ds, config, progress=progress)
     finally:
         bar.empty()
-    cache.put(key, (ds, result))
+    with contextlib.suppress(TooLargeError):  # larger than the whole cache budget: used for this run only
+        cache.put(key, (ds, result))
     return ds, result
 
 
@@ -395,7 +377,7 @@ def anchor_view(
     if data is None:
         return None, {}, f"{file_name} is not among the images ({_store.description})."
     try:
-        image = decode_image(data)
+        image = decode_image(data, max_pixels=limits().max_pixels)
     except ValueError as exc:
         return None, {}, f"{file_name}: {exc}"
     picture, summary = labeled_anchor_image(image, _boxes_input, config, classes=_classes, show_ignored=show_ignored)
@@ -414,12 +396,13 @@ def crops(
     Cached per ``key`` (what ``_rows`` derive from: annotation digest and configuration) and image store
     (``store_id``: the ``identity`` of ``_store``)."""
     out: list[tuple[np.ndarray, str]] = []
+    max_pixels = limits().max_pixels
     decoded: dict[str, np.ndarray | None] = {}
     for file_name, box, caption in _rows[:limit]:
         if file_name not in decoded:
             data = _store.read(file_name)
             try:
-                decoded[file_name] = decode_image(data) if data is not None else None
+                decoded[file_name] = decode_image(data, max_pixels=max_pixels) if data is not None else None
             except ValueError:
                 decoded[file_name] = None
         image = decoded[file_name]
