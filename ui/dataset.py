@@ -27,7 +27,7 @@ from explorer.dataset_view import box_crop, labeled_anchor_image
 from explorer.images import decode_image
 from explorer.scan import ScanConfig, ScanResult, scan_dataset
 from explorer.settings import limits
-from ui.common import cached, digest, pixel_limit_help, sample_dataset_path, shared_cache
+from ui.common import cached, digest, kept, kept_file, pixel_limit_help, sample_dataset_path, shared_cache
 
 DATA_ROOT_ENV = "FOCALSCOPE_DATA_ROOT"
 MAX_JSON_BYTES = 1_000_000_000
@@ -249,7 +249,7 @@ def source_widget() -> Source | None:
     options = ["Sample dataset (200 synthetic images)", "Upload a COCO JSON"]
     if root is not None:
         options.append("Server data folder")
-    choice = st.radio("Dataset", options, horizontal=True, key="dd_source")
+    choice = st.radio("Dataset", options, horizontal=True, key=kept("dd_source"))
     if choice == options[0]:
         path = Path(sample_dataset_path())
         info = path.stat()
@@ -257,8 +257,8 @@ def source_widget() -> Source | None:
         return Source("sample dataset", key, path.read_bytes, info.st_size, FolderImages(path.parent / "images"))
     if choice == options[1]:
         c1, c2 = st.columns(2)
-        ann = c1.file_uploader("COCO instances JSON", type=["json"], key="dd_json")
-        imgs = c2.file_uploader("Images (optional zip)", type=["zip"], key="dd_zip", help=pixel_limit_help())
+        ann = kept_file("COCO instances JSON", key="dd_json", where=c1, type=["json"])
+        imgs = kept_file("Images (optional zip)", key="dd_zip", where=c2, type=["zip"], help=pixel_limit_help())
         if ann is None:
             st.info("Upload a COCO instances JSON (for example `instances_val2017.json`).")
             return None
@@ -270,13 +270,12 @@ def source_widget() -> Source | None:
             if imgs.size > MAX_ZIP_BYTES:
                 st.error(f"{imgs.name} is {imgs.size / 1e6:.0f} MB; the limit is {MAX_ZIP_BYTES / 1e6:.0f} MB.")
             else:
-                zdata = imgs.getvalue()
                 try:
-                    store = zip_store(upload_digest(imgs.file_id, imgs.size, zdata), zdata)
+                    store = zip_store(upload_digest(imgs.file_id, imgs.size, imgs.data), imgs.data)
                 except ValueError as exc:
                     st.error(f"{imgs.name}: {exc}. The statistics below do not need the images.")
-        key = upload_digest(ann.file_id, ann.size, ann.getvalue())
-        return Source(ann.name, key, ann.getvalue, ann.size, store)
+        key = upload_digest(ann.file_id, ann.size, ann.data)
+        return Source(ann.name, key, lambda: ann.data, ann.size, store)
     assert root is not None
     files, dirs = server_entries(str(root))
     if not files:
@@ -307,14 +306,14 @@ def source_widget() -> Source | None:
 def scan_config_widgets() -> ScanConfig:
     """Sidebar controls: convention, input size, thresholds, low-quality matches."""
     st.subheader("Scan configuration")
-    convention = st.selectbox("Anchor convention", CONVENTIONS, key="dd_convention")
+    convention = st.selectbox("Anchor convention", CONVENTIONS, key=kept("dd_convention"))
     c1, c2 = st.columns(2)
-    min_size = c1.number_input("Short side", 128, 2048, 800, 32, key="dd_min")
-    max_size = c2.number_input("Long side max", 128, 4096, 1333, 1, key="dd_max")
+    min_size = c1.number_input("Short side", 128, 2048, 800, 32, key=kept("dd_min"))
+    max_size = c2.number_input("Long side max", 128, 4096, 1333, 1, key=kept("dd_max"))
     c3, c4 = st.columns(2)
-    pos = c3.number_input("Positive IoU ≥", 0.05, 1.0, 0.5, 0.05, key="dd_pos")
-    neg = c4.number_input("Negative IoU <", 0.05, 1.0, 0.4, 0.05, key="dd_neg")
-    low_quality = st.toggle("Low-quality matches", value=True, key="dd_lq", help="allow_low_quality_matches")
+    pos = c3.number_input("Positive IoU ≥", 0.05, 1.0, 0.5, 0.05, key=kept("dd_pos"))
+    neg = c4.number_input("Negative IoU <", 0.05, 1.0, 0.4, 0.05, key=kept("dd_neg"))
+    low_quality = st.toggle("Low-quality matches", value=True, key=kept("dd_lq"), help="allow_low_quality_matches")
     if neg > pos:
         st.warning(f"Negative threshold {neg} is above the positive one {pos}: using {pos} for both.")
         neg = pos

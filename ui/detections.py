@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -15,7 +14,15 @@ from explorer.coco import CocoDataset, load_coco
 from explorer.detector import DenseOutputs, InferenceResult, LoadedModel, WeightsUnavailableError
 from explorer.groundtruth import LossBreakdown
 from explorer.settings import MB, limits
-from ui.common import cached, decode_upload, digest, pixel_limit_help  # noqa: F401 (decode_upload: the page's)
+from ui.common import (  # noqa: F401 (decode_upload, md_escape: used by the page as ui.*)
+    cached,
+    decode_upload,
+    digest,
+    kept,
+    kept_file,
+    md_escape,
+    pixel_limit_help,
+)
 
 MODEL_CHOICES: dict[str, str] = {
     "demo": "Demo model (synthetic shapes, ships with the app)",
@@ -23,13 +30,6 @@ MODEL_CHOICES: dict[str, str] = {
     detector.V2: "torchvision retinanet_resnet50_fpn_v2 · COCO",
     "checkpoint": "Your checkpoint (.pt / .pth state dict)",
 }
-
-
-def md_escape(text: str) -> str:
-    """Escape Markdown so that messages show names such as ``__main__.Foo`` or ``*.pt`` literally; URLs are kept
-    as they are (Streamlit links them, and a backslash inside one would show)."""
-    parts = re.split(r"(https?://[^\s)>]+)", text)
-    return "".join(p if i % 2 else re.sub(r"([\\`*_{}\[\]<>#|~])", r"\\\1", p) for i, p in enumerate(parts))
 
 
 @dataclass
@@ -197,14 +197,14 @@ def read_coco(key: str, _data: bytes) -> CocoDataset:
 
 def model_picker() -> ModelRequest:
     """The model widgets (in the sidebar): choice, and for a checkpoint its file, architecture and categories."""
-    kind = st.selectbox("Model", list(MODEL_CHOICES), format_func=MODEL_CHOICES.get, key="det_model")
+    kind = st.selectbox("Model", list(MODEL_CHOICES), format_func=MODEL_CHOICES.get, key=kept("det_model"))
     req = ModelRequest(kind)
     if kind in detector.COCO_ARCHITECTURES:
         if limits().allow_download:
             req.allow_download = st.checkbox(
                 "Download the weights if they are not cached",
                 value=True,
-                key="det_download",
+                key=kept("det_download"),
                 help=f"Cached at {detector.coco_weights_path(kind)}. Offline, the page falls back to the demo model.",
             )
         else:
@@ -214,14 +214,19 @@ def model_picker() -> ModelRequest:
                 "this model runs only if its COCO weights are already in the server's torch hub cache."
             )
     elif kind == "checkpoint":
-        up = st.file_uploader("Checkpoint (.pt / .pth state dict)", type=["pt", "pth"], key="det_ckpt")
+        up = kept_file(
+            "Checkpoint (.pt / .pth state dict)",
+            key="det_ckpt",
+            type=["pt", "pth"],
+            help=f"Up to {limits().max_checkpoint_bytes / MB:,.0f} MB (FOCALSCOPE_MAX_CHECKPOINT_MB).",
+        )
         req.arch = st.selectbox(
             "Architecture",
             ["auto", *detector.ARCHITECTURES],
             format_func=lambda a: "detect from the keys" if a == "auto" else detector.ARCH_LABELS[a],
-            key="det_arch",
+            key=kept("det_arch"),
         )
-        cats = st.file_uploader("Categories (COCO JSON or list, optional)", type=["json"], key="det_cats")
-        req.checkpoint = up.getvalue() if up is not None else None
-        req.categories = cats.getvalue() if cats is not None else None
+        cats = kept_file("Categories (COCO JSON or list, optional)", key="det_cats", type=["json"])
+        req.checkpoint = up.data if up is not None else None
+        req.categories = cats.data if cats is not None else None
     return req
