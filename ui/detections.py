@@ -189,10 +189,10 @@ def loss_breakdown(
     )
 
 
-@st.cache_resource(max_entries=2, show_spinner="Reading the COCO file…")
-def read_coco(key: str, _data: bytes) -> CocoDataset:
-    """A COCO JSON parsed once per content digest (``key``); shared and read-only (not pickled on every rerun)."""
-    return load_coco(_data)
+def read_coco(key: str, data: bytes) -> CocoDataset:
+    """A COCO JSON parsed once per content digest (``key``), in the shared cache bounded by
+    ``limits().cache_bytes``; read-only. Raises ValueError for a malformed file (not cached)."""
+    return cached("coco", key, lambda: load_coco(data), max_entries=2, spinner="Reading the COCO file…")
 
 
 def model_picker() -> ModelRequest:
