@@ -10,7 +10,7 @@ from explorer.anchors import count_conventions, explain_anchor_count
 from explorer.figures import anchors as figs
 from explorer.images import MAX_PIXELS
 from ui import anchors as ui
-from ui.common import download_buttons, page_setup, plot
+from ui.common import download_buttons, kept, page_setup, plot
 
 page_setup("Anchor lab", "⚓")
 
@@ -114,7 +114,7 @@ if tab_img.open:
             ["GT boxes", "Positive anchors", "Ignored anchors", "Hard-negative density"],
             default="Positive anchors",
             required=True,
-            key="al_view",
+            key=kept("al_view"),
         )
         c1, c2, c3 = st.columns([3, 2, 2])
         anchor_view = view in ("Positive anchors", "Ignored anchors")  # the other views draw no anchors
@@ -122,12 +122,12 @@ if tab_img.open:
             "Levels", list(range(len(scene.grids))), default=list(range(len(scene.grids))),
             format_func=lambda i: scene.level_names[i], key="al_show_levels", disabled=not anchor_view,
         )  # fmt: skip
-        color_by = c3.radio("Colour positives by", ["gt", "level"], horizontal=True, key="al_colour",
+        color_by = c3.radio("Colour positives by", ["gt", "level"], horizontal=True, key=kept("al_colour"),
                             format_func={"gt": "matched GT", "level": "level"}.get,
                             disabled=view != "Positive anchors")  # fmt: skip
-        show_ignored = c3.toggle("Show ignored anchors", value=True, key="al_show_ign",
+        show_ignored = c3.toggle("Show ignored anchors", value=True, key=kept("al_show_ign"),
                                  disabled=view != "Positive anchors")  # fmt: skip
-        per_level = c2.toggle("One image per level", value=False, key="al_per_level", disabled=not anchor_view)
+        per_level = c2.toggle("One image per level", value=False, key=kept("al_per_level"), disabled=not anchor_view)
         if per_level and anchor_view:
             key = "ignored" if view == "Ignored anchors" else "positive"
             per_lvl = lab.per_level_table(scene, result)[key].tolist()
@@ -194,8 +194,8 @@ if tab_lvl.open:
         lvl = lab.per_level_table(scene, result)
         st.dataframe(lvl, hide_index=True, width="stretch")
         c1, c2 = st.columns(2)
-        norm = c1.toggle("Show shares (%)", value=False, key="al_norm")
-        logy = c2.toggle("Log count axis", value=True, key="al_logy", disabled=norm)
+        norm = c1.toggle("Show shares (%)", value=False, key=kept("al_norm"))
+        logy = c2.toggle("Log count axis", value=True, key=kept("al_logy"), disabled=norm)
         counts = {k: lvl[k].to_numpy()[:-1] for k in ("positive", "ignored", "hard negative", "easy negative")}
         fig_lvl = figs.level_label_bar(counts, scene.level_names, normalize=norm, log_y=logy)
         plot(fig_lvl, key="al_fig_lvl")

@@ -6,7 +6,7 @@ import streamlit as st
 
 from explorer.figures import dataset as figs
 from ui import dataset as ui
-from ui.common import page_setup, plot
+from ui.common import kept, page_setup, plot
 
 page_setup("Dataset diagnostics", "📊")
 
@@ -108,15 +108,15 @@ with tabs[2]:
 with tabs[3]:
     c1, c2, c3, c4 = st.columns(4)
     only_problem = c1.checkbox(
-        "Only unmatched boxes", key="dd_only_problem", help="Only images with a box that has no positive anchor"
+        "Only unmatched boxes", key=kept("dd_only_problem"), help="Only images with a box that has no positive anchor"
     )
-    min_boxes = c2.number_input("At least this many boxes", 0, 1000, 0, key="dd_min_boxes")
+    min_boxes = c2.number_input("At least this many boxes", 0, 1000, 0, key=kept("dd_min_boxes"))
     sort_by = c3.selectbox(
         "Sort by",
         ["positives", "pos_neg_ratio", "boxes", "boxes_no_positive", "hard_negatives", "ignored", "image_id"],
-        key="dd_sort",
+        key=kept("dd_sort"),
     )
-    descending = c4.toggle("Descending", value=True, key="dd_desc")
+    descending = c4.toggle("Descending", value=True, key=kept("dd_desc"))
     table = ui.filter_images(
         result.images, only_problem=only_problem, min_boxes=int(min_boxes), sort_by=sort_by, descending=descending
     )
@@ -139,9 +139,16 @@ with tabs[3]:
             st.info("No images for this dataset: upload a zip of the images (or pick an images folder) to see them.")
         else:
             boxes, classes = ui.image_boxes(ds, result, index)
-            show_ignored = st.checkbox("Show ignored anchors", value=True, key="dd_show_ignored")
+            show_ignored = st.checkbox("Show ignored anchors", value=True, key=kept("dd_show_ignored"))
             picture, summary, message = ui.anchor_view(
-                f"{source.key}:{index}", str(row["file_name"]), config, show_ignored, source.images, boxes, classes
+                f"{source.key}:{index}",
+                str(row["file_name"]),
+                config,
+                show_ignored,
+                source.images.identity,
+                source.images,
+                boxes,
+                classes,
             )
             if picture is None:
                 st.warning(message)
@@ -171,7 +178,9 @@ with tabs[4]:
     )
     st.markdown(f"**{len(no_pos):,} box(es)** get no positive anchor: {why}.")
     if len(no_pos) and source.images is not None:
-        gallery = ui.crops(f"{source.key}:{config!r}", source.images, ui.no_positive_rows(ds, result))
+        gallery = ui.crops(
+            f"{source.key}:{config!r}", source.images.identity, source.images, ui.no_positive_rows(ds, result)
+        )
         if gallery:
             cols = st.columns(6)
             for k, (crop, caption) in enumerate(gallery):
@@ -191,14 +200,14 @@ with tabs[5]:
         with c2:
             plot(figs.problems_by_kind(summary_table), key="dd_f_problems")
         severities = st.multiselect(
-            "Severity", ["error", "warning", "info"], default=["error", "warning", "info"], key="dd_sev"
+            "Severity", ["error", "warning", "info"], default=["error", "warning", "info"], key=kept("dd_sev")
         )
         st.dataframe(ds.problems[ds.problems["severity"].isin(severities)].head(5000), hide_index=True, width="stretch")
 
 with tabs[6]:
     export_key = f"{source.key}:{config!r}"
     stem = ds.name.removesuffix(".json")
-    if st.toggle("Prepare the downloads", key="dd_exports", help="Builds the CSV and Parquet files (cached)."):
+    if st.toggle("Prepare the downloads", key=kept("dd_exports"), help="Builds the CSV and Parquet files (cached)."):
         st.markdown("**Per-image statistics**")
         ui.export_buttons(export_key, f"{stem}-images", result.images, widget_key="dd_dl_images")
         st.markdown("**Per-class statistics**")

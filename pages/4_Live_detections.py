@@ -10,7 +10,7 @@ from explorer import detection_view, groundtruth
 from explorer.detector import filter_detections
 from explorer.figures import detections as figs
 from ui import detections as ui
-from ui.common import download_buttons, page_setup, plot
+from ui.common import download_buttons, kept, kept_file, kept_upload, page_setup, plot
 
 page_setup("Live detections", "🎯")
 st.caption(
@@ -25,20 +25,28 @@ with st.sidebar:
     st.header("Model")
     request = ui.model_picker()
     st.header("Image")
-    source = st.radio("Source", ["Sample scenes", "Upload"], horizontal=True, key="det_source")
+    source = st.radio("Source", ["Sample scenes", "Upload"], horizontal=True, key=kept("det_source"))
     scene_index = 0
     uploads, gt_file = [], None
     if source == "Sample scenes":
         scene_index = st.selectbox(
-            "Scene", range(detection_view.NUM_SAMPLE_SCENES), format_func=lambda i: f"held-out scene {i + 1}"
+            "Scene",
+            range(detection_view.NUM_SAMPLE_SCENES),
+            format_func=lambda i: f"held-out scene {i + 1}",
+            key=kept("det_scene"),
         )
     else:
-        uploads = st.file_uploader(
-            "Images", type=["jpg", "jpeg", "png", "bmp", "tif", "tiff", "webp"], accept_multiple_files=True
+        uploads = kept_upload(
+            "Images",
+            key="det_images",
+            multiple=True,
+            type=["jpg", "jpeg", "png", "bmp", "tif", "tiff", "webp"],
+            help=ui.pixel_limit_help(),
         )
-        gt_file = st.file_uploader("Ground truth (COCO JSON, optional; file names must match)", type=["json"])
+        gt_file = kept_file("Ground truth (COCO JSON, optional; file names must match)", key="det_gt", type=["json"])
 
-loaded, model_error, weights_unavailable = ui.load_model(request)
+served = ui.load_model(request)
+loaded, model_error, weights_unavailable = served.model, served.message, served.unavailable
 if model_error:
     if request.kind == "checkpoint" and request.checkpoint is None:
         st.info("Upload a checkpoint in the sidebar; until then the demo model runs.")
@@ -62,8 +70,8 @@ if source == "Sample scenes":
         st.info("The sample scenes' ground truth uses the shape classes; it is compared only with the demo model.")
 elif uploads:
     names = [u.name for u in uploads]
-    pick = st.selectbox("Uploaded image", range(len(uploads)), format_func=lambda i: names[i])
-    data = uploads[pick].getvalue()
+    pick = st.selectbox("Uploaded image", range(len(uploads)), format_func=lambda i: names[i], key="det_pick")
+    data = uploads[pick].data
     image_key = ui.digest(data)
     try:
         image = ui.decode_upload(image_key, data)
@@ -72,7 +80,7 @@ elif uploads:
     image_name = names[pick]
     if gt_file is not None and image is not None:
         try:
-            gt_data = gt_file.getvalue()
+            gt_data = gt_file.data
             coco = ui.read_coco(ui.digest(gt_data), gt_data)
             gt = detection_view.gt_for_image(coco, image_name)
             if gt is None:
@@ -92,7 +100,7 @@ if image is None:
 
 # ----------------------------------------------------------------------------------------------- inference
 try:
-    result = ui.infer(request.key, image_key, loaded, image)
+    result = ui.infer(served.key, image_key, loaded, image)
 except ValueError as err:
     st.error(f"{image_name}: {err}")
     st.stop()
@@ -101,11 +109,11 @@ for notice in result.notices:
 
 names = loaded.class_names
 c1, c2, c3, c4 = st.columns([1.2, 1.6, 1, 1])
-score_thresh = c1.slider("Score threshold", 0.05, 1.0, 0.3, 0.01)
+score_thresh = c1.slider("Score threshold", 0.05, 1.0, 0.3, 0.01, key=kept("det_score"))
 present = sorted(set(result.candidates.labels.tolist()) | (set(gt[1].tolist()) if gt is not None else set()))
 class_filter = c2.multiselect("Classes (empty = all)", present, format_func=loaded.label_name, key="det_classes")
-max_dets = c3.number_input("Max detections", 1, 300, 100, 10)
-view = c4.radio("Show", ["Final detections", "Candidates before NMS"], key="det_view")
+max_dets = c3.number_input("Max detections", 1, 300, 100, 10, key=kept("det_max"))
+view = c4.radio("Show", ["Final detections", "Candidates before NMS"], key=kept("det_view"))
 
 classes = set(class_filter) if class_filter else None
 shown_final = filter_detections(result.detections, score_thresh=score_thresh, classes=classes, max_detections=max_dets)
@@ -167,13 +175,17 @@ if gt is None:
     st.stop()
 
 g1, g2, g3 = st.columns(3)
-alpha = g1.slider("Focal α (-1 = off)", -1.0, 1.0, 0.25, 0.05)
-gamma = g2.slider("Focal γ", 0.0, 5.0, 2.0, 0.1)
+alpha = g1.slider("Focal α (-1 = off)", -1.0, 1.0, 0.25, 0.05, key=kept("det_alpha"))
+gamma = g2.slider("Focal γ", 0.0, 5.0, 2.0, 0.1, key=kept("det_gamma"))
 kind = g3.selectbox(
-    "Loss shown in the maps", list(groundtruth.LOSS_KINDS), index=1, format_func=groundtruth.LOSS_KINDS.get
+    "Loss shown in the maps",
+    list(groundtruth.LOSS_KINDS),
+    index=1,
+    format_func=groundtruth.LOSS_KINDS.get,
+    key=kept("det_loss_kind"),
 )
 try:
-    breakdown = ui.loss_breakdown(request.key, image_key, result.dense, gt[0], gt[1], alpha=alpha, gamma=gamma)
+    breakdown = ui.loss_breakdown(served.key, image_key, result.dense, gt[0], gt[1], alpha=alpha, gamma=gamma)
 except ValueError as err:
     st.error(f"The ground truth does not fit this model: {err}")
     st.stop()
@@ -205,7 +217,7 @@ with s2:
     download_buttons(name=f"loss_shares_{image_name}", df=shares, key="det_shares_dl")
 
 groups = st.multiselect(
-    "Groups in the maps", list(figs.GROUP_COLORS), default=list(figs.GROUP_COLORS), key="det_groups"
+    "Groups in the maps", list(figs.GROUP_COLORS), default=list(figs.GROUP_COLORS), key=kept("det_groups")
 )
 level_maps = groundtruth.level_loss_maps(result.dense, breakdown, kind)
 loss_fig = figs.loss_maps_figure(level_maps, groups, loss_name=groundtruth.LOSS_KINDS[kind])

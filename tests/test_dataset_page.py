@@ -171,3 +171,18 @@ def test_figures_build_for_a_scan_and_for_an_empty_one():
         assert all(isinstance(f, go.Figure) for f in figures)
     sizes = figs.box_sizes(scan_dataset(load_coco(coco), device="cpu").boxes)
     assert {t.name.split(" ")[0] for t in sizes.data} == {"small", "medium", "large"}
+
+
+def test_an_upload_kept_for_the_session_can_be_cleared(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    coco = json.loads(synthetic.sample_dataset().read_text())
+    small = {**coco, "images": coco["images"][:3], "annotations": []}
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.radio(key="dd_source").set_value("Upload a COCO JSON").run()
+    at.file_uploader(key="dd_json").set_value(("three.json", json.dumps(small).encode(), "application/json")).run()
+    assert _metrics(at)["Images"] == "3"
+    at.file_uploader(key="dd_json").set_value(None).run()  # the uploader emptied (as after a page change)
+    assert _metrics(at)["Images"] == "3" and any("uploaded earlier" in c.value for c in at.caption)
+    at.button(key="dd_json_clear").click().run()
+    assert not at.exception and not at.metric
+    assert any("Upload a COCO instances JSON" in i.value for i in at.info)

@@ -178,3 +178,48 @@ def test_too_elongated_upload_is_an_error_message(monkeypatch):
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.error and at.error[0].value.startswith("strip.png: image is too elongated")
+
+
+def test_hosted_server_offers_no_weight_download_without_the_operator(monkeypatch, tmp_path):
+    """Issue 9.6: on a hosted server a visitor cannot trigger the COCO-weights download."""
+    monkeypatch.setenv("FOCALSCOPE_HOSTED", "1")
+    monkeypatch.delenv("FOCALSCOPE_ALLOW_DOWNLOAD", raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("a download was attempted")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
+    at = run_page(monkeypatch, lambda at: at.selectbox(key="det_model").set_value(detector.V1))
+    assert not [c for c in at.sidebar.checkbox if "Download" in c.label]
+    assert "FOCALSCOPE_ALLOW_DOWNLOAD=1" in " ".join(c.value for c in at.sidebar.caption)
+    assert any("showing the demo model instead" in w.value for w in at.warning)
+
+
+def _loss_line(at: AppTest) -> str:
+    return next(m.value for m in at.markdown if "Image loss normalised" in m.value)
+
+
+def _shown(slider) -> float:
+    """What the browser draws: the value the server sends (``set_value``), else the widget's default."""
+    proto = slider.proto
+    return (proto.value if proto.set_value else proto.default)[0]
+
+
+def test_widgets_keep_their_value_through_a_source_round_trip(monkeypatch):
+    """Issue 9.5: after Sample scenes -> Upload -> Sample scenes the sliders show the values the loss uses (the
+    server kept gamma 0 while the browser redrew the slider at its default 2.0)."""
+    at = run_page(monkeypatch)
+    default_line = _loss_line(at)
+    at.slider(key="det_gamma").set_value(0.0)
+    at.slider(key="det_score").set_value(0.5)
+    at.run()
+    gamma0_line = _loss_line(at)
+    assert gamma0_line != default_line
+    at.radio(key="det_source").set_value("Upload").run()
+    assert not at.exception
+    at.radio(key="det_source").set_value("Sample scenes").run()
+    assert not at.exception
+    for key, value in (("det_gamma", 0.0), ("det_score", 0.5)):
+        assert at.slider(key=key).value == value and _shown(at.slider(key=key)) == value
+    assert _loss_line(at) == gamma0_line

@@ -12,8 +12,8 @@ from explorer import boxes as boxio
 from explorer import overlay, synthetic
 from explorer.anchors import AnchorConfig, octave_sizes
 from explorer.assign import SparseIoU, threshold_sweep
-from explorer.images import UPLOAD_EXTENSIONS, decode_image
-from ui.common import digest, sample_coco, sample_dataset_image
+from explorer.images import UPLOAD_EXTENSIONS
+from ui.common import decode_upload, digest, kept, kept_file, pixel_limit_help, sample_coco, sample_dataset_image
 
 
 @dataclass(frozen=True)
@@ -27,17 +27,6 @@ class ImageInput:
 
 
 # ---------------------------------------------------------------- cached loaders
-
-
-@st.cache_resource(max_entries=2, show_spinner="Decoding the image…")
-def decode_upload(key: str, _data: bytes) -> np.ndarray:
-    """Decode an upload once per content digest (``key``); raises ValueError for bad images.
-
-    A resource cache (shared, read-only, not pickled on every hit): a 50 MP image is 150 MB of pixels.
-    """
-    img = decode_image(_data)
-    img.setflags(write=False)
-    return img
 
 
 @st.cache_resource(max_entries=1, show_spinner="Reading the COCO file…")
@@ -120,27 +109,27 @@ def anchor_config_widgets() -> AnchorConfig:
     convention = st.selectbox(
         "Convention",
         ["torchvision", "mmdet", "detectron2"],
-        key="al_convention",
+        key=kept("al_convention"),
         help="torchvision: integer sizes, rounded cell anchors, stride = padded // grid, floor resize. "
         "mmdet / detectron2: float sizes, fixed strides, rounded resize; detectron2 orders anchors size-major.",
     )
     c1, c2 = st.columns(2)
-    base = c1.number_input("P3 base size (px)", 4, 256, 32, 4, key="al_base", help="Sizes double per level.")
-    spo = c2.number_input("Scales per octave", 1, 5, 3, 1, key="al_spo")
+    base = c1.number_input("P3 base size (px)", 4, 256, 32, 4, key=kept("al_base"), help="Sizes double per level.")
+    spo = c2.number_input("Scales per octave", 1, 5, 3, 1, key=kept("al_spo"))
     ratios = st.multiselect(
         "Aspect ratios (h/w)",
         [0.25, 0.33, 0.5, 1.0, 2.0, 3.0, 4.0],
         default=[0.5, 1.0, 2.0],
-        key="al_ratios",
+        key=kept("al_ratios"),
         help="h / w in all three frameworks: 0.5 is a wide box.",
     )
-    levels = st.slider("Pyramid levels", 3, 7, (3, 7), key="al_levels")
+    levels = st.slider("Pyramid levels", 3, 7, (3, 7), key=kept("al_levels"))
     st.subheader("Input size")
-    resize = st.toggle("Resize like the model", value=True, key="al_resize")
+    resize = st.toggle("Resize like the model", value=True, key=kept("al_resize"))
     c3, c4 = st.columns(2)
-    min_size = c3.number_input("Short side", 128, 2048, 800, 32, key="al_min", disabled=not resize)
-    max_size = c4.number_input("Long side max", 128, 4096, 1333, 1, key="al_max", disabled=not resize)
-    div = st.selectbox("Pad to a multiple of", [32, 64, 128, 1], key="al_div")
+    min_size = c3.number_input("Short side", 128, 2048, 800, 32, key=kept("al_min"), disabled=not resize)
+    max_size = c4.number_input("Long side max", 128, 4096, 1333, 1, key=kept("al_max"), disabled=not resize)
+    div = st.selectbox("Pad to a multiple of", [32, 64, 128, 1], key=kept("al_div"))
     lv = list(range(levels[0], levels[1] + 1))
     bases = tuple(int(base) * 2 ** (k - 3) for k in lv)
     sizes = octave_sizes(bases, int(spo), integer=convention == "torchvision")
@@ -165,21 +154,21 @@ def assigner_widgets() -> dict:
     st.subheader("Assignment")
     assigner = st.radio(
         "Assigner", ["max_iou", "atss"], format_func={"max_iou": "Max-IoU (RetinaNet)", "atss": "ATSS"}.get,
-        key="al_assigner", horizontal=True,
+        key=kept("al_assigner"), horizontal=True,
     )  # fmt: skip
-    pos = st.slider("Positive IoU ≥", 0.05, 0.95, 0.5, 0.05, key="al_pos", disabled=assigner == "atss")
-    neg = st.slider("Negative IoU <", 0.0, 0.95, 0.4, 0.05, key="al_neg", disabled=assigner == "atss")
+    pos = st.slider("Positive IoU ≥", 0.05, 0.95, 0.5, 0.05, key=kept("al_pos"), disabled=assigner == "atss")
+    neg = st.slider("Negative IoU <", 0.0, 0.95, 0.4, 0.05, key=kept("al_neg"), disabled=assigner == "atss")
     if neg > pos:
         st.warning(f"Negative threshold {neg:.2f} is above the positive one {pos:.2f}: using {pos:.2f}.")
         neg = pos
-    low_quality = st.toggle("Low-quality matches", value=True, key="al_lq", disabled=assigner == "atss")
+    low_quality = st.toggle("Low-quality matches", value=True, key=kept("al_lq"), disabled=assigner == "atss")
     semantics = st.radio(
-        "Low-quality semantics", ["torchvision", "mmdet"], key="al_sem", horizontal=True,
+        "Low-quality semantics", ["torchvision", "mmdet"], key=kept("al_sem"), horizontal=True,
         disabled=assigner == "atss" or not low_quality,
         help="torchvision/detectron2: a promoted anchor keeps its own best GT. mmdet: it goes to the GT that "
         "picked it (later GTs overwrite earlier ones).",
     )  # fmt: skip
-    topk = st.number_input("ATSS top-k per level", 1, 50, 9, 1, key="al_topk", disabled=assigner != "atss")
+    topk = st.number_input("ATSS top-k per level", 1, 50, 9, 1, key=kept("al_topk"), disabled=assigner != "atss")
     return {
         "assigner": assigner,
         "pos_thresh": float(pos),
@@ -193,26 +182,26 @@ def assigner_widgets() -> dict:
 def image_input_widget() -> ImageInput | None:
     """Image source: a sample scene, an image of the sample dataset, or an upload. None when nothing usable."""
     source = st.radio(
-        "Image", ["scene", "dataset", "upload"], horizontal=True, key="al_source",
+        "Image", ["scene", "dataset", "upload"], horizontal=True, key=kept("al_source"),
         format_func={"scene": "Sample scene", "dataset": "Sample dataset", "upload": "Upload"}.get,
     )  # fmt: skip
     if source == "scene":
-        seed = int(st.number_input("Scene seed", 0, 10_000, 7, 1, key="al_seed"))
+        seed = int(st.number_input("Scene seed", 0, 10_000, 7, 1, key=kept("al_seed")))
         img, anns = sample_scene(seed)
         own = boxio.boxes_from_scene(anns, img.shape[1], img.shape[0], synthetic.CLASS_NAMES)
         return ImageInput(img, f"scene-{seed}", f"scene_{seed}.png", own)
     if source == "dataset":
         coco = sample_coco()
         names = boxio.coco_file_names(coco)
-        name = st.selectbox("Sample image", names, key="al_sample_name")
+        name = st.selectbox("Sample image", names, key=kept("al_sample_name"))
         img = sample_dataset_image(name)
         own = boxio.boxes_from_coco(coco, name, img.shape[1], img.shape[0])
         return ImageInput(img, f"sample-{name}", name, own)
-    up = st.file_uploader("Image file", type=list(UPLOAD_EXTENSIONS), key="al_upload")
+    up = kept_file("Image file", key="al_upload", type=list(UPLOAD_EXTENSIONS), help=pixel_limit_help())
     if up is None:
         st.info("Upload an image (jpg, png, webp, bmp, tiff), or pick a sample.")
         return None
-    data = up.getvalue()
+    data = up.data
     key = digest(data)
     try:
         img = decode_upload(key, data)
@@ -270,9 +259,9 @@ def boxes_input_widget(inp: ImageInput) -> boxio.BoxSet:
             except ValueError as err:
                 st.error(f"{name}: {err}")
     elif src == "yolo":
-        up = st.file_uploader("YOLO labels (.txt)", type=["txt"], key="al_yolo")
+        up = kept_file("YOLO labels (.txt)", key="al_yolo", type=["txt"])
         if up is not None:
-            data = up.getvalue()
+            data = up.data
             src_key = f"yolo-{digest(data)[:16]}"
             try:
                 parsed = boxio.parse_yolo(data, w, h)
@@ -281,7 +270,7 @@ def boxes_input_widget(inp: ImageInput) -> boxio.BoxSet:
     edit = src == "table" or st.toggle(
         "Edit the boxes in a table",
         value=False,
-        key="al_edit_boxes",
+        key=kept("al_edit_boxes"),
         help="Add, change or delete boxes (original image pixels). Edits start from the source's boxes and are "
         "dropped when the image or the source changes.",
     )

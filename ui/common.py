@@ -6,8 +6,11 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -16,7 +19,11 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from explorer import synthetic
+from explorer.cache import BoundedCache
 from explorer.images import decode_image
+from explorer.settings import limits
+
+T = TypeVar("T")
 
 #: Page files, titles and Material icons, in navigation order. Navigation lists only the files that exist.
 HOME: tuple[str, str, str] = ("app.py", "Home", ":material/center_focus_strong:")
@@ -86,6 +93,124 @@ def device_label() -> str:
     if torch.cuda.is_available():
         return f"CUDA · {torch.cuda.get_device_name(0)}"
     return f"CPU · {torch.get_num_threads()} threads"
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _shared_cache(name: str, max_entries: int, max_bytes: int) -> BoundedCache:
+    return BoundedCache(max_entries, max_bytes)
+
+
+def shared_cache(name: str, max_entries: int) -> BoundedCache:
+    """The server-wide cache ``name`` (shared by every session): at most ``max_entries`` values within
+    ``limits().cache_bytes`` bytes (:func:`explorer.cache.nbytes`), least recently used evicted first."""
+    return _shared_cache(name, max_entries, limits().cache_bytes)
+
+
+def cached(name: str, key: Hashable, build: Callable[[], T], *, max_entries: int, spinner: str | None = None) -> T:
+    """``build()`` once per ``key`` in the shared cache ``name`` (see :func:`shared_cache`). The key must name
+    everything ``build`` reads. A value larger than the whole budget is returned without being kept. Values are
+    shared between sessions: read them, never write to them."""
+    cache = shared_cache(name, max_entries)
+    value = cache.get(key)
+    if value is not None:
+        return value
+    with st.spinner(spinner) if spinner else nullcontext():
+        return cache.get_or_create(key, build, must_fit=False)
+
+
+def pixel_limit_help() -> str:
+    """The uploaders' note on the server's pixel budget."""
+    return f"Images up to {limits().max_pixels / 1e6:,.0f} megapixels (this server's FOCALSCOPE_MAX_PIXELS)."
+
+
+def decode_upload(key: str, data: bytes) -> np.ndarray:
+    """Decode an uploaded image once per content digest ``key`` within the server's pixel budget
+    (``limits().max_pixels``); shared and read-only. Raises ValueError for a bad or too large image (not cached)."""
+    max_pixels = limits().max_pixels
+
+    def build() -> np.ndarray:
+        image = decode_image(data, max_pixels=max_pixels)
+        image.setflags(write=False)
+        return image
+
+    return cached("images", (key, max_pixels), build, max_entries=4, spinner="Decoding the image…")
+
+
+# ---------------------------------------------------------------- inputs kept for the session
+
+#: Session keys (not widget keys) of the kept widget values and uploads: Streamlit drops a widget's state when a
+#: run does not draw it (another page, a branch not taken), these survive until the session ends.
+KEPT_VALUES = "_kept_values"
+KEPT_UPLOADS = "_kept_uploads"
+
+
+def kept(key: str) -> str:
+    """A widget key whose value is kept for the session: ``st.slider(..., key=kept("det_gamma"))``.
+
+    Each run copies the widget's value to :data:`KEPT_VALUES` and writes it back through the Session State API
+    before the widget is drawn. Streamlit drops a widget's state when a run ends without it (the user went to
+    another page): the value then comes back from the copy. And a widget that a run skipped (a branch hid it, the
+    page stopped early) keeps its value on the server while the browser redraws it at its default: writing the
+    value back makes Streamlit send it, so the widget shows the value the page computes with. Not for buttons,
+    uploaders or editors (their values cannot be set), nor for choices whose options change.
+    """
+    state = st.session_state
+    values = state.setdefault(KEPT_VALUES, {})
+    if key in state:
+        values[key] = state[key]
+    if key in values:
+        state[key] = values[key]
+    return key
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An uploaded file kept in the session: its name, bytes and Streamlit's id of the upload."""
+
+    name: str
+    data: bytes
+    file_id: str
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+def kept_upload(label: str, *, key: str, multiple: bool = False, where=st, **kwargs) -> list[Upload]:
+    """A file uploader whose files stay for the session (a page change empties Streamlit's uploader).
+
+    While the uploader is empty, the files uploaded earlier are used; a caption names them, with a button to
+    forget them. The bytes live in this session's state only (released with the session, never shared).
+
+    Returns:
+        The files (at most one unless ``multiple``); empty when there are none.
+    """
+    store: dict[str, list[Upload]] = st.session_state.setdefault(KEPT_UPLOADS, {})
+    value = where.file_uploader(label, key=key, accept_multiple_files=multiple, **kwargs)
+    files = [f for f in (value if multiple else [value]) if f is not None]
+    if files:
+        old = {u.file_id: u for u in store.get(key, [])}
+        store[key] = [old.get(f.file_id) or Upload(f.name, f.getvalue(), f.file_id) for f in files]
+        return store[key]
+    earlier = store.get(key, [])
+    if earlier:
+        names = ", ".join(u.name for u in earlier)
+        where.caption(f"Using **{md_escape(names)}** (uploaded earlier).")
+        where.button("Clear", key=f"{key}_clear", on_click=store.pop, args=(key, None), help=f"Forget {names}")
+    return earlier
+
+
+def kept_file(label: str, *, key: str, where=st, **kwargs) -> Upload | None:
+    """:func:`kept_upload` of one file: the file, or None."""
+    files = kept_upload(label, key=key, where=where, **kwargs)
+    return files[0] if files else None
+
+
+def md_escape(text: str) -> str:
+    """Escape Markdown so that messages show names such as ``__main__.Foo`` or ``*.pt`` literally; URLs are kept
+    as they are (Streamlit links them, and a backslash inside one would show)."""
+    parts = re.split(r"(https?://[^\s)>]+)", text)
+    return "".join(p if i % 2 else re.sub(r"([\\`*_{}\[\]<>#|~])", r"\\\1", p) for i, p in enumerate(parts))
 
 
 def digest(data: bytes) -> str:

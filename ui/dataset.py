@@ -7,12 +7,12 @@ is resolved and must stay inside the root).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import threading
 import zipfile
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -21,27 +21,36 @@ import numpy as np
 import streamlit as st
 
 from explorer.anchors import CONVENTIONS, default_config
+from explorer.cache import TooLargeError
 from explorer.coco import CocoDataset, load_coco
 from explorer.dataset_view import box_crop, labeled_anchor_image
 from explorer.images import decode_image
 from explorer.scan import ScanConfig, ScanResult, scan_dataset
-from ui.common import digest, sample_dataset_path
+from explorer.settings import limits
+from ui.common import cached, digest, kept, kept_file, pixel_limit_help, sample_dataset_path, shared_cache
 
 DATA_ROOT_ENV = "FOCALSCOPE_DATA_ROOT"
 MAX_JSON_BYTES = 1_000_000_000
 MAX_ZIP_BYTES = 2_000_000_000
 MAX_IMAGE_BYTES = 60_000_000
-#: Scans kept in memory (per server process): a COCO-train scan holds about 200 MB of tables.
+#: Scans kept in memory (per server process, within ``limits().cache_bytes``): a COCO-train scan holds about 200 MB.
 SCAN_CACHE_ENTRIES = 3
+#: Zip image stores kept (within ``limits().cache_bytes``): each holds its whole archive.
+ZIP_CACHE_ENTRIES = 2
 
 
 # ---------------------------------------------------------------- image stores
 
 
 class ImageStore:
-    """Where the images of a dataset come from; ``read`` returns the bytes of a ``file_name`` or None."""
+    """Where the images of a dataset come from; ``read`` returns the bytes of a ``file_name`` or None.
+
+    ``identity`` names the content (a zip's digest, a folder's path and modification time): every cache that reads
+    a store is keyed on it, so that two stores with the same annotation file never share pixels.
+    """
 
     description = ""
+    identity = ""
 
     def read(self, file_name: str) -> bytes | None:  # pragma: no cover - interface
         raise NotImplementedError
@@ -56,6 +65,11 @@ class FolderImages(ImageStore):
     def __init__(self, folder: Path) -> None:
         self.folder = folder.resolve()
         self.description = f"folder {folder.name}/"
+        try:
+            mtime = self.folder.stat().st_mtime_ns
+        except OSError:
+            mtime = 0
+        self.identity = f"folder:{self.folder}:{mtime}"
 
     def _path(self, file_name: str) -> Path | None:
         try:
@@ -80,9 +94,10 @@ class FolderImages(ImageStore):
 
 
 class ZipImages(ImageStore):
-    """Images inside an uploaded zip, looked up by path or by base name; members are read one at a time."""
+    """Images inside an uploaded zip, looked up by path or by base name; members are read one at a time.
+    ``key`` is the digest of ``data`` when the caller has it (hashing a 300 MB zip takes about a second)."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, key: str | None = None) -> None:
         if not data:
             raise ValueError("the images file is empty")
         if not zipfile.is_zipfile(io.BytesIO(data)):
@@ -97,7 +112,13 @@ class ZipImages(ImageStore):
         for i in infos:
             self.by_base.setdefault(PurePosixPath(i.filename).name, i)
         self.lock = threading.Lock()
+        self.size = len(data)
         self.description = f"zip with {len(infos):,} files"
+        self.identity = f"zip:{key or digest(data)}"
+
+    def __sizeof__(self) -> int:
+        """The archive's bytes plus about 200 bytes per member (what the cache bounds by)."""
+        return self.size + 200 * len(self.by_name)
 
     def _info(self, file_name: str) -> zipfile.ZipInfo | None:
         return self.by_name.get(file_name) or self.by_base.get(PurePosixPath(file_name).name)
@@ -116,10 +137,10 @@ class ZipImages(ImageStore):
                 return None
 
 
-@st.cache_resource(max_entries=2, show_spinner=False)
-def zip_store(key: str, _data: bytes) -> ZipImages:
-    """The zip image store of an upload, once per content digest ``key`` (raises ValueError if not a zip)."""
-    return ZipImages(_data)
+def zip_store(key: str, data: bytes) -> ZipImages:
+    """The zip image store of an upload, once per content digest ``key`` (raises ValueError if not a zip), in the
+    shared cache bounded by ``limits().cache_bytes`` (a zip store holds the whole archive)."""
+    return cached("zips", key, lambda: ZipImages(data, key), max_entries=ZIP_CACHE_ENTRIES)
 
 
 def image_coverage(store: ImageStore, file_names: list[str], limit: int = 500) -> tuple[int, int]:
@@ -228,7 +249,7 @@ def source_widget() -> Source | None:
     options = ["Sample dataset (200 synthetic images)", "Upload a COCO JSON"]
     if root is not None:
         options.append("Server data folder")
-    choice = st.radio("Dataset", options, horizontal=True, key="dd_source")
+    choice = st.radio("Dataset", options, horizontal=True, key=kept("dd_source"))
     if choice == options[0]:
         path = Path(sample_dataset_path())
         info = path.stat()
@@ -236,8 +257,8 @@ def source_widget() -> Source | None:
         return Source("sample dataset", key, path.read_bytes, info.st_size, FolderImages(path.parent / "images"))
     if choice == options[1]:
         c1, c2 = st.columns(2)
-        ann = c1.file_uploader("COCO instances JSON", type=["json"], key="dd_json")
-        imgs = c2.file_uploader("Images (optional zip)", type=["zip"], key="dd_zip")
+        ann = kept_file("COCO instances JSON", key="dd_json", where=c1, type=["json"])
+        imgs = kept_file("Images (optional zip)", key="dd_zip", where=c2, type=["zip"], help=pixel_limit_help())
         if ann is None:
             st.info("Upload a COCO instances JSON (for example `instances_val2017.json`).")
             return None
@@ -249,13 +270,12 @@ def source_widget() -> Source | None:
             if imgs.size > MAX_ZIP_BYTES:
                 st.error(f"{imgs.name} is {imgs.size / 1e6:.0f} MB; the limit is {MAX_ZIP_BYTES / 1e6:.0f} MB.")
             else:
-                zdata = imgs.getvalue()
                 try:
-                    store = zip_store(upload_digest(imgs.file_id, imgs.size, zdata), zdata)
+                    store = zip_store(upload_digest(imgs.file_id, imgs.size, imgs.data), imgs.data)
                 except ValueError as exc:
                     st.error(f"{imgs.name}: {exc}. The statistics below do not need the images.")
-        key = upload_digest(ann.file_id, ann.size, ann.getvalue())
-        return Source(ann.name, key, ann.getvalue, ann.size, store)
+        key = upload_digest(ann.file_id, ann.size, ann.data)
+        return Source(ann.name, key, lambda: ann.data, ann.size, store)
     assert root is not None
     files, dirs = server_entries(str(root))
     if not files:
@@ -286,14 +306,14 @@ def source_widget() -> Source | None:
 def scan_config_widgets() -> ScanConfig:
     """Sidebar controls: convention, input size, thresholds, low-quality matches."""
     st.subheader("Scan configuration")
-    convention = st.selectbox("Anchor convention", CONVENTIONS, key="dd_convention")
+    convention = st.selectbox("Anchor convention", CONVENTIONS, key=kept("dd_convention"))
     c1, c2 = st.columns(2)
-    min_size = c1.number_input("Short side", 128, 2048, 800, 32, key="dd_min")
-    max_size = c2.number_input("Long side max", 128, 4096, 1333, 1, key="dd_max")
+    min_size = c1.number_input("Short side", 128, 2048, 800, 32, key=kept("dd_min"))
+    max_size = c2.number_input("Long side max", 128, 4096, 1333, 1, key=kept("dd_max"))
     c3, c4 = st.columns(2)
-    pos = c3.number_input("Positive IoU ≥", 0.05, 1.0, 0.5, 0.05, key="dd_pos")
-    neg = c4.number_input("Negative IoU <", 0.05, 1.0, 0.4, 0.05, key="dd_neg")
-    low_quality = st.toggle("Low-quality matches", value=True, key="dd_lq", help="allow_low_quality_matches")
+    pos = c3.number_input("Positive IoU ≥", 0.05, 1.0, 0.5, 0.05, key=kept("dd_pos"))
+    neg = c4.number_input("Negative IoU <", 0.05, 1.0, 0.4, 0.05, key=kept("dd_neg"))
+    low_quality = st.toggle("Low-quality matches", value=True, key=kept("dd_lq"), help="allow_low_quality_matches")
     if neg > pos:
         st.warning(f"Negative threshold {neg} is above the positive one {pos}: using {pos} for both.")
         neg = pos
@@ -304,42 +324,15 @@ def scan_config_widgets() -> ScanConfig:
 # ---------------------------------------------------------------- the scan, cached
 
 
-class _ScanCache:
-    """A small LRU of (dataset, scan result) keyed on annotation digest + configuration."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.items: OrderedDict[str, tuple[CocoDataset, ScanResult]] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get(self, key: str) -> tuple[CocoDataset, ScanResult] | None:
-        with self.lock:
-            if key in self.items:
-                self.items.move_to_end(key)
-                return self.items[key]
-        return None
-
-    def put(self, key: str, value: tuple[CocoDataset, ScanResult]) -> None:
-        with self.lock:
-            self.items[key] = value
-            self.items.move_to_end(key)
-            while len(self.items) > self.size:
-                self.items.popitem(last=False)
-
-
-@st.cache_resource(max_entries=1, show_spinner=False)
-def _scan_cache() -> _ScanCache:
-    return _ScanCache(SCAN_CACHE_ENTRIES)
-
-
 def load_and_scan(source: Source, config: ScanConfig) -> tuple[CocoDataset, ScanResult]:
     """Load and scan with a progress bar, or return the cached result for the same bytes and configuration.
 
     Raises:
         ValueError: the annotation bytes are not a COCO instances file (the message says why).
     """
-    key = f"{source.key}:{config!r}"
-    cache = _scan_cache()
+    # the name is in the key too: the dataset carries it, and one user's file name is not shown to another
+    key = f"{source.key}:{source.name}:{config!r}"
+    cache = shared_cache("scans", SCAN_CACHE_ENTRIES)
     hit = cache.get(key)
     if hit is not None:
         return hit
@@ -358,7 +351,8 @@ def load_and_scan(source: Source, config: ScanConfig) -> tuple[CocoDataset, Scan
         result = scan_dataset(ds, config, progress=progress)
     finally:
         bar.empty()
-    cache.put(key, (ds, result))
+    with contextlib.suppress(TooLargeError):  # larger than the whole cache budget: used for this run only
+        cache.put(key, (ds, result))
     return ds, result
 
 
@@ -371,16 +365,18 @@ def anchor_view(
     file_name: str,
     config: ScanConfig,
     show_ignored: bool,
+    store_id: str,
     _store: ImageStore,
     _boxes_input: np.ndarray,
     _classes: list[str],
 ) -> tuple[np.ndarray | None, dict, str]:
-    """(picture, summary, message) for one image of the dataset (cached per dataset key, file and config)."""
+    """(picture, summary, message) for one image of the dataset, cached per dataset key (annotation digest and
+    image row), file, config and image store (``store_id``: the ``identity`` of ``_store``)."""
     data = _store.read(file_name)
     if data is None:
         return None, {}, f"{file_name} is not among the images ({_store.description})."
     try:
-        image = decode_image(data)
+        image = decode_image(data, max_pixels=limits().max_pixels)
     except ValueError as exc:
         return None, {}, f"{file_name}: {exc}"
     picture, summary = labeled_anchor_image(image, _boxes_input, config, classes=_classes, show_ignored=show_ignored)
@@ -389,16 +385,23 @@ def anchor_view(
 
 @st.cache_data(max_entries=4, show_spinner=False)
 def crops(
-    key: str, _store: ImageStore, _rows: list[tuple[str, tuple[float, float, float, float], str]], limit: int = 24
+    key: str,
+    store_id: str,
+    _store: ImageStore,
+    _rows: list[tuple[str, tuple[float, float, float, float], str]],
+    limit: int = 24,
 ) -> list[tuple[np.ndarray, str]]:
-    """Crops around boxes: rows of (file_name, original-scale xyxy box, caption); unreadable images are skipped."""
+    """Crops around boxes: rows of (file_name, original-scale xyxy box, caption); unreadable images are skipped.
+    Cached per ``key`` (what ``_rows`` derive from: annotation digest and configuration) and image store
+    (``store_id``: the ``identity`` of ``_store``)."""
     out: list[tuple[np.ndarray, str]] = []
+    max_pixels = limits().max_pixels
     decoded: dict[str, np.ndarray | None] = {}
     for file_name, box, caption in _rows[:limit]:
         if file_name not in decoded:
             data = _store.read(file_name)
             try:
-                decoded[file_name] = decode_image(data) if data is not None else None
+                decoded[file_name] = decode_image(data, max_pixels=max_pixels) if data is not None else None
             except ValueError:
                 decoded[file_name] = None
         image = decoded[file_name]

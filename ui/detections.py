@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -10,11 +9,20 @@ import numpy as np
 import streamlit as st
 
 from explorer import detector, groundtruth
+from explorer.cache import BoundedCache, TooLargeError
 from explorer.coco import CocoDataset, load_coco
 from explorer.detector import DenseOutputs, InferenceResult, LoadedModel, WeightsUnavailableError
 from explorer.groundtruth import LossBreakdown
-from explorer.images import decode_image
-from ui.common import digest
+from explorer.settings import MB, limits
+from ui.common import (  # noqa: F401 (decode_upload, md_escape: used by the page as ui.*)
+    cached,
+    decode_upload,
+    digest,
+    kept,
+    kept_file,
+    md_escape,
+    pixel_limit_help,
+)
 
 MODEL_CHOICES: dict[str, str] = {
     "demo": "Demo model (synthetic shapes, ships with the app)",
@@ -24,17 +32,14 @@ MODEL_CHOICES: dict[str, str] = {
 }
 
 
-def md_escape(text: str) -> str:
-    """Escape Markdown so that messages show names such as ``__main__.Foo`` or ``*.pt`` literally; URLs are kept
-    as they are (Streamlit links them, and a backslash inside one would show)."""
-    parts = re.split(r"(https?://[^\s)>]+)", text)
-    return "".join(p if i % 2 else re.sub(r"([\\`*_{}\[\]<>#|~])", r"\\\1", p) for i, p in enumerate(parts))
-
-
 @dataclass
 class ModelRequest:
     """What the user asked for. ``checkpoint``/``categories`` are bytes, keyed by their digests (hashed once per
-    request: the key is read several times a rerun and a checkpoint can be hundreds of MB)."""
+    request: the key is read several times a rerun and a checkpoint can be hundreds of MB).
+
+    ``key`` names the model (the same COCO weights with and without permission to download are one model);
+    ``failure_key`` also names the permission, since a refused download is remembered per request.
+    """
 
     kind: str
     checkpoint: bytes | None = None
@@ -44,10 +49,41 @@ class ModelRequest:
 
     @cached_property
     def key(self) -> str:
-        parts = [self.kind, self.arch, str(self.allow_download)]
+        parts = [self.kind, self.arch]
         for blob in (self.checkpoint, self.categories):
-            parts.append(digest(blob) if blob else "-")
+            parts.append(digest(blob) if blob is not None else "-")
         return "|".join(parts)
+
+    @property
+    def failure_key(self) -> str:
+        return f"{self.key}|download={self.allow_download}"
+
+
+#: The served key of the demo model (what inference is keyed on when a request falls back to it).
+DEMO_KEY = ModelRequest("demo").key
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """The model a page runs: the requested one, or the demo model and a message when it cannot be served.
+
+    Attributes:
+        model: the model.
+        message: None when the request was served, else why the demo model runs instead.
+        unavailable: True when only torchvision's COCO weights are missing (offline, expected, not bad input).
+        key: the served model's key (the request's, or :data:`DEMO_KEY`): inference is cached on it.
+    """
+
+    model: LoadedModel
+    message: str | None
+    unavailable: bool
+    key: str
+
+
+def model_nbytes(loaded: LoadedModel) -> int:
+    """Bytes of a model's parameters and buffers. (Here for now: the detector module is getting its own helper.)"""
+    m = loaded.model
+    return sum(t.numel() * t.element_size() for t in [*m.parameters(), *m.buffers()])
 
 
 def _build(req: ModelRequest) -> LoadedModel:
@@ -63,49 +99,69 @@ def _build(req: ModelRequest) -> LoadedModel:
     raise ValueError(f"unknown model choice {req.kind!r}")
 
 
-@st.cache_resource(max_entries=1, show_spinner="Loading the model…")
-def _load(key: str, _request: ModelRequest) -> tuple[LoadedModel, str | None, bool]:
-    """One model per process (``max_entries=1``: a new request replaces it). A request that cannot be served is
-    cached too, as the demo model plus the message, so an offline download is not retried on every rerun."""
+@st.cache_resource(max_entries=1, show_spinner=False)
+def _models(max_entries: int, max_bytes: int) -> BoundedCache[LoadedModel]:
+    """The models kept in memory, shared by every session: the most recently used ones, by request key, within
+    ``limits().models_kept`` and ``limits().model_memory_bytes``."""
+    return BoundedCache(max_entries, max_bytes, sizeof=model_nbytes)
+
+
+@st.cache_resource(max_entries=1, show_spinner=False)
+def _failures() -> BoundedCache[tuple[str, bool]]:
+    """Requests that could not be served, with their message: an offline download is not retried on every rerun."""
+    return BoundedCache(64, 1 << 20, sizeof=lambda item: len(item[0]))
+
+
+def _too_large(size: int, budget: int) -> str:
+    return (
+        f"this model needs {size / MB:,.0f} MB, more than the server's whole model memory budget of "
+        f"{budget / MB:,.0f} MB (FOCALSCOPE_MODEL_MEMORY_MB)"
+    )
+
+
+def _demo(models: BoundedCache[LoadedModel]) -> LoadedModel:
     try:
-        return _build(_request), None, False
-    except WeightsUnavailableError as err:
-        return detector.load_demo_model(), str(err), True
-    except ValueError as err:
-        return detector.load_demo_model(), str(err), False
+        return models.get_or_create(DEMO_KEY, detector.load_demo_model)
+    except TooLargeError:
+        return detector.load_demo_model()
 
 
-def load_model(request: ModelRequest) -> tuple[LoadedModel, str | None, bool]:
+def load_model(request: ModelRequest) -> ServedModel:
     """The requested model, or the demo model and a message when the request cannot be served.
 
-    Returns:
-        ``(model, message, unavailable)``: ``message`` is None when the request was served; ``unavailable`` is True
-        when only torchvision's COCO weights are missing (offline, an expected situation rather than bad input).
+    Models are kept by request key, least recently used evicted first, within the server's limits (models kept,
+    memory budget); a model larger than the whole budget is refused with a message.
     """
-    return _load(request.key, request)
+    lim = limits()
+    models = _models(lim.models_kept, lim.model_memory_bytes)
+    failed = _failures().get(request.failure_key)
+    if failed is None:
+        try:
+            if request.checkpoint is not None and len(request.checkpoint) > lim.model_memory_bytes:
+                raise TooLargeError(len(request.checkpoint), lim.model_memory_bytes)
+            with st.spinner("Loading the model…"):
+                model = models.get_or_create(request.key, lambda: _build(request))
+            return ServedModel(model, None, False, request.key)
+        except WeightsUnavailableError as err:
+            failed = (str(err), True)
+        except TooLargeError as err:
+            failed = (_too_large(err.size, err.budget), False)
+        except ValueError as err:
+            failed = (str(err), False)
+        _failures().put(request.failure_key, failed)
+    return ServedModel(_demo(models), failed[0], failed[1], DEMO_KEY)
 
 
-@st.cache_resource(max_entries=6, show_spinner="Running the detector…")
-def infer(model_key: str, image_key: str, _loaded: LoadedModel, _image: np.ndarray) -> InferenceResult:
-    """Inference keyed on the model request and the image digest (the model and image are not hashed).
-
-    A resource cache (shared, read-only, not pickled on every hit): the dense outputs of a COCO model are ~60 MB.
-    """
-    return detector.run_inference(_loaded, _image)
-
-
-@st.cache_resource(max_entries=4, show_spinner="Computing the per-anchor losses…")
-def _breakdown(
-    model_key: str,
-    image_key: str,
-    gt_key: str,
-    alpha: float,
-    gamma: float,
-    _dense: DenseOutputs,
-    _gt_boxes: np.ndarray,
-    _gt_labels: np.ndarray,
-) -> LossBreakdown:
-    return groundtruth.loss_breakdown(_dense, _gt_boxes, _gt_labels, alpha=alpha, gamma=gamma)
+def infer(model_key: str, image_key: str, loaded: LoadedModel, image: np.ndarray) -> InferenceResult:
+    """Inference once per served model (``model_key``, :attr:`ServedModel.key`) and image digest, in the shared
+    cache bounded by ``limits().cache_bytes`` (the dense outputs of a COCO model are ~60 MB). Read-only."""
+    return cached(
+        "inference",
+        (model_key, image_key),
+        lambda: detector.run_inference(loaded, image),
+        max_entries=6,
+        spinner="Running the detector…",
+    )
 
 
 def loss_breakdown(
@@ -123,40 +179,54 @@ def loss_breakdown(
     gt_bytes = (
         np.ascontiguousarray(gt_boxes, np.float32).tobytes() + np.ascontiguousarray(gt_labels, np.int64).tobytes()
     )
-    return _breakdown(model_key, image_key, digest(gt_bytes), float(alpha), float(gamma), dense, gt_boxes, gt_labels)
+    key = (model_key, image_key, digest(gt_bytes), float(alpha), float(gamma))
+    return cached(
+        "losses",
+        key,
+        lambda: groundtruth.loss_breakdown(dense, gt_boxes, gt_labels, alpha=alpha, gamma=gamma),
+        max_entries=4,
+        spinner="Computing the per-anchor losses…",
+    )
 
 
-@st.cache_resource(max_entries=2, show_spinner="Decoding the image…")
-def decode_upload(key: str, _data: bytes) -> np.ndarray:
-    """Decode an upload once per content digest (``key``), not on every rerun; raises ValueError for bad images.
-    Shared between reruns and sessions: read it, never write to it."""
-    return decode_image(_data)
-
-
-@st.cache_resource(max_entries=2, show_spinner="Reading the COCO file…")
-def read_coco(key: str, _data: bytes) -> CocoDataset:
-    """A COCO JSON parsed once per content digest (``key``); shared and read-only (not pickled on every rerun)."""
-    return load_coco(_data)
+def read_coco(key: str, data: bytes) -> CocoDataset:
+    """A COCO JSON parsed once per content digest (``key``), in the shared cache bounded by
+    ``limits().cache_bytes``; read-only. Raises ValueError for a malformed file (not cached)."""
+    return cached("coco", key, lambda: load_coco(data), max_entries=2, spinner="Reading the COCO file…")
 
 
 def model_picker() -> ModelRequest:
     """The model widgets (in the sidebar): choice, and for a checkpoint its file, architecture and categories."""
-    kind = st.selectbox("Model", list(MODEL_CHOICES), format_func=MODEL_CHOICES.get, key="det_model")
+    kind = st.selectbox("Model", list(MODEL_CHOICES), format_func=MODEL_CHOICES.get, key=kept("det_model"))
     req = ModelRequest(kind)
     if kind in detector.COCO_ARCHITECTURES:
-        req.allow_download = st.checkbox(
-            "Download the weights if they are not cached",
-            value=True,
-            help=f"Cached at {detector.coco_weights_path(kind)}. Offline, the page falls back to the demo model.",
-        )
+        if limits().allow_download:
+            req.allow_download = st.checkbox(
+                "Download the weights if they are not cached",
+                value=True,
+                key=kept("det_download"),
+                help=f"Cached at {detector.coco_weights_path(kind)}. Offline, the page falls back to the demo model.",
+            )
+        else:
+            req.allow_download = False
+            st.caption(
+                "Weight downloads are off on this server (the operator allows them with FOCALSCOPE_ALLOW_DOWNLOAD=1): "
+                "this model runs only if its COCO weights are already in the server's torch hub cache."
+            )
     elif kind == "checkpoint":
-        up = st.file_uploader("Checkpoint (.pt / .pth state dict)", type=["pt", "pth"], key="det_ckpt")
+        up = kept_file(
+            "Checkpoint (.pt / .pth state dict)",
+            key="det_ckpt",
+            type=["pt", "pth"],
+            help=f"Up to {limits().max_checkpoint_bytes / MB:,.0f} MB (FOCALSCOPE_MAX_CHECKPOINT_MB).",
+        )
         req.arch = st.selectbox(
             "Architecture",
             ["auto", *detector.ARCHITECTURES],
             format_func=lambda a: "detect from the keys" if a == "auto" else detector.ARCH_LABELS[a],
+            key=kept("det_arch"),
         )
-        cats = st.file_uploader("Categories (COCO JSON or list, optional)", type=["json"], key="det_cats")
-        req.checkpoint = up.getvalue() if up is not None else None
-        req.categories = cats.getvalue() if cats is not None else None
+        cats = kept_file("Categories (COCO JSON or list, optional)", key="det_cats", type=["json"])
+        req.checkpoint = up.data if up is not None else None
+        req.categories = cats.data if cats is not None else None
     return req

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,43 @@ def test_page_runs_through_the_app_entrypoint(script, monkeypatch):
     assert not at.exception, [e.value for e in at.exception]
     links = [el.proto.label for el in at.sidebar if el.type == "page_link"]
     assert links[0] == "Home" and len(links) == len(SCRIPTS)
+
+
+def _small_coco() -> bytes:
+    coco = json.loads(synthetic.sample_dataset().read_text())
+    images = coco["images"][:5]
+    ids = {im["id"] for im in images}
+    anns = [a for a in coco["annotations"] if a["image_id"] in ids]
+    return json.dumps({**coco, "images": images, "annotations": anns}).encode()
+
+
+def test_inputs_and_uploads_are_kept_across_page_changes(monkeypatch):
+    """Issue 9.8: going to another page and back keeps each page's inputs and uploads for the session."""
+    monkeypatch.chdir(ROOT)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    at.switch_page("pages/3_Dataset_diagnostics.py").run()
+    at.radio(key="dd_source").set_value("Upload a COCO JSON").run()
+    at.file_uploader(key="dd_json").set_value(("five_images.json", _small_coco(), "application/json")).run()
+    at.sidebar.number_input(key="dd_pos").set_value(0.7).run()
+    assert not at.exception and at.subheader[0].value == "five_images.json"
+    positives = {m.label: m.value for m in at.metric}["Positive"]
+    at.switch_page("pages/2_Anchor_lab.py").run()
+    at.radio(key="al_source").set_value("scene").run()
+    at.number_input(key="al_seed").set_value(11).run()
+    at.switch_page("pages/1_Loss_lab.py").run()
+
+    at.switch_page("pages/3_Dataset_diagnostics.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.radio(key="dd_source").value == "Upload a COCO JSON"
+    assert at.sidebar.number_input(key="dd_pos").value == 0.7
+    assert at.subheader[0].value == "five_images.json"
+    assert {m.label: m.value for m in at.metric}["Positive"] == positives
+    assert any("five\\_images.json" in c.value and "uploaded earlier" in c.value for c in at.caption)
+    at.switch_page("pages/2_Anchor_lab.py").run()
+    assert at.radio(key="al_source").value == "scene" and at.number_input(key="al_seed").value == 11
+
+    other = AppTest.from_file(str(ROOT / "pages" / "3_Dataset_diagnostics.py"), default_timeout=60).run()
+    other.radio(key="dd_source").set_value("Upload a COCO JSON").run()  # another session sees none of it
+    assert all(s.value != "five_images.json" for s in other.subheader)
+    assert any("Upload a COCO instances JSON" in i.value for i in other.info)
+    assert not any("uploaded earlier" in c.value for c in other.caption)
