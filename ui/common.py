@@ -31,11 +31,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: Layout rules for a laptop and a narrow window. Streamlit's columns shrink without limit, so four metrics in a
 #: 480 px main area read "163,..." and a segmented control loses its last option: a column narrower than 8.5rem
-#: (a chart's than 22rem) wraps onto the next line instead (the row already has ``flex-wrap: wrap``).
+#: (a chart's than 22rem) wraps onto the next line instead (the row already has ``flex-wrap: wrap``). The sidebar's
+#: pairs of number inputs keep their columns.
 LAYOUT_CSS = """
 <style>
-[data-testid="stColumn"] { min-width: min(8.5rem, 100%); }
-[data-testid="stColumn"]:has([data-testid="stPlotlyChart"]) { min-width: min(22rem, 100%); }
+[data-testid="stMain"] [data-testid="stColumn"] { min-width: min(8.5rem, 100%); }
+[data-testid="stMain"] [data-testid="stColumn"]:has([data-testid="stPlotlyChart"]) { min-width: min(22rem, 100%); }
 [data-testid="stMetricValue"] { font-size: clamp(1.5rem, 2.4vw, 2.25rem); }
 </style>
 """
