@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import common, home
+from ui import common
 
 common.page_setup("FocalScope", "🔭")
+# The first visit after a start loads PyTorch and may generate the sample dataset (tens of seconds on 2 cores):
+# the title and this spinner show at once instead of a blank page.
+with st.spinner("Starting FocalScope: loading PyTorch and the built-in sample dataset (first visit only)…"):
+    from ui import home
+
+    common.sample_dataset_path()
 st.markdown(
     "**See where a dense detector's training signal goes — before you train.** "
     "A one-stage detector such as RetinaNet scores every anchor of every image; a handful are positives, and the "

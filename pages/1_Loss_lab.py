@@ -30,7 +30,7 @@ with st.sidebar:
 
 @st.fragment
 def classification_section(alpha: float, gamma: float) -> None:
-    c1, c2, c3, c4 = st.columns([3, 2, 2, 2])
+    c1, c2, c3, c4 = st.columns([2.6, 2.2, 1.7, 2.5])
     losses = c1.multiselect(
         "Losses", list(curves.CLASSIFICATION_LOSSES), default=["CE", "focal"], key="losses", bind=QP
     )
@@ -50,7 +50,7 @@ def classification_section(alpha: float, gamma: float) -> None:
         width="stretch",
     )
     target = 1 if example == "foreground" else 0
-    c5, c6, c7, c8, c9 = st.columns([2, 2, 2, 2, 2])
+    c5, c6, c7, c8, c9 = st.columns([2.6, 2, 2, 2, 2])
     alpha_on = c5.toggle(
         "Apply α to focal", value=False, key="alpha_on", bind=QP, help="Off: the paper's Figure 1 (α_t = 1)."
     )

@@ -191,15 +191,14 @@ except ValueError as err:
     st.stop()
 
 shares = breakdown.shares()
+st.markdown(
+    f"Image loss normalised by max(1, positives) = {breakdown.normalizer:.0f}: "
+    + ", ".join(f"{groundtruth.LOSS_KINDS[k]} **{v:.4g}**" for k, v in breakdown.totals().items())
+)
 s1, s2 = st.columns([3, 2])
 with s1:
     plot(figs.loss_share_figure(shares, list(groundtruth.LOSS_KINDS.values())), key="det_shares")
 with s2:
-    totals = breakdown.totals()
-    st.markdown(
-        f"Image loss normalised by max(1, positives) = {breakdown.normalizer:.0f}: "
-        + ", ".join(f"{groundtruth.LOSS_KINDS[k]} **{v:.4g}**" for k, v in totals.items())
-    )
     st.dataframe(
         # Shares as text, so that the ignored anchors' share reads "—" (they are not counted) rather than "None".
         shares.assign(

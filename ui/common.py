@@ -36,6 +36,18 @@ PAGES: tuple[tuple[str, str, str], ...] = (
 
 ROOT = Path(__file__).resolve().parent.parent
 
+#: Layout rules for a laptop and a narrow window. Streamlit's columns shrink without limit, so four metrics in a
+#: 480 px main area read "163,..." and a segmented control loses its last option: a column narrower than 8.5rem
+#: (a chart's than 22rem) wraps onto the next line instead (the row already has ``flex-wrap: wrap``). The sidebar's
+#: pairs of number inputs keep their columns.
+LAYOUT_CSS = """
+<style>
+[data-testid="stMain"] [data-testid="stColumn"] { min-width: min(8.5rem, 100%); }
+[data-testid="stMain"] [data-testid="stColumn"]:has([data-testid="stPlotlyChart"]) { min-width: min(22rem, 100%); }
+[data-testid="stMetricValue"] { font-size: clamp(1.5rem, 2.4vw, 2.25rem); }
+</style>
+"""
+
 
 def page_setup(title: str, icon: str = "🔭") -> None:
     """Configure the page (wide layout, tab title, favicon), draw the navigation and the title. Call first.
@@ -44,6 +56,7 @@ def page_setup(title: str, icon: str = "🔭") -> None:
     called "Home" and every entry has an icon; `client.showSidebarNavigation = false` hides the automatic one.
     """
     st.set_page_config(page_title=f"{title} · FocalScope", page_icon=icon, layout="wide")
+    st.html(LAYOUT_CSS)
     entries = [HOME, *existing_pages()]
     if _served_from_app():
         with st.sidebar:

@@ -97,18 +97,18 @@ def figure_block(
     name: str,
     notes: str | None = None,
 ) -> None:
-    """One figure with its reading hint above, and its formula(s), notes and downloads beside it.
+    """One figure at full width with its reading hint above, and below it its formula(s) beside its notes and
+    downloads (the two columns wrap under each other on a narrow screen).
 
-    Formulas are set in KaTeX's ``\\small`` size: at normal size the longer ones overflowed the narrow column and
-    were cut off on the right.
+    Formulas are set in KaTeX's ``\\small`` size: at normal size the longer ones overflowed their column.
     """
     st.caption(caption)
-    left, right = st.columns([2.4, 1], gap="medium")
+    plot(fig, key=f"fig-{name}")
+    left, right = st.columns([3, 2], gap="medium")
     with left:
-        plot(fig, key=f"fig-{name}")
-    with right:
         for line in [latex] if isinstance(latex, str) else latex:
             st.latex(r"\small " + line)
+    with right:
         if notes:
             st.caption(notes)
         download_buttons(name=name, df=df, fig=fig, key=f"dl-{name}")

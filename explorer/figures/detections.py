@@ -70,7 +70,8 @@ def level_heatmaps_figure(maps: Sequence[np.ndarray]) -> go.Figure:
     """
     n = len(maps)
     names = _level_names(n)
-    subtitles = [f"{name} · {m.shape[0]}×{m.shape[1]}" for name, m in zip(names, maps, strict=True)]
+    # The grid size goes on a second, smaller line: "P3 · 60×80" side by side ran into its neighbours at 800 px.
+    subtitles = [f"{name}<br><sup>{m.shape[0]}×{m.shape[1]}</sup>" for name, m in zip(names, maps, strict=True)]
     fig = make_subplots(rows=1, cols=max(1, n), subplot_titles=subtitles, horizontal_spacing=0.03)
     for i, m in enumerate(maps):
         fig.add_trace(
@@ -113,7 +114,9 @@ def loss_maps_figure(
     n = len(level_maps)
     rows = max(1, len(groups))
     names = _level_names(n)
-    titles = [f"{g} · {names[j]}" for g in groups for j in range(n)]
+    # Levels name the columns (first row only) and groups the rows (y titles of the first column): one title per
+    # panel ("easy negative · P3") was wider than the panel and ran into its neighbours.
+    titles = names + [""] * (n * (rows - 1))
     fig = make_subplots(
         rows=rows, cols=max(1, n), subplot_titles=titles, horizontal_spacing=0.02, vertical_spacing=0.08
     )
@@ -140,7 +143,13 @@ def loss_maps_figure(
                 col=c + 1,
             )
             fig.update_yaxes(
-                autorange="reversed", showticklabels=False, showgrid=False, zeroline=False, row=r + 1, col=c + 1
+                autorange="reversed",
+                showticklabels=False,
+                showgrid=False,
+                zeroline=False,
+                title_text=group if c == 0 else None,
+                row=r + 1,
+                col=c + 1,
             )
             fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, row=r + 1, col=c + 1)
     return _layout(
@@ -172,8 +181,11 @@ def loss_share_figure(shares: pd.DataFrame, kinds: Sequence[str]) -> go.Figure:
             )
         )
     fig.update_layout(barmode="stack", yaxis={"tickformat": ".0%", "range": [0, 1], "title": "share of loss"})
-    fig.update_layout(legend={"orientation": "h", "yanchor": "bottom", "y": -0.3, "x": 0.0})
-    return _layout(fig, "Share of the image's classification loss per anchor group", height=420)
+    fig = _layout(fig, "Share of the image's classification loss per anchor group", height=460)
+    # The legend hangs below the bar labels (CE, Focal, QFL) from its top edge, with room for three rows: anchored
+    # by its bottom it grew upwards over them.
+    fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.12, "x": 0.0}, margin={"b": 110})
+    return fig
 
 
 def timings_figure(timings_ms: dict[str, float], *, device: str) -> go.Figure:
@@ -192,4 +204,4 @@ def timings_figure(timings_ms: dict[str, float], *, device: str) -> go.Figure:
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(title="ms")
     total = timings_ms.get("total", sum(timings_ms[k] for k in stages))
-    return _layout(fig, f"Timings on {device}: {total:.1f} ms in total", height=260)
+    return _layout(fig, f"Timings: {total:.1f} ms in total<br><sup>{device}</sup>", height=270)

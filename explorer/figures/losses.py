@@ -136,12 +136,12 @@ def classification_figure(
         target: the example's class, to place the shaded region on the logit axis.
         readout_pt: draw a dotted vertical line at this p_t.
     """
-    grad_title = "|dL/dx| (gradient magnitude)" if log_y else "dL/dx (gradient w.r.t. the logit)"
+    grad_title = "|dL/dx| (gradient size)" if log_y else "dL/dx (gradient)"
     fig = _line_panels(
         df.assign(grad=df["grad"].abs()) if log_y else df,
         x="x",
         group="curve",
-        panels=(("loss", "loss"), ("grad", grad_title), ("factor", "loss / CE (modulating factor)")),
+        panels=(("loss", "loss"), ("grad", grad_title), ("factor", "loss / CE (modulation)")),
         dashes={"CE": "dash"},
         spacing=0.07,
     )
@@ -163,8 +163,9 @@ def classification_figure(
     if readout_pt is not None and 0 < readout_pt < 1:
         for col in (1, 2, 3):
             fig.add_vline(x=to_x(readout_pt), line_dash="dot", line_color="#555", row=1, col=col)
+    # One x title under the middle panel: repeated under each of three panels, the titles ran into each other.
     x_title = "p_t (probability of the true class)" if axis == "p_t" else "logit x"
-    fig.update_xaxes(title_text=x_title)
+    fig.update_xaxes(title_text=x_title, row=1, col=2)
     if log_y:
         # Six decades below each panel's largest value: enough to see focal loss fall away from CE, without the
         # axis running down to 1e-20 where p_t -> 1 (the curves are accurate there, but nothing can be read).
