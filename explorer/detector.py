@@ -953,7 +953,8 @@ def image_to_tensor(image: np.ndarray) -> torch.Tensor:
         raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {arr.shape} {arr.dtype}")
     if arr.shape[0] < 2 or arr.shape[1] < 2:
         raise ValueError(f"image is too small: {arr.shape[1]}x{arr.shape[0]} pixels")
-    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float().div_(255.0)
+    # The float32 copy is made by numpy: shared decoded images are read-only, and torch warns on those.
+    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).permute(2, 0, 1).div_(255.0)
 
 
 def check_input_size(height: int, width: int, min_size: float, max_size: float) -> tuple[int, int]:

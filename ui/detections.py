@@ -80,12 +80,6 @@ class ServedModel:
     key: str
 
 
-def model_nbytes(loaded: LoadedModel) -> int:
-    """Bytes of a model's parameters and buffers. (Here for now: the detector module is getting its own helper.)"""
-    m = loaded.model
-    return sum(t.numel() * t.element_size() for t in [*m.parameters(), *m.buffers()])
-
-
 def _build(req: ModelRequest) -> LoadedModel:
     if req.kind == "demo":
         return detector.load_demo_model()
@@ -103,7 +97,7 @@ def _build(req: ModelRequest) -> LoadedModel:
 def _models(max_entries: int, max_bytes: int) -> BoundedCache[LoadedModel]:
     """The models kept in memory, shared by every session: the most recently used ones, by request key, within
     ``limits().models_kept`` and ``limits().model_memory_bytes``."""
-    return BoundedCache(max_entries, max_bytes, sizeof=model_nbytes)
+    return BoundedCache(max_entries, max_bytes, sizeof=detector.model_nbytes)
 
 
 @st.cache_resource(max_entries=1, show_spinner=False)
