@@ -78,3 +78,19 @@ def box_crop(image: np.ndarray, box_xyxy: Sequence[float], *, margin: float = 0.
         f = min_side / short
         crop = overlay.resize_image(crop, round(crop.shape[0] * f), round(crop.shape[1] * f))
     return crop
+
+
+def iou_text(iou: float, threshold: float, *, digits: int = 2) -> str:
+    """An IoU written with enough decimals that it never reads as reaching ``threshold`` when it does not.
+
+    A box whose best anchor has IoU 0.4996 failed ``IoU >= 0.5``; "0.50" would say it passed.
+
+    Example:
+        >>> iou_text(0.4996, 0.5), iou_text(0.43, 0.5), iou_text(0.5, 0.5), iou_text(0.49999999, 0.5)
+        ('0.4996', '0.43', '0.50', '0.49999999')
+    """
+    text = f"{iou:.{digits}f}"
+    while iou < threshold and float(text) >= threshold and digits < 12:
+        digits += 1
+        text = f"{iou:.{digits}f}"
+    return text

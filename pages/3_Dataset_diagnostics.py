@@ -179,15 +179,22 @@ with tabs[4]:
     st.markdown(f"**{len(no_pos):,} box(es)** get no positive anchor: {why}.")
     if len(no_pos) and source.images is not None:
         gallery = ui.crops(
-            f"{source.key}:{config!r}", source.images.identity, source.images, ui.no_positive_rows(ds, result)
+            f"{source.key}:{config!r}",
+            source.images.identity,
+            source.images,
+            ui.no_positive_rows(ds, result, config.pos_thresh),
         )
         if gallery:
+            shown = "all of them" if len(gallery) == len(no_pos) else f"the {len(gallery)} smallest of {len(no_pos):,}"
+            st.caption(f"Crops of {shown}, with the best IoU any anchor reaches; the table below lists every box.")
             cols = st.columns(6)
             for k, (crop, caption) in enumerate(gallery):
                 cols[k % 6].image(crop, caption=caption, width="stretch")
         else:
             st.info("The images of these boxes are not available.")
-    st.dataframe(no_pos.head(2000), hide_index=True, width="stretch")
+    if len(no_pos) > ui.TABLE_ROWS:
+        st.caption(f"The table shows the {ui.TABLE_ROWS:,} smallest; the Export tab has all {len(no_pos):,}.")
+    st.dataframe(no_pos.head(ui.TABLE_ROWS), hide_index=True, width="stretch")
 
 with tabs[5]:
     summary_table = ds.problem_summary()

@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from explorer import synthetic
 from explorer.coco import load_coco
-from explorer.dataset_view import box_crop, labeled_anchor_image
+from explorer.dataset_view import box_crop, iou_text, labeled_anchor_image
 from explorer.figures import dataset as figs
 from explorer.scan import ScanConfig, scan_dataset
 from ui import dataset as ui
@@ -186,3 +186,31 @@ def test_an_upload_kept_for_the_session_can_be_cleared(monkeypatch):
     at.button(key="dd_json_clear").click().run()
     assert not at.exception and not at.metric
     assert any("Upload a COCO instances JSON" in i.value for i in at.info)
+
+
+@pytest.mark.parametrize(
+    ("iou", "threshold", "text"),
+    [(0.43, 0.5, "0.43"), (0.4996, 0.5, "0.4996"), (0.49999999, 0.5, "0.49999999"), (0.5, 0.5, "0.50")],
+)
+def test_iou_text_never_reads_as_reaching_the_threshold(iou, threshold, text):
+    assert iou_text(iou, threshold) == text
+
+
+def test_gallery_says_how_many_boxes_it_shows_and_writes_ious_below_the_threshold(monkeypatch):
+    """Low-quality matches off: the sample has more boxes without a positive than the gallery's 24 crops."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv(ui.DATA_ROOT_ENV, raising=False)
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.sidebar.toggle(key="dd_lq").set_value(False).run()
+    assert not at.exception, [e.value for e in at.exception]
+    ds = load_coco(synthetic.sample_dataset())
+    result = scan_dataset(ds, ScanConfig(low_quality=False))
+    total = len(result.boxes_without_positive())
+    assert total > ui.GALLERY_SIZE
+    captions = [c.value for c in at.caption]
+    assert f"Crops of the {ui.GALLERY_SIZE} smallest of {total:,}, with the best IoU any anchor reaches" in " ".join(
+        captions
+    )
+    rows = ui.no_positive_rows(ds, result, 0.5)
+    ious = [float(caption.rsplit("best IoU ", 1)[1]) for _, _, caption in rows]
+    assert len(rows) == ui.GALLERY_SIZE and all(v < 0.5 for v in ious)

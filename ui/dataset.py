@@ -23,7 +23,7 @@ import streamlit as st
 from explorer.anchors import CONVENTIONS, default_config
 from explorer.cache import TooLargeError
 from explorer.coco import CocoDataset, load_coco
-from explorer.dataset_view import box_crop, labeled_anchor_image
+from explorer.dataset_view import box_crop, iou_text, labeled_anchor_image
 from explorer.images import decode_image
 from explorer.scan import ScanConfig, ScanResult, scan_dataset
 from explorer.settings import limits
@@ -35,6 +35,10 @@ MAX_ZIP_BYTES = 2_000_000_000
 MAX_IMAGE_BYTES = 60_000_000
 #: Scans kept in memory (per server process, within ``limits().cache_bytes``): a COCO-train scan holds about 200 MB.
 SCAN_CACHE_ENTRIES = 3
+#: Crops shown in the gallery of boxes without a positive (the smallest first; the table lists them all).
+GALLERY_SIZE = 24
+#: Rows shown in the page's tables of boxes (the exports hold every row).
+TABLE_ROWS = 2000
 #: Zip image stores kept (within ``limits().cache_bytes``): each holds its whole archive.
 ZIP_CACHE_ENTRIES = 2
 
@@ -429,16 +433,16 @@ def filter_images(images, *, only_problem: bool, min_boxes: int, sort_by: str, d
     return df.head(limit)
 
 
-def no_positive_rows(ds: CocoDataset, result: ScanResult, limit: int = 24) -> list:
-    """(file_name, original-scale box, caption) of the smallest boxes without a positive anchor."""
+def no_positive_rows(ds: CocoDataset, result: ScanResult, pos_thresh: float, limit: int = GALLERY_SIZE) -> list:
+    """(file_name, original-scale box, caption) of the smallest boxes without a positive anchor; the best IoU is
+    written with enough digits to read below ``pos_thresh``."""
     b = result.boxes_without_positive().head(limit)
     names = dict(zip(ds.category_ids.tolist(), ds.category_names, strict=True))
     rows = []
     for r in b.itertuples():
         box = tuple(float(v) for v in ds.boxes_xyxy[r.ann_row])
-        caption = (
-            f"{names.get(r.category_id, r.category_id)} · {r.width:.0f}×{r.height:.0f} px · best IoU {r.best_iou:.2f}"
-        )
+        name, iou = names.get(r.category_id, r.category_id), iou_text(r.best_iou, pos_thresh)
+        caption = f"{name} · {r.width:.0f}×{r.height:.0f} px · best IoU {iou}"
         rows.append((ds.file_names[r.image_index], box, caption))
     return rows
 
