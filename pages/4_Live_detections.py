@@ -61,13 +61,16 @@ for notice in loaded.notices:
 
 # ----------------------------------------------------------------------------------------------- the image
 image, image_name, image_key, gt = None, "", "", None
+# Why there is no ground truth, for the loss section (which needs it).
+no_gt = "upload a COCO JSON whose image file names match your uploads in the sidebar, or pick a sample scene"
 if source == "Sample scenes":
     scene = detection_view.sample_scene(scene_index)
     image, image_name, image_key = scene.image, scene.name, f"scene-{scene_index}"
     if loaded.arch == "demo":
         gt = (scene.gt_boxes, scene.gt_labels)
     else:
-        st.info("The sample scenes' ground truth uses the shape classes; it is compared only with the demo model.")
+        no_gt = "the sample scenes' ground truth uses the shape classes; it is compared only with the demo model"
+        st.info(f"The {no_gt}.")
 elif uploads:
     names = [u.name for u in uploads]
     pick = st.selectbox("Uploaded image", range(len(uploads)), format_func=lambda i: names[i], key="det_pick")
@@ -84,13 +87,16 @@ elif uploads:
             coco = ui.read_coco(ui.digest(gt_data), gt_data)
             gt = detection_view.gt_for_image(coco, image_name)
             if gt is None:
+                no_gt = f"{gt_file.name} has no image named {image_name!r}"
                 st.warning(
                     f"{gt_file.name} has no image named {image_name!r}: showing detections without ground truth."
                 )
             elif mismatch := detection_view.category_mismatch(coco, gt[1], loaded.class_names):
                 gt = None
+                no_gt = f"the categories of {gt_file.name} are not this model's classes (see the warning above)"
                 st.warning(f"{mismatch} Showing detections without ground truth; pick a model trained on them.")
         except ValueError as err:
+            no_gt = f"{gt_file.name} cannot be read (see the error above)"
             st.error(f"{gt_file.name}: {err}")
 else:
     st.info("Upload one or more images in the sidebar, or pick a sample scene.")
@@ -168,10 +174,7 @@ plot(heat, key="det_heat", theme=None)
 # ----------------------------------------------------------------------------------------------- loss maps
 st.subheader("Where the loss comes from")
 if gt is None:
-    st.info(
-        "Ground truth is needed for the loss maps: pick a sample scene with the demo model, or upload a COCO JSON "
-        "whose image file names match your uploads."
-    )
+    st.info(f"The loss maps need ground truth: {no_gt}.")
     st.stop()
 
 g1, g2, g3 = st.columns(3)

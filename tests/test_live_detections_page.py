@@ -129,7 +129,7 @@ def test_upload_with_coco_ground_truth(monkeypatch, with_gt):
     if with_gt:
         assert "Image loss normalised" in body, body
     else:
-        assert "Ground truth is needed for the loss maps" in body
+        assert "The loss maps need ground truth: upload a COCO JSON whose image file names match" in body
 
 
 def test_corrupt_upload_is_an_error_message(monkeypatch):
@@ -159,7 +159,10 @@ def test_ground_truth_in_another_label_space_is_not_matched_by_id(monkeypatch):
     warning = next(w.value for w in at.warning if "not the model's classes" in w.value)
     assert "'person'" in warning and "'circle'" in warning and "id 44 'spoon' is not a model class" in warning
     body = texts(at)
-    assert "Ground truth is needed for the loss maps" in body and "TP" not in body
+    assert "TP" not in body
+    # the loss section names the reason instead of asking for the COCO JSON the user just uploaded
+    assert "The loss maps need ground truth: the categories of instances.json are not this model's classes" in body
+    assert "upload a COCO JSON" not in body
 
 
 def test_messages_are_markdown_escaped_except_urls(monkeypatch):
