@@ -37,10 +37,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from explorer import settings
 
-#: The local default pixel budget (50 megapixels), kept for display; :func:`decode_image` uses the budget in force,
-#: ``settings.limits().max_pixels`` (16 MP on a hosted server, ``FOCALSCOPE_MAX_PIXELS`` when set).
-MAX_PIXELS = 50_000_000
-
 #: File formats the app accepts from uploads (Pillow format names).
 ACCEPTED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "MPO")
 

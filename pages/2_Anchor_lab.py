@@ -8,9 +8,8 @@ import streamlit as st
 from explorer import anchor_lab as lab
 from explorer.anchors import count_conventions, explain_anchor_count
 from explorer.figures import anchors as figs
-from explorer.images import MAX_PIXELS
 from ui import anchors as ui
-from ui.common import download_buttons, kept, page_setup, plot
+from ui.common import download_buttons, kept, page_setup, pixel_limit_help, plot
 
 page_setup("Anchor lab", "⚓")
 
@@ -43,7 +42,7 @@ c_img, c_box = st.columns(2)
 with c_img:
     inp = ui.image_input_widget()
 if inp is None:
-    st.caption(f"Images up to {MAX_PIXELS / 1e6:.0f} megapixels are accepted.")
+    st.caption(pixel_limit_help())
     st.stop()
 with c_box:
     gts = ui.boxes_input_widget(inp)

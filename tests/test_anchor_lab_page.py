@@ -110,3 +110,12 @@ def test_coco_file_kept_across_images(app: AppTest, monkeypatch: pytest.MonkeyPa
     at.button(key="al_coco_forget").click().run()
     _ok(at)
     assert "al_coco_file" not in at.session_state
+
+
+def test_upload_prompt_states_the_servers_pixel_budget(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("FOCALSCOPE_HOSTED", "1")  # hosted default: 16 MP, not the local 50 MP
+    at = app.run()
+    at.radio(key="al_source").set_value("upload").run()
+    _ok(at)
+    assert any("Images up to 16 megapixels" in c.value for c in at.caption), [c.value for c in at.caption]
