@@ -1,17 +1,18 @@
 """Two sessions on one server must not see each other's images (issue 9: the cross-session leak).
 
 Session A uploads a tiny COCO JSON with a zip holding ``private_photo.png`` (saturated magenta), turns low-quality
-matches off, and opens "Boxes without a positive": its 1x1 box is below every anchor's IoU 0.5, so its crop is shown.
-Session B, in another browser context (its own cookies, its own Streamlit session), uploads the same JSON with a
-zip that lacks the image. B must be warned that no image matches and must not be shown a single magenta pixel:
-before the fix, the crop cache was keyed on the JSON digest and the configuration only, so B got A's crops.
+matches off, opens "Boxes without a positive" (its 1x1 box is below IoU 0.5 with every anchor, so its crop is
+shown), then "Images" with the image's row selected (the image with its labeled anchors). Session B, in another
+browser context (its own cookies, its own Streamlit session), does the same with the same JSON and a zip that lacks
+the image. B must be warned that no image matches and must not be shown a single magenta pixel in either view:
+before the fix, the crops were cached on the JSON digest + configuration and the anchor view on the JSON digest +
+row, without the image store, so B got A's pixels.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import re
 import zipfile
 
 import numpy as np
@@ -25,7 +26,8 @@ pytestmark = pytest.mark.e2e
 TITLE = "Dataset diagnostics"
 PRIVATE = "private_photo.png"
 MAGENTA = (255, 0, 255)
-TAB = "Boxes without a positive"
+CROPS = "Boxes without a positive"
+IMAGES = "Images"
 
 
 def _png(rgb: tuple[int, int, int], size: int = 64) -> bytes:
@@ -62,8 +64,8 @@ def _magenta_share(png: bytes) -> float:
     return float(mask.mean()) if mask.size else 0.0
 
 
-def _upload_and_open(page, url: str, zip_name: str, zip_bytes: bytes) -> None:
-    """Dataset diagnostics in ``page``: upload the JSON and a zip, low-quality matches off, open the tab."""
+def _upload(page, url: str, zip_name: str, zip_bytes: bytes) -> None:
+    """Dataset diagnostics in ``page``: upload the JSON and a zip, then turn low-quality matches off."""
     page.goto(f"{url}/Dataset_diagnostics")
     wait_until_done(page, TITLE)
     page.locator('[data-testid="stMain"]').get_by_text("Upload a COCO JSON").click()
@@ -80,15 +82,44 @@ def _upload_and_open(page, url: str, zip_name: str, zip_bytes: bytes) -> None:
     wait_until_done(page)
     page.locator('[data-testid="stSidebar"]').get_by_text("Low-quality matches").click()
     wait_until_done(page)
-    page.get_by_role("tab", name=TAB).click()
+
+
+def _show_tab(page, name: str) -> None:
+    """Select the tab ``name`` unless it is selected (a rerun can leave a stale copy of the tab bar in the page)."""
+    tabs = page.get_by_role("tab", name=name, exact=True)
+    if page.get_by_role("tab", name=name, exact=True, selected=True).count() == 0:
+        tabs.last.click()
+
+
+def _open_crops(page) -> None:
+    """The 'Boxes without a positive' tab (the crops of the unmatched boxes)."""
+    _show_tab(page, CROPS)
     page.get_by_text("low-quality matches are off").first.wait_for(timeout=30_000)
     wait_until_done(page)
 
 
-def _shown_images(page) -> list[bytes]:
-    """The bytes of every <img> in the main area, fetched through the page's own context (same session cookies)."""
+def _open_anchor_view(page) -> None:
+    """The 'Images' tab with the first row of the images table selected (the image with its labeled anchors)."""
+    _show_tab(page, IMAGES)
+    grid = page.locator('[data-testid="stMain"] [role="tabpanel"]:visible [data-testid="stDataFrame"]').first
+    grid.wait_for(timeout=30_000)
+    box = grid.bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + 14, box["y"] + 35 + 17)  # the row marker of the first data row
+    wait_until_done(page)
+    # the rerun of a selection may show the first tab again (the page's tabs have no key): back to Images
+    _show_tab(page, IMAGES)
+    page.locator('[role="tabpanel"]:visible').get_by_text("Show ignored anchors").first.wait_for(timeout=30_000)
+    wait_until_done(page)
+
+
+def _panel_images(page) -> list[bytes]:
+    """The bytes of every <img> in the open tab, fetched through the page's own context (same session cookies)."""
     out = []
-    for src in page.locator('[data-testid="stMain"] img').evaluate_all("els => els.map(e => e.src)"):
+    srcs = page.locator('[data-testid="stMain"] [role="tabpanel"]:visible img').evaluate_all(
+        "els => els.map(e => e.src)"
+    )
+    for src in srcs:
         if src.startswith("data:"):
             continue
         response = page.context.request.get(src, timeout=15_000)
@@ -97,31 +128,39 @@ def _shown_images(page) -> list[bytes]:
     return out
 
 
-def test_second_session_never_sees_the_first_sessions_crops(browser):
+def test_second_session_never_sees_the_first_sessions_pixels(browser):
     zip_a = _zip({PRIVATE: _png(MAGENTA)})
     zip_b = _zip({"unrelated.png": _png((0, 160, 0))})
+    views = {
+        "crops ('Boxes without a positive')": _open_crops,
+        "anchor view ('Images', row selected)": _open_anchor_view,
+    }
     with Server() as server:
         ctx_a = browser.new_context(viewport={"width": 1400, "height": 1800})
         ctx_b = browser.new_context(viewport={"width": 1400, "height": 1800})
         try:
             a = ctx_a.new_page()
-            _upload_and_open(a, server.url, "with_private.zip", zip_a)
-            assert not problems(a), problems(a)
-            images_a = _shown_images(a)
-            # the control: A itself does see its crop, else the check on B below proves nothing
-            assert any(_magenta_share(png) > 0.2 for png in images_a), f"A shows no magenta crop ({len(images_a)} img)"
+            _upload(a, server.url, "with_private.zip", zip_a)
+            for name, open_view in views.items():
+                open_view(a)
+                assert not problems(a), problems(a)
+                shown = _panel_images(a)
+                # the control: A itself sees its pixels, else the check on B below proves nothing
+                assert any(_magenta_share(png) > 0.2 for png in shown), f"A: no magenta in the {name}"
 
             b = ctx_b.new_page()
-            _upload_and_open(b, server.url, "without_private.zip", zip_b)
-            b.screenshot(path=str(server.log.parent / "sessions-b.png"), full_page=True)
-            assert not problems(b), problems(b)
+            _upload(b, server.url, "without_private.zip", zip_b)
             warnings = b.locator('[data-testid="stAlertContentWarning"]').all_inner_texts()
-            assert any(re.search(re.escape(PRIVATE), w) for w in warnings), f"B is not warned: {warnings}"
-            images_b = _shown_images(b)
-            leaked = [png for png in images_b if _magenta_share(png) > 0.01]
-            assert not leaked, f"session B is shown {len(leaked)} image(s) with session A's magenta pixels"
-            panel = b.get_by_role("tabpanel", name=TAB)
-            assert panel.locator('[data-testid="stImage"]').count() == 0, "B's zip has no matching image, yet crops"
+            assert any(PRIVATE in w for w in warnings), f"B is not warned that no image matches: {warnings}"
+            leaks = []
+            for name, open_view in views.items():
+                open_view(b)
+                b.screenshot(path=str(server.log.parent / f"sessions-b-{open_view.__name__[6:]}.png"), full_page=True)
+                assert not problems(b), problems(b)
+                leaked = [png for png in _panel_images(b) if _magenta_share(png) > 0.01]
+                if leaked:
+                    leaks.append(f"{name}: {len(leaked)} image(s) with session A's magenta pixels")
+            assert not leaks, "session B (a zip without the image) is shown session A's pixels: " + "; ".join(leaks)
         finally:
             ctx_a.close()
             ctx_b.close()
