@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import math
 import re
@@ -289,7 +290,9 @@ def run_load(
     synthetic.sample_dataset()  # generated once, before the server needs it
     report = LoadReport(sessions)
     with Server(env={"FOCALSCOPE_HOSTED": "1" if hosted else "0"}) as server:
-        asyncio.run(_run(server.url, sessions, step_timeout_s, total_timeout_s, report))
+        # in a thread of its own: the caller may already run an event loop (pytest with sync Playwright does)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            pool.submit(asyncio.run, _run(server.url, sessions, step_timeout_s, total_timeout_s, report)).result()
         report.peak_rss_bytes = server.peak_rss_bytes()
         if server.proc is not None and server.proc.poll() is not None:
             report.errors.append(f"the server exited with {server.proc.returncode}")
