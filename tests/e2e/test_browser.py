@@ -7,132 +7,11 @@ Screenshots land in test-output/e2e/.
 
 from __future__ import annotations
 
-import os
-import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from explorer import synthetic
-from ui.common import PAGES as NAV_PAGES
+from tests.e2e.harness import OUT, PAGES, Server, assert_clean, wait_until_done
 
 pytestmark = pytest.mark.e2e
-
-ROOT = Path(__file__).resolve().parents[2]
-OUT = ROOT / "test-output" / "e2e"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-# (url path, title) for the home page and each page file; a page file missing from ui.common.PAGES fails here.
-TITLES = {Path(path).name: title for path, title, _icon in NAV_PAGES}
-PAGES = [("", "FocalScope")] + [
-    (re.sub(r"^\d+_", "", p.stem), TITLES[p.name]) for p in sorted((ROOT / "pages").glob("*.py"))
-]
-
-
-def _chromium() -> str:
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    return CHROMIUM
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """`streamlit run app.py` on a free local port, stopped on exit."""
-
-    def __init__(self) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = OUT / f"server-{self.port}.log"
-        self.proc: subprocess.Popen | None = None
-
-    def __enter__(self) -> Server:
-        OUT.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true"]
-        cmd += ["--server.port", str(self.port), "--server.address", "127.0.0.1"]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self.log.open("w"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited early:\n{self.log.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        return self
-            except OSError:
-                time.sleep(0.3)
-        raise RuntimeError(f"streamlit did not become healthy:\n{self.log.read_text()}")
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    playwright = pytest.importorskip("playwright.sync_api")
-    path = _chromium()
-    synthetic.sample_dataset()  # generate the cached sample before any page needs it
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
-
-
-def _wait_until_done(page, title: str, timeout_ms: int = 120_000) -> None:
-    """Wait for the page title, then for the script run to finish (no 'running' status for a while)."""
-    page.get_by_role("heading", name=re.compile(re.escape(title))).first.wait_for(timeout=timeout_ms)
-    deadline = time.monotonic() + timeout_ms / 1000
-    quiet_since = None
-    while time.monotonic() < deadline:
-        busy = page.locator(
-            '[data-testid="stStatusWidget"], [data-testid="stSpinner"], [data-testid="stSkeleton"]'
-        ).count()
-        if busy:
-            quiet_since = None
-        elif quiet_since is None:
-            quiet_since = time.monotonic()
-        elif time.monotonic() - quiet_since > 1.5:
-            return
-        page.wait_for_timeout(250)
-    raise AssertionError(f"page {title!r} still running after {timeout_ms / 1000:.0f} s")
-
-
-def _assert_clean(page, title: str, shot: str) -> None:
-    page.wait_for_timeout(500)
-    page.screenshot(path=str(OUT / f"{shot}.png"), full_page=True)
-    exceptions = page.locator('[data-testid="stException"]')
-    assert exceptions.count() == 0, f"{title}: exception shown: {exceptions.first.inner_text()[:2000]}"
-    errors = page.locator('[data-testid="stAlertContentError"]')
-    assert errors.count() == 0, f"{title}: error shown: {errors.first.inner_text()[:2000]}"
-    main = page.locator('[data-testid="stMain"]').inner_text()
-    assert title in main
-    assert len(main) > 200, f"{title}: the page shows almost nothing"
 
 
 @pytest.mark.parametrize(("path", "title"), PAGES, ids=[t for _, t in PAGES])
@@ -140,8 +19,8 @@ def test_deep_link_on_fresh_server(browser, path, title):
     with Server() as server:
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
         page.goto(f"{server.url}/{path}")
-        _wait_until_done(page, title)
-        _assert_clean(page, title, f"deep-{path or 'home'}")
+        wait_until_done(page, title)
+        assert_clean(page, title, f"deep-{path or 'home'}")
         page.close()
 
 
@@ -149,10 +28,49 @@ def test_sidebar_navigation_reaches_every_page(browser):
     with Server() as server:
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
         page.goto(server.url)
-        _wait_until_done(page, "FocalScope")
+        wait_until_done(page, "FocalScope")
         for path, title in PAGES[1:]:
             page.locator(f'[data-testid="stSidebar"] a[href$="{path}"]').first.click()
-            _wait_until_done(page, title)
+            wait_until_done(page, title)
             assert page.url.rstrip("/").endswith(path)
-            _assert_clean(page, title, f"nav-{path}")
+            assert_clean(page, title, f"nav-{path}")
         page.close()
+
+
+#: (width, height) of the screenshots: a laptop, and a narrow window (Streamlit stacks columns below 640 px).
+SCREEN_SIZES = [(1280, 800), (800, 900)]
+MAX_SHOT_HEIGHT = 16_000
+
+
+def _full_page_shot(page, path) -> None:
+    """A screenshot of the whole page: Streamlit scrolls inside its app container, not the document, so the
+    viewport is stretched to the content's height for the shot (width unchanged), then restored."""
+    size = page.viewport_size
+    height = page.evaluate(
+        """() => Math.max(document.documentElement.scrollHeight,
+            ...[...document.querySelectorAll('[data-testid="stAppViewContainer"], [data-testid="stMain"],'
+                + ' section.main, [data-testid="stSidebarContent"]')].map(e => e.scrollHeight))"""
+    )
+    height = int(min(max(height, size["height"]), MAX_SHOT_HEIGHT))
+    if height > size["height"]:
+        page.set_viewport_size({"width": size["width"], "height": height})
+        page.wait_for_timeout(1500)  # plotly relayouts on resize
+    page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size(size)
+
+
+def test_screenshots_of_every_page_at_two_widths(browser):
+    """Every page at 1280x800 and 800x900, saved as test-output/e2e/<page>-<width>.png; nothing broken at either."""
+    with Server() as server:
+        for width, height in SCREEN_SIZES:
+            context = browser.new_context(viewport={"width": width, "height": height})
+            page = context.new_page()
+            try:
+                for path, title in PAGES:
+                    page.goto(f"{server.url}/{path}")
+                    wait_until_done(page, title)
+                    slug = (path or "home").lower().replace("_", "-")
+                    _full_page_shot(page, OUT / f"{slug}-{width}.png")
+                    assert_clean(page, title)
+            finally:
+                context.close()
