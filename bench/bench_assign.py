@@ -28,15 +28,15 @@ from torchvision.ops import box_iou as tv_box_iou
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from explorer import anchor_lab as lab  # noqa: E402
-from explorer.anchors import TORCHVISION_SIZES, AnchorConfig, generate_anchors, level_grids  # noqa: E402
-from explorer.assign import (  # noqa: E402
+from explorer.anchors import lab  # noqa: E402
+from explorer.anchors.assign import (  # noqa: E402
     IGNORED,
     POSITIVE,
     assign_from_sparse,
     sparse_iou_grid,
     threshold_sweep,
 )
+from explorer.anchors.grid import TORCHVISION_SIZES, AnchorConfig, generate_anchors, level_grids  # noqa: E402
 from explorer.figures import anchors as figs  # noqa: E402
 
 
@@ -115,7 +115,7 @@ def bench_labeling(repeats: int, m: int) -> list[tuple[str, float, float]]:
 
 def bench_page_chain(repeats: int) -> list[tuple[str, float, float]]:
     """The page's work after a threshold change, caches warm (a 640x480 sample scene, as the page's default)."""
-    from explorer.boxes import boxes_from_scene
+    from explorer.dataset.image_boxes import boxes_from_scene
     from explorer.overlay import pad_canvas, resize_image
     from explorer.synthetic import CLASS_NAMES, make_scene
 

@@ -32,8 +32,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from explorer.detection_view import sample_scene
-from explorer.detector import (
+from explorer.detection.detector import (
     V1,
     build_model,
     coco_weights_path,
@@ -42,7 +41,8 @@ from explorer.detector import (
     load_demo_model,
     select_device,
 )
-from explorer.fast_detect import FastRetinaNet, match_detections_strict
+from explorer.detection.fast import FastRetinaNet, match_detections_strict
+from explorer.detection.view import sample_scene
 
 
 def random_detector(arch: str, seed: int, calibration: list[torch.Tensor], *, target_pairs: int = 3000) -> nn.Module:
@@ -92,8 +92,8 @@ def timed(fn, x: torch.Tensor, device: torch.device, iters: int, warmup: int) ->
 
 def page_check() -> dict:
     """The Live detections page's core path (demo model, default device, one sample scene, loss shares)."""
-    from explorer.detector import run_inference
-    from explorer.groundtruth import loss_breakdown, match_detections
+    from explorer.detection.detector import run_inference
+    from explorer.detection.groundtruth import loss_breakdown, match_detections
 
     t0 = time.perf_counter()
     loaded = load_demo_model()

@@ -30,9 +30,9 @@ from torchvision.ops import (
     sigmoid_focal_loss,
 )
 
-from explorer import loss_budget as B
-from explorer import loss_curves as C
-from explorer import losses as L
+from explorer.losses import budget as B
+from explorer.losses import curves as C
+from explorer.losses import functions as L
 
 N = 1000
 F64 = torch.float64

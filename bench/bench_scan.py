@@ -2,8 +2,8 @@
 
 One run reports:
 
-- the load time of the 118,000-image, ~450 MB annotation file (``explorer.coco.load_coco``),
-- the scan's images per second over the whole file (``explorer.scan.scan_dataset``) and load + scan in total,
+- the load time of the 118,000-image, ~450 MB annotation file (``explorer.dataset.coco.load_coco``),
+- the scan's images per second over the whole file (``explorer.dataset.scan.scan_dataset``) and load + scan in total,
 - the peak memory (max RSS) of that load + scan, measured in a fresh subprocess so nothing else is counted,
 - torchvision's loop (``GeneralizedRCNNTransform`` + ``AnchorGenerator`` + ``box_iou`` + ``Matcher``, see
   ``explorer/scan_reference.py``) in images per second on a subset with the same distribution, and the check that
@@ -36,8 +36,8 @@ from make_big_coco import OUT_DIR, cached_big_coco, write_big_coco  # noqa: E402
 
 def _child(path: str, device: str, workers: int | None) -> None:
     """Load + scan in this (fresh) process and print one JSON line."""
-    from explorer.coco import load_coco
-    from explorer.scan import scan_dataset
+    from explorer.dataset.coco import load_coco
+    from explorer.dataset.scan import scan_dataset
 
     gpu_name = ""
     if device == "cuda":
@@ -77,9 +77,9 @@ def _reference(n_images: int, seed: int, device: str) -> dict:
     """torchvision's loop on a fresh file of n_images (same generator), and the scan's agreement with it."""
     from pycocotools.coco import COCO
 
-    from explorer.coco import load_coco
-    from explorer.scan import scan_dataset
-    from explorer.scan_reference import TorchvisionReference
+    from explorer.dataset.coco import load_coco
+    from explorer.dataset.scan import scan_dataset
+    from explorer.dataset.scan_reference import TorchvisionReference
 
     path = OUT_DIR / f"bench_ref_{n_images}_{seed}.json"
     if not path.exists():

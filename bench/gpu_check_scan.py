@@ -16,8 +16,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from explorer.coco import CocoDataset, load_coco  # noqa: E402
-from explorer.scan import scan_dataset  # noqa: E402
+from explorer.dataset.coco import CocoDataset, load_coco  # noqa: E402
+from explorer.dataset.scan import scan_dataset  # noqa: E402
 
 
 def head(ds: CocoDataset, n: int) -> CocoDataset:

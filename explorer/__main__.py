@@ -20,7 +20,7 @@ from typing import NoReturn
 
 import pandas as pd
 
-from explorer.anchors import CONVENTIONS, TORCHVISION_SIZES, default_config
+from explorer.anchors.grid import CONVENTIONS, TORCHVISION_SIZES, default_config
 
 #: Tagged classes printed per tag.
 _SHOW_CLASSES = 8
@@ -142,8 +142,8 @@ def _check_out(path: Path | None) -> None:
 
 
 def run_scan(args: argparse.Namespace) -> int:
-    from explorer.coco import load_coco
-    from explorer.scan import ScanConfig, _cuda_available, format_summary, scan_dataset
+    from explorer.dataset.coco import load_coco
+    from explorer.dataset.scan import ScanConfig, _cuda_available, format_summary, scan_dataset
 
     if args.device == "cuda" and not _cuda_available():  # before the (possibly long) load
         raise ValueError("no CUDA GPU is available; use --device auto or cpu")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer import loss_budget as budget
-from explorer import loss_curves as curves
 from explorer.figures import losses as figs
+from explorer.losses import budget, curves
 from ui import losses as ui
 from ui.common import page_setup
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from explorer import anchor_lab as lab
-from explorer.anchors import count_conventions, explain_anchor_count
+from explorer.anchors import lab
+from explorer.anchors.grid import count_conventions, explain_anchor_count
 from explorer.figures import anchors as figs
 from ui import anchors as ui
 from ui.common import download_buttons, kept, page_setup, pixel_limit_help, plot

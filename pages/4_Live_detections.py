@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from explorer import detection_view, groundtruth
-from explorer.detector import filter_detections
-from explorer.figures import detections as figs
-from ui import detections as ui
+from explorer.detection import groundtruth
+from explorer.detection import view as detection_view
+from explorer.detection.detector import filter_detections
+from explorer.figures import detection as figs
+from ui import detection as ui
 from ui.common import download_buttons, kept, kept_file, kept_upload, page_setup, plot
 
 page_setup("Live detections", "🎯")

@@ -95,12 +95,12 @@ def test_bad_options_and_missing_file(annotations, tmp_path, capsys):
 
 
 def test_bad_output_paths_are_refused_before_the_scan(annotations, tmp_path, capsys, monkeypatch):
-    import explorer.coco
+    import explorer.dataset.coco
 
     def no_load(*args, **kwargs):
         raise AssertionError("loaded the annotations before checking the output path")
 
-    monkeypatch.setattr(explorer.coco, "load_coco", no_load)
+    monkeypatch.setattr(explorer.dataset.coco, "load_coco", no_load)
     missing = tmp_path / "no" / "such" / "folder" / "stats.csv"
     assert main(["scan", str(annotations), "--quiet", "--out", str(missing)]) == 2
     err = capsys.readouterr().err
@@ -167,9 +167,9 @@ def _run(argv: list[str]) -> int:
     ],
 )
 def test_bad_numbers_and_devices_exit_2_with_one_line(annotations, capsys, monkeypatch, options, message):
-    import explorer.scan
+    import explorer.dataset.scan
 
-    monkeypatch.setattr(explorer.scan, "_cuda_available", lambda: False)
+    monkeypatch.setattr(explorer.dataset.scan, "_cuda_available", lambda: False)
     assert _run(["scan", str(annotations), "--quiet", *options]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and len(err.splitlines()) == 1, err

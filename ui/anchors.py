@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from explorer import anchor_lab as lab
-from explorer import boxes as boxio
 from explorer import overlay, synthetic
-from explorer.anchors import AnchorConfig, octave_sizes
-from explorer.assign import SparseIoU, threshold_sweep
+from explorer.anchors import lab
+from explorer.anchors.assign import SparseIoU, threshold_sweep
+from explorer.anchors.grid import AnchorConfig, octave_sizes
+from explorer.dataset import image_boxes as boxio
 from explorer.images import UPLOAD_EXTENSIONS
 from ui.common import decode_upload, digest, kept, kept_file, pixel_limit_help, sample_coco, sample_dataset_image
 

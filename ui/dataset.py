@@ -20,12 +20,12 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import streamlit as st
 
-from explorer.anchors import CONVENTIONS, default_config
+from explorer.anchors.grid import CONVENTIONS, default_config
 from explorer.cache import TooLargeError
-from explorer.coco import CocoDataset, load_coco
-from explorer.dataset_view import box_crop, iou_text, labeled_anchor_image
+from explorer.dataset.coco import CocoDataset, load_coco
+from explorer.dataset.scan import ScanConfig, ScanResult, scan_dataset
+from explorer.dataset.view import box_crop, iou_text, labeled_anchor_image
 from explorer.images import decode_image
-from explorer.scan import ScanConfig, ScanResult, scan_dataset
 from explorer.settings import limits
 from ui.common import cached, digest, kept, kept_file, pixel_limit_help, sample_dataset_path, shared_cache
 

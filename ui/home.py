@@ -8,9 +8,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explorer import anchor_lab, anchors, assign, overlay
-from explorer.boxes import boxes_from_coco
-from explorer.coco import AREA_SMALL
+from explorer import overlay
+from explorer.anchors import assign
+from explorer.anchors import grid as anchors
+from explorer.anchors import lab as anchor_lab
+from explorer.dataset.coco import AREA_SMALL
+from explorer.dataset.image_boxes import boxes_from_coco
 from ui.common import sample_coco, sample_dataset_image, sample_dataset_path
 
 

@@ -6,8 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from explorer import loss_budget as budget
-from explorer import loss_curves as curves
+from explorer.losses import budget, curves
 from ui.common import download_buttons, plot
 
 #: Batch sizes offered for the simulation, by the label shown (and kept in the URL).

@@ -1,6 +1,6 @@
 """Plotly figures for Dataset diagnostics: distributions over images and boxes, classes, levels, box centres.
 
-Every builder takes the tables of an :class:`explorer.scan.ScanResult` (pandas DataFrames) and returns a
+Every builder takes the tables of an :class:`explorer.dataset.scan.ScanResult` (pandas DataFrames) and returns a
 ``go.Figure``; nothing here loops over annotations in Python.
 """
 
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from explorer.coco import AREA_MEDIUM, AREA_SMALL
+from explorer.dataset.coco import AREA_MEDIUM, AREA_SMALL
 from explorer.figures import anchors as anchor_figs
 
 LABEL_TITLES: dict[str, str] = {

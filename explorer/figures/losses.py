@@ -1,5 +1,5 @@
-"""Plotly figures of the Loss lab. Each builder takes a table from :mod:`explorer.loss_curves` or
-:mod:`explorer.loss_budget` and returns a ``go.Figure``; none computes a loss itself.
+"""Plotly figures of the Loss lab. Each builder takes a table from :mod:`explorer.losses.curves` or
+:mod:`explorer.losses.budget` and returns a ``go.Figure``; none computes a loss itself.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from explorer.figures import ANCHOR_GROUP_COLORS
-from explorer.loss_budget import GROUPS, LOSSES
-from explorer.loss_curves import SoftTargetGrid
+from explorer.losses.budget import GROUPS, LOSSES
+from explorer.losses.curves import SoftTargetGrid
 
 __all__ = [
     "GROUP_COLORS",
@@ -129,7 +129,7 @@ def classification_figure(
     """Loss, gradient dL/dx and modulating factor (loss / CE) of every curve, side by side (paper Figure 1).
 
     Args:
-        df: :func:`explorer.loss_curves.classification_curves` output.
+        df: :func:`explorer.losses.curves.classification_curves` output.
         axis: "p_t" or "logit", as the table was built.
         log_y: log-scale y axes (the gradient is then shown as |dL/dx|).
         well_classified: shade p_t above this value ("well-classified examples"); None for no shading.
@@ -286,7 +286,7 @@ def box_loss_figure(df: pd.DataFrame, *, grad_kind: str = "box", log_y: bool = F
     """IoU-family losses and gradient magnitudes against IoU.
 
     Args:
-        df: :func:`explorer.loss_curves.box_loss_curves` output.
+        df: :func:`explorer.losses.curves.box_loss_curves` output.
         grad_kind: "box" (|dL/d(box)| along the path, every loss) or "iou" (|dL/dIoU|, IoU-only losses).
         log_y: log-scale y axes.
     """

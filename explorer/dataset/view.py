@@ -1,0 +1,97 @@
+"""Images for Dataset diagnostics: one image with its labeled anchors, crops of boxes that have no positive.
+
+Uses the Anchor lab's core (:mod:`explorer.anchors.lab`) so an image selected in the dataset table is shown exactly
+as the Anchor lab would show it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from explorer import overlay
+from explorer.anchors import lab as anchor_lab
+from explorer.dataset.scan import ScanConfig
+
+
+def labeled_anchor_image(
+    image: np.ndarray,
+    boxes_input: np.ndarray,
+    config: ScanConfig,
+    *,
+    classes: Sequence[str] | None = None,
+    show_ignored: bool = True,
+) -> tuple[np.ndarray, dict[str, float]]:
+    """The image resized as the network sees it, with positive (and ignored) anchors and the GT boxes.
+
+    Args:
+        image: (H, W, 3) uint8 RGB at the original size.
+        boxes_input: (K, 4) float32 non-crowd boxes at the input scale (from the scan's boxes table).
+        config: the scan configuration (anchors, thresholds, low-quality rule).
+        classes: one label per box (drawn on the GT tab).
+        show_ignored: also draw ignored anchors.
+
+    Returns:
+        ``(picture, summary)``: (h, w, 3) uint8 at the resized input size; the Anchor lab's headline numbers.
+    """
+    h, w = image.shape[:2]
+    scene = anchor_lab.prepare_scene(h, w, config.anchors)
+    boxes = np.asarray(boxes_input, np.float32).reshape(-1, 4)
+    sparse = anchor_lab.compute_sparse(scene, boxes)
+    assignment = anchor_lab.label_anchors(
+        scene,
+        boxes,
+        sparse,
+        pos_thresh=config.pos_thresh,
+        neg_thresh=config.neg_thresh,
+        low_quality=config.low_quality,
+    )
+    resized = overlay.resize_image(image, *scene.resized_hw)
+    picture = anchor_lab.positives_image(resized, scene, boxes, assignment, show_ignored=show_ignored)
+    labels = list(classes) if classes is not None else [""] * len(boxes)
+    picture = anchor_lab.gt_image(picture, boxes, labels, assignment)
+    return picture, anchor_lab.summary(assignment, config.pos_thresh)
+
+
+def box_crop(image: np.ndarray, box_xyxy: Sequence[float], *, margin: float = 0.5, min_side: int = 48) -> np.ndarray:
+    """A crop around one box (original-image pixels) with the box outlined, at least ``min_side`` pixels.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        box_xyxy: the box at the image's scale.
+        margin: context added on each side, as a fraction of the box size (at least 8 px).
+        min_side: upscale small crops so their shorter side is at least this.
+    """
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in box_xyxy)
+    mx = max(8.0, (x2 - x1) * margin)
+    my = max(8.0, (y2 - y1) * margin)
+    cx1, cy1 = int(max(0, np.floor(x1 - mx))), int(max(0, np.floor(y1 - my)))
+    cx2, cy2 = int(min(w, np.ceil(x2 + mx))), int(min(h, np.ceil(y2 + my)))
+    if cx2 <= cx1 or cy2 <= cy1:
+        raise ValueError(f"box {list(box_xyxy)} lies outside the {w}x{h} image")
+    crop = overlay.draw_boxes(
+        image[cy1:cy2, cx1:cx2], np.array([[x1 - cx1, y1 - cy1, x2 - cx1, y2 - cy1]]), thickness=1
+    )
+    short = min(crop.shape[:2])
+    if short < min_side:
+        f = min_side / short
+        crop = overlay.resize_image(crop, round(crop.shape[0] * f), round(crop.shape[1] * f))
+    return crop
+
+
+def iou_text(iou: float, threshold: float, *, digits: int = 2) -> str:
+    """An IoU written with enough decimals that it never reads as reaching ``threshold`` when it does not.
+
+    A box whose best anchor has IoU 0.4996 failed ``IoU >= 0.5``; "0.50" would say it passed.
+
+    Example:
+        >>> iou_text(0.4996, 0.5), iou_text(0.43, 0.5), iou_text(0.5, 0.5), iou_text(0.49999999, 0.5)
+        ('0.4996', '0.43', '0.50', '0.49999999')
+    """
+    text = f"{iou:.{digits}f}"
+    while iou < threshold and float(text) >= threshold and digits < 12:
+        digits += 1
+        text = f"{iou:.{digits}f}"
+    return text

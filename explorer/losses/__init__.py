@@ -1,0 +1,1 @@
+"""Losses of dense detection: the elementwise functions, their curves, and the simulated batch's budget."""

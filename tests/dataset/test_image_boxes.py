@@ -1,0 +1,196 @@
+"""Tests for explorer.dataset.image_boxes: YOLO, COCO-by-file-name and table input, clipping and skipping."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from explorer.dataset.image_boxes import (
+    BoxSet,
+    boxes_from_coco,
+    boxes_from_rows,
+    boxes_from_scene,
+    coco_file_names,
+    load_coco,
+    parse_yolo,
+    sanitize_boxes,
+)
+from explorer.synthetic import CLASS_NAMES, make_scene
+
+
+@pytest.mark.parametrize(
+    ("boxes", "kept", "n_warn", "n_notes"),
+    [
+        (np.zeros((0, 4)), 0, 0, 0),
+        ([[10, 10, 20, 20]], 1, 0, 0),
+        ([[-5, 10, 20, 120]], 1, 0, 1),  # clipped
+        ([[10, 10, 10, 20]], 0, 1, 0),  # zero width
+        ([[30, 10, 20, 20]], 0, 1, 0),  # negative width
+        ([[200, 200, 300, 300]], 0, 1, 0),  # outside
+        ([[0, 0, np.nan, 5]], 0, 1, 0),
+    ],
+)
+def test_sanitize(boxes, kept: int, n_warn: int, n_notes: int) -> None:
+    bs = sanitize_boxes(boxes, None, 100, 100)
+    assert len(bs) == kept and bs.boxes.dtype == np.float32 and bs.boxes.shape == (kept, 4)
+    assert len(bs.warnings) == n_warn and len(bs.notes) == n_notes
+    assert len(bs.skipped) == n_warn
+
+
+def test_sanitize_messages() -> None:
+    bs = sanitize_boxes([[-5, 10, 20, 120], [10, 10, 10, 20]], ["a", "b"], 100, 100)
+    assert bs.boxes.tolist() == [[0, 10, 20, 100]] and bs.classes == ["a"]
+    assert "box 1" in bs.notes[0] and "clipped" in bs.notes[0]
+    assert bs.warnings == ["box 2 [10.0, 10.0, 10.0, 20.0]: skipped, zero or negative size (w=0, h=10)"]
+    with pytest.raises(ValueError, match="class names"):
+        sanitize_boxes([[0, 0, 1, 1]], ["a", "b"], 10, 10)
+
+
+def test_parse_yolo_names_bad_lines() -> None:
+    text = "\n".join(
+        [
+            "0 0.5 0.5 0.2 0.4",
+            "",
+            "# a comment",
+            "1 0.1 0.1 0.4",  # line 4: too few
+            "2 0.5 0.5 abc 0.1",  # line 5: not a number
+            "x 0.5 0.5 0.1 0.1",  # line 6: bad class
+            "3 320 240 50 50",  # line 7: pixels
+            "4 0.5 0.5 0 0.1",  # line 8: zero width
+            "5 0.95 0.5 0.2 0.2 0.9",  # line 9: confidence ignored, clipped at the right
+        ]
+    )
+    bs = parse_yolo(text.encode(), 200, 100, class_names=["car", "dog"])
+    assert bs.classes == ["car", "5"]
+    np.testing.assert_allclose(bs.boxes, [[80, 30, 120, 70], [170, 40, 200, 60]], atol=1e-4)
+    warned = " | ".join(bs.warnings)
+    for n in (4, 5, 6, 7, 8):
+        assert f"line {n}" in warned
+    assert "line 9" in bs.notes[0] and "clipped" in bs.notes[0]
+    assert "line 1" not in warned
+
+
+def test_parse_yolo_box_to_the_edge_is_not_reported_as_clipped() -> None:
+    """Regression: a COCO box that ends on the image edge, written with six decimals, overshoots by ~1e-4 px
+    and was reported as 'clipped to the image -> [...]' with identical numbers."""
+    w, h = 640, 428
+    line = "1 0.338320 0.589533 0.577109 0.820935"  # COCO 350679's person box, bottom at y = 428.000214
+    bs = parse_yolo(line, w, h)
+    assert bs.notes == [] and len(bs) == 1
+    assert bs.boxes[0, 3] <= h
+    far = parse_yolo("0 0.5 0.9 0.2 0.3", w, h)  # 0.05 * 428 = 21 px below the image
+    assert len(far.notes) == 1 and "clipped" in far.notes[0]
+
+
+def test_parse_yolo_not_text() -> None:
+    with pytest.raises(ValueError, match="not UTF-8"):
+        parse_yolo(b"\xff\xfe\x00\x81garbage", 10, 10)
+
+
+@pytest.mark.parametrize(
+    ("token", "cid"),
+    [("1.0", "b"), ("1e0", "b"), ("0.0", "a"), ("1e2", "100")],
+)
+def test_parse_yolo_accepts_integral_float_class_ids(token: str, cid: str) -> None:
+    bs = parse_yolo(f"{token} 0.5 0.5 0.2 0.2\n0 0.5 0.5 0.1 0.1\n", 100, 80, class_names=["a", "b"])
+    assert bs.classes == [cid, "a"] and bs.warnings == []
+
+
+def _coco() -> dict:
+    return {
+        "images": [{"id": 1, "file_name": "dir/a.jpg", "width": 100, "height": 50}, {"id": 2, "file_name": "B.JPG"}],
+        "annotations": [
+            {"id": 10, "image_id": 1, "bbox": [10, 10, 20, 10], "category_id": 1},
+            {"id": 11, "image_id": 1, "bbox": [90, 40, 20, 20], "category_id": 2},  # clipped
+            {"id": 12, "image_id": 1, "bbox": [5, 5, 0, 3], "category_id": 1},  # zero width
+            {"id": 13, "image_id": 1, "bbox": [1, 1, 2, 2], "category_id": 1, "iscrowd": 1},
+            {"id": 14, "image_id": 1, "bbox": "oops", "category_id": 1},
+            {"id": 15, "image_id": 2, "bbox": [0, 0, 5, 5], "category_id": 1},
+        ],
+        "categories": [{"id": 1, "name": "person"}, {"id": 2, "name": "bike"}],
+    }
+
+
+def test_coco_matched_by_file_name() -> None:
+    coco = load_coco(json.dumps(_coco()).encode())
+    bs = boxes_from_coco(coco, "upload/a.jpg", 100, 50)
+    assert bs.boxes.tolist() == [[10, 10, 30, 20], [90, 40, 100, 50]]
+    assert bs.classes == ["person", "bike"]
+    warned = " | ".join(bs.warnings)
+    assert "annotation 12" in warned and "annotation 13: crowd" in warned and "annotation 14" in warned
+    assert any("annotation 11" in n and "clipped" in n for n in bs.notes)
+    assert len(boxes_from_coco(coco, "b.jpg", 10, 10)) == 1  # case-insensitive fallback
+    assert coco_file_names(coco) == ["dir/a.jpg", "B.JPG"]
+    mismatch = boxes_from_coco(coco, "a.jpg", 200, 100)
+    assert any("says 100x50" in n for n in mismatch.notes)
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [(b"{not json", "not valid JSON"), (b"[1, 2]", "object at the top level"), (b'{"images": []}', "annotations")],
+)
+def test_coco_malformed(data: bytes, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        load_coco(data)
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        ("Infinity", "Infinity is not a finite number"),
+        ("NaN", "NaN is not a finite number"),
+        ("1e400", "Infinity is not a finite number"),
+        ("1e30", "1e+30 is over the 100,000 px limit"),
+        (str(10**400), "is over the 100,000 px limit"),
+    ],
+)
+def test_coco_entry_with_an_impossible_size_is_a_clear_value_error(token: str, reason: str) -> None:
+    text = json.dumps(_coco()).replace('"width": 100', f'"width": {token}')
+    coco = load_coco(text.encode())
+    with pytest.raises(ValueError) as info:
+        boxes_from_coco(coco, "a.jpg", 100, 50)
+    assert str(info.value).startswith("the COCO entry of 'a.jpg' has an invalid width: ") and reason in str(info.value)
+
+
+def test_coco_values_python_cannot_hold_are_skipped_not_crashes() -> None:
+    coco = _coco()
+    coco["categories"].append({"id": [3], "name": "unhashable"})
+    coco["annotations"][0]["category_id"] = {"id": 1}
+    text = json.dumps(coco).replace("[90, 40, 20, 20]", f"[90, 40, {10**400}, 20]")
+    bs = boxes_from_coco(load_coco(text.encode()), "a.jpg", 100, 50)
+    assert bs.boxes.tolist() == [[10, 10, 30, 20]] and bs.classes == ["category dict"]
+    assert any("annotation 11: skipped, non-finite" in w for w in bs.warnings)
+
+
+def test_rows_and_sizes_python_cannot_hold() -> None:
+    bs = boxes_from_rows([{"x1": 0, "y1": 0, "x2": 10**400, "y2": 5}, {"x1": 1, "y1": 1, "x2": 4, "y2": 4}], 10, 10)
+    assert bs.boxes.tolist() == [[1, 1, 4, 4]] and "row 1: skipped, non-finite" in bs.warnings[0]
+    with pytest.raises(ValueError, match="image size must be positive"):
+        sanitize_boxes([[0, 0, 5, 5]], None, float("nan"), 80)
+
+
+def test_coco_no_such_image() -> None:
+    with pytest.raises(ValueError, match=r"no image named 'zzz\.png'"):
+        boxes_from_coco(_coco(), "zzz.png", 10, 10)
+
+
+def test_rows() -> None:
+    rows = [
+        {"x1": 1, "y1": 2, "x2": 11, "y2": 12, "label": "cat"},
+        {"x1": None, "y1": None, "x2": None, "y2": None, "label": None},  # fresh empty row: ignored
+        {"x1": 1, "y1": None, "x2": 5, "y2": 5, "label": "x"},
+        {"x1": 5, "y1": 5, "x2": 1, "y2": 9, "label": None},
+    ]
+    bs = boxes_from_rows(rows, 50, 50)
+    assert bs.boxes.tolist() == [[1, 2, 11, 12]] and bs.classes == ["cat"]
+    assert len(bs.warnings) == 2 and "row 3" in bs.warnings[0] and "row 4" in bs.warnings[1]
+    assert BoxSet(bs.boxes, bs.classes).table_rows() == [{"x1": 1, "y1": 2, "x2": 11, "y2": 12, "label": "cat"}]
+
+
+def test_scene_boxes() -> None:
+    img, anns = make_scene(3)
+    bs = boxes_from_scene(anns, img.shape[1], img.shape[0], CLASS_NAMES)
+    assert len(bs) == len(anns) and set(bs.classes) <= set(CLASS_NAMES)
+    assert (bs.boxes[:, 2] > bs.boxes[:, 0]).all()

@@ -1,0 +1,96 @@
+"""The house rules a reader can check in seconds: the core never imports streamlit, no import cycle in explorer/,
+and modules stay small (the ones still over the line are listed and may only shrink)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CORE = ROOT / "explorer"
+MAX_LINES = 400
+#: Modules still over MAX_LINES, with the most lines they may have: split them, then lower or drop the entry.
+OVERSIZE: dict[str, int] = {
+    "explorer.anchors.assign": 827,
+    "explorer.anchors.grid": 468,
+    "explorer.anchors.lab": 402,
+    "explorer.dataset.coco": 816,
+    "explorer.dataset.scan": 608,
+    "explorer.dataset.scan_numpy": 578,
+    "explorer.detection.detector": 1099,
+    "explorer.figures.losses": 466,
+    "explorer.losses.curves": 510,
+    "explorer.losses.functions": 794,
+}
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in sorted(CORE.rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out[name] = path
+    return out
+
+
+def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
+    """Every module this file imports (at any depth of the file: a lazy import is still a dependency)."""
+    found: set[str] = set()
+    tree = ast.parse(path.read_text())
+    typing_only = {  # imports under ``if TYPE_CHECKING:`` are annotations, not dependencies at run time
+        id(n)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+        for n in ast.walk(block)
+    }
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names if f"{node.module}.{alias.name}" in modules}
+    return found
+
+
+def test_the_core_never_imports_streamlit():
+    modules = _modules()
+    offenders = [
+        name for name, path in modules.items() if any(m.split(".")[0] == "streamlit" for m in _imports(path, modules))
+    ]
+    assert not offenders, f"explorer/ must stay UI-free: {offenders}"
+
+
+def test_no_import_cycle_in_the_core():
+    modules = _modules()
+    graph = {
+        name: {m for m in _imports(path, modules) if m in modules and m != name and not name.startswith(m + ".")}
+        for name, path in modules.items()
+    }
+    state: dict[str, int] = {}  # 1 on the stack, 2 done
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt) :], nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for name in sorted(graph):
+        if name not in state and (cycle := visit(name)):
+            pytest.fail("import cycle: " + " -> ".join(cycle))
+
+
+def test_modules_stay_small():
+    sizes = {name: len(path.read_text().splitlines()) for name, path in _modules().items()}
+    over = {n: s for n, s in sizes.items() if s > OVERSIZE.get(n, MAX_LINES)}
+    assert not over, f"modules over {MAX_LINES} lines (or over their listed cap): {over}"
