@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from explorer.labels import ratio_text
 from ui import common
 
 common.page_setup("FocalScope", "🔭")
@@ -35,7 +36,7 @@ st.caption(
     f"Sample scene 1 ({facts['image_hw'][1]}×{facts['image_hw'][0]}, resized to {facts['resized_hw'][1]}×"
     f"{facts['resized_hw'][0]}) has {facts['boxes']} boxes and {facts['anchors']:,} anchors: "
     f"{facts['positives']:,} positives, {facts['ignored']:,} ignored, {facts['hard']:,} hard negatives and "
-    f"{facts['easy']:,} easy negatives — about {facts['neg_per_pos']:,.0f} negatives per positive."
+    f"{facts['easy']:,} easy negatives — about {ratio_text(facts['neg_per_pos'])} negatives per positive."
 )
 
 st.subheader("Pages")

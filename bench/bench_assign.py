@@ -29,15 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from explorer.anchors import lab  # noqa: E402
-from explorer.anchors.assign import (  # noqa: E402
-    IGNORED,
-    POSITIVE,
-    assign_from_sparse,
-    sparse_iou_grid,
-    threshold_sweep,
-)
+from explorer.anchors.assign import assign_from_sparse, sparse_iou_grid, threshold_sweep  # noqa: E402
 from explorer.anchors.grid import TORCHVISION_SIZES, AnchorConfig, generate_anchors, level_grids  # noqa: E402
 from explorer.figures import anchors as figs  # noqa: E402
+from explorer.labels import IGNORED, POSITIVE  # noqa: E402
 
 
 def coco_like_boxes(rng: np.random.Generator, m: int, height: int, width: int) -> np.ndarray:

@@ -29,8 +29,6 @@ LEVEL_COLORS: tuple[Color, ...] = (
     (240, 228, 66),
 )
 
-#: Colours for the label codes of explorer.anchors.assign (easy, hard, ignored, positive).
-LABEL_COLORS: dict[int, Color] = {0: (150, 150, 150), 1: (255, 140, 0), 2: (240, 228, 66), 3: (0, 200, 83)}
 
 UNMATCHED_COLOR: Color = (230, 0, 0)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from explorer.figures import dataset as figs
+from explorer.labels import ratio_text
 from ui import dataset as ui
 from ui.common import kept, page_setup, plot
 
@@ -42,7 +43,7 @@ m[1].metric("Ignored", f"{100 * s['ignored_share']:.2f} %")
 m[2].metric("Hard negative", f"{100 * s['hard_negative_share']:.1f} %", help="0 < IoU < negative threshold")
 m[3].metric("Easy negative", f"{100 * s['easy_negative_share']:.1f} %", help="IoU = 0 with every box")
 st.caption(
-    f"{s['neg_per_pos']:,.0f} negatives per positive · {s['mean_pos_per_box']:.1f} positives per box · "
+    f"{ratio_text(s['neg_per_pos'])} negatives per positive · {s['mean_pos_per_box']:.1f} positives per box · "
     f"{s['boxes_low_quality_only']:,} boxes positive only through a low-quality match · "
     f"{s['images_without_boxes']:,} images without boxes · scanned in {result.seconds:.2f} s ({result.path}"
     + (f", {result.reference_images} image(s) on the reference path" if result.reference_images else "")

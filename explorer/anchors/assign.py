@@ -29,21 +29,15 @@ from functools import cached_property
 import numpy as np
 
 from explorer.anchors.grid import LevelGrid, level_offsets
-
-EASY_NEGATIVE = 0
-HARD_NEGATIVE = 1
-IGNORED = 2
-POSITIVE = 3
-LABEL_NAMES: dict[int, str] = {
-    EASY_NEGATIVE: "easy negative",
-    HARD_NEGATIVE: "hard negative",
-    IGNORED: "ignored",
-    POSITIVE: "positive",
-}
-
-#: torchvision ``Matcher`` codes.
-BELOW_LOW_THRESHOLD = -1
-BETWEEN_THRESHOLDS = -2
+from explorer.labels import (
+    BELOW_LOW_THRESHOLD,
+    BETWEEN_THRESHOLDS,
+    EASY_NEGATIVE,
+    HARD_NEGATIVE,
+    IGNORED,
+    LABEL_NAMES,
+    POSITIVE,
+)
 
 SEMANTICS: tuple[str, ...] = ("torchvision", "mmdet")
 

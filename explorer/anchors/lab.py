@@ -19,10 +19,6 @@ import pandas as pd
 
 from explorer import overlay
 from explorer.anchors.assign import (
-    HARD_NEGATIVE,
-    IGNORED,
-    LABEL_NAMES,
-    POSITIVE,
     Assignment,
     SparseIoU,
     assign_atss,
@@ -42,6 +38,7 @@ from explorer.anchors.grid import (
     resized_size,
     scale_boxes,
 )
+from explorer.labels import HARD_NEGATIVE, IGNORED, LABEL_NAMES, LABEL_RGB, POSITIVE, negatives_per_positive
 
 
 @dataclass(frozen=True)
@@ -156,9 +153,9 @@ def summary(assignment: Assignment, pos_thresh: float) -> dict[str, float]:
         "mean positives per GT": float(assignment.num_positive.mean()) if m else float("nan"),
         "unmatched GTs": int(assignment.no_positive.sum()),
         "low-quality-only GTs": int(assignment.low_quality_only.sum()),
-        "negatives per positive": counts["easy negative"] + counts["hard negative"]
-        if counts["positive"] == 0
-        else (counts["easy negative"] + counts["hard negative"]) / counts["positive"],
+        "negatives per positive": negatives_per_positive(
+            counts["easy negative"] + counts["hard negative"], counts["positive"]
+        ),
     }
 
 
@@ -325,7 +322,7 @@ def positives_image(
     out = np.asarray(image)
     if show_ignored:
         ign = _anchors_with(scene, assignment, IGNORED, levels, max_boxes)
-        out = overlay.draw_anchor_boxes(out, scene.anchors[ign], overlay.LABEL_COLORS[IGNORED], alpha=0.5)
+        out = overlay.draw_anchor_boxes(out, scene.anchors[ign], LABEL_RGB[IGNORED], alpha=0.5)
     pos = _anchors_with(scene, assignment, POSITIVE, levels, max_boxes)
     if color_by == "level":
         cols = [overlay.LEVEL_COLORS[int(li) % len(overlay.LEVEL_COLORS)] for li in scene.levels[pos]]
@@ -362,9 +359,9 @@ def gt_focus_image(
     others = np.delete(np.asarray(boxes_input), gt, axis=0)
     out = overlay.draw_boxes(image, others, colors=(160, 160, 160), thickness=1)
     ign = np.nonzero((assignment.label == IGNORED) & (assignment.argmax_gt == gt))[0]
-    out = overlay.draw_anchor_boxes(out, scene.anchors[ign], overlay.LABEL_COLORS[IGNORED], alpha=0.6)
+    out = overlay.draw_anchor_boxes(out, scene.anchors[ign], LABEL_RGB[IGNORED], alpha=0.6)
     pos = np.nonzero(assignment.matched_gt == gt)[0]
-    out = overlay.draw_anchor_boxes(out, scene.anchors[pos], overlay.LABEL_COLORS[POSITIVE], thickness=2, alpha=0.9)
+    out = overlay.draw_anchor_boxes(out, scene.anchors[pos], LABEL_RGB[POSITIVE], thickness=2, alpha=0.9)
     color = overlay.UNMATCHED_COLOR if assignment.no_positive[gt] else (0, 200, 255)
     out = overlay.draw_boxes(out, boxes_input[gt : gt + 1], labels=[f"GT {gt}"], colors=color, thickness=3)
     best = int(assignment.best_anchor[gt])

@@ -37,7 +37,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
@@ -51,6 +50,7 @@ import pandas as pd
 from explorer.anchors.grid import AnchorConfig, level_grids
 from explorer.dataset.coco import SIZE_BUCKETS, CocoDataset
 from explorer.dataset.scan_numpy import ChunkOut, ElongatedImageError, Geometry, geometry, scan_chunk
+from explorer.labels import negatives_per_positive, ratio_text
 
 ProgressFn = Callable[[int, int], None]
 
@@ -176,7 +176,7 @@ class ScanResult:
             "ignored_share": share(float(im["ignored"].sum())),
             "hard_negative_share": share(float(im["hard_negatives"].sum())),
             "easy_negative_share": share(float(im["easy_negatives"].sum())),
-            "neg_per_pos": neg / pos if pos else float("inf"),
+            "neg_per_pos": negatives_per_positive(neg, pos),
             "boxes_no_positive": int(im["boxes_no_positive"].sum()),
             "boxes_no_positive_share": float(im["boxes_no_positive"].sum()) / boxes if boxes else float("nan"),
             "boxes_low_quality_only": int(im["boxes_low_quality_only"].sum()),
@@ -287,14 +287,9 @@ def reference_image_stats(
         dict with ``positives``, ``ignored``, ``hard``, ``easy`` (ints), ``level_pos``, ``level_ign``,
         ``level_hard``, ``level_easy`` (L,) and per box ``box_pos``, ``box_best``, ``box_lq_only`` (K,).
     """
-    from explorer.anchors.assign import (
-        EASY_NEGATIVE,
-        HARD_NEGATIVE,
-        IGNORED,
-        POSITIVE,
-        assign_max_iou,
-    )
+    from explorer.anchors.assign import assign_max_iou
     from explorer.anchors.grid import generate_anchors
+    from explorer.labels import EASY_NEGATIVE, HARD_NEGATIVE, IGNORED, POSITIVE
 
     anchors, levels = generate_anchors(input_hw[0], input_hw[1], cfg.anchors)
     grids = level_grids(input_hw[0], input_hw[1], cfg.anchors)
@@ -581,7 +576,7 @@ def format_summary(result: ScanResult) -> str:
         ("ignored", pct(s["ignored_share"])),
         ("hard negatives (0 < IoU < neg)", pct(s["hard_negative_share"])),
         ("easy negatives (IoU = 0)", pct(s["easy_negative_share"])),
-        ("negatives per positive", "inf" if math.isinf(s["neg_per_pos"]) else f"{s['neg_per_pos']:,.0f}"),
+        ("negatives per positive", ratio_text(s["neg_per_pos"])),
         ("mean positives per box", f"{s['mean_pos_per_box']:.2f}"),
         ("boxes without a positive", f"{s['boxes_no_positive']:,} ({pct(s['boxes_no_positive_share'])})"),
         ("boxes positive only via low-quality", f"{s['boxes_low_quality_only']:,}"),

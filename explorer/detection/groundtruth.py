@@ -26,17 +26,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from explorer.anchors.assign import (
-    EASY_NEGATIVE,
-    HARD_NEGATIVE,
-    IGNORED,
-    LABEL_NAMES,
-    POSITIVE,
-    Assignment,
-    assign_max_iou,
-    box_iou,
-)
+from explorer.anchors.assign import Assignment, assign_max_iou, box_iou
 from explorer.detection.detector import DenseOutputs, Detections
+from explorer.labels import EASY_NEGATIVE, HARD_NEGATIVE, IGNORED, LABEL_NAMES, POSITIVE
 from explorer.losses import functions as losses
 
 LOSS_KINDS: dict[str, str] = {"ce": "CE", "focal": "Focal", "qfl": "QFL"}

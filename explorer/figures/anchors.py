@@ -8,16 +8,16 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from explorer.anchors.assign import LABEL_NAMES
-from explorer.overlay import LABEL_COLORS, LEVEL_COLORS
+from explorer.labels import COLORS
+from explorer.overlay import LEVEL_COLORS
 
 
 def _css(rgb: tuple[int, int, int]) -> str:
     return "rgb({},{},{})".format(*rgb)
 
 
-#: The overlay's label and level colours as CSS, so the charts and the images agree.
-LABEL_CSS: dict[str, str] = {LABEL_NAMES[code]: _css(rgb) for code, rgb in LABEL_COLORS.items()}
+#: The label colours (explorer.labels: the same as the image overlays') and the level colours as CSS.
+LABEL_CSS: dict[str, str] = {name: COLORS[name] for name in ("positive", "ignored", "hard negative", "easy negative")}
 LEVEL_CSS: tuple[str, ...] = tuple(_css(rgb) for rgb in LEVEL_COLORS)
 
 

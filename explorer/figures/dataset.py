@@ -11,16 +11,12 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from explorer.dataset.coco import AREA_MEDIUM, AREA_SMALL
-from explorer.figures import anchors as anchor_figs
+from explorer.labels import COLORS, DISPLAY_ORDER
 
-LABEL_TITLES: dict[str, str] = {
-    "positives": "positive",
-    "ignored": "ignored",
-    "hard_negatives": "hard negative",
-    "easy_negatives": "easy negative",
-}
-#: The Anchor lab's label colours (the image overlay's), keyed by the scan's column names.
-LABEL_CSS: dict[str, str] = {col: anchor_figs.LABEL_CSS[title] for col, title in LABEL_TITLES.items()}
+#: The scan's count columns and their display names, in display order (explorer.labels).
+LABEL_TITLES: dict[str, str] = {label.column: label.display for label in DISPLAY_ORDER}
+#: The label colours (explorer.labels), keyed by the scan's column names.
+LABEL_CSS: dict[str, str] = {label.column: COLORS[label.display] for label in DISPLAY_ORDER}
 SIZE_CSS: dict[str, str] = {"small": "rgb(213,94,0)", "medium": "rgb(0,114,178)", "large": "rgb(0,158,115)"}
 TAG_CSS: dict[str, str] = {
     "under-represented": "rgb(213,94,0)",

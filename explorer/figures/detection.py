@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from explorer.figures import ANCHOR_GROUP_COLORS
+from explorer.labels import COLORS
 
 __all__ = [
     "GROUP_COLORS",
@@ -23,7 +23,7 @@ __all__ = [
 ]
 
 #: One colour per anchor group of the loss maps, in display order (the Loss lab's colours).
-GROUP_COLORS = {k: ANCHOR_GROUP_COLORS[k] for k in ("easy negative", "hard negative", "positive", "ignored")}
+GROUP_COLORS = {k: COLORS[k] for k in ("easy negative", "hard negative", "positive", "ignored")}
 
 
 #: Explicit colour scales (Streamlit's chart theme replaces named ones): dark = low, bright = high.

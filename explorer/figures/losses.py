@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from explorer.figures import ANCHOR_GROUP_COLORS
+from explorer.labels import COLORS
 from explorer.losses.budget import GROUPS, LOSSES
 from explorer.losses.curves import SoftTargetGrid
 
@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 #: One colour per anchor group, used by every budget figure.
-GROUP_COLORS = ANCHOR_GROUP_COLORS
+GROUP_COLORS = COLORS
 _PALETTE = qualitative.Plotly + qualitative.D3
 _SHADE = "rgba(44, 160, 44, 0.10)"
 

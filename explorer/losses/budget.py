@@ -27,8 +27,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from explorer.labels import EASY_NEGATIVE, HARD_NEGATIVE, POSITIVE, AnchorLabel
+
 __all__ = [
     "GROUPS",
+    "GROUP_LABELS",
     "LOSSES",
     "MAX_ANCHORS",
     "BatchSpec",
@@ -41,9 +44,10 @@ __all__ = [
     "simulate_batch",
 ]
 
-#: Group names, in the order of the group codes 0, 1, 2 returned by :func:`simulate_batch`.
-GROUPS: tuple[str, ...] = ("positive", "hard negative", "easy negative")
-POSITIVE, HARD_NEGATIVE, EASY_NEGATIVE = 0, 1, 2
+#: The simulated groups, in the order a batch stores them (labels and codes of :mod:`explorer.labels`).
+GROUP_LABELS: tuple[AnchorLabel, ...] = (POSITIVE, HARD_NEGATIVE, EASY_NEGATIVE)
+#: Their display names, in the same order.
+GROUPS: tuple[str, ...] = tuple(label.display for label in GROUP_LABELS)
 #: The losses compared in the budget.
 LOSSES: tuple[str, ...] = ("CE", "α-CE", "focal")
 #: Largest simulated batch.
@@ -120,7 +124,8 @@ class SimulatedBatch:
 
     Attributes:
         p: (N,) float64 predicted foreground probability, clipped to [1e-12, 1 - 1e-12].
-        group: (N,) int8 group code (0 positive, 1 hard negative, 2 easy negative), grouped in that order.
+        group: (N,) int8 label code (:class:`explorer.labels.AnchorLabel`), anchors stored group by group in the
+            order of :data:`GROUP_LABELS` (positives, hard negatives, easy negatives).
         counts: anchors per group, in the same order.
     """
 
@@ -151,11 +156,10 @@ def simulate_batch(spec: BatchSpec) -> SimulatedBatch:
     rng = np.random.default_rng(spec.seed)
     counts = spec.counts()
     parts, codes = [], []
-    for code, (count, g) in enumerate(
-        zip(counts, (spec.positive, spec.hard_negative, spec.easy_negative), strict=True)
-    ):
+    groups = (spec.positive, spec.hard_negative, spec.easy_negative)
+    for label, count, g in zip(GROUP_LABELS, counts, groups, strict=True):
         parts.append(rng.beta(g.a, g.b, size=count))
-        codes.append(np.full(count, code, dtype=np.int8))
+        codes.append(np.full(count, label, dtype=np.int8))
     p = np.clip(np.concatenate(parts), P_EPS, 1 - P_EPS)
     return SimulatedBatch(p=p, group=np.concatenate(codes), counts=counts)
 
@@ -244,30 +248,30 @@ def loss_budget(spec: BatchSpec | SimulatedBatch, *, alpha: float = 0.25, gamma:
     batch = _as_batch(spec)
     counts = batch.counts
     sums = []  # per group: (CE, CE grad, focal w/o alpha, focal grad w/o alpha)
-    for code, sl in enumerate(batch.slices()):
+    for label, sl in zip(GROUP_LABELS, batch.slices(), strict=True):
         p = batch.p[sl]
-        sums.append(_group_sums(1.0 - p if code == POSITIVE else p, gamma))
+        sums.append(_group_sums(1.0 - p if label == POSITIVE else p, gamma))
     alpha_t = (alpha, 1.0 - alpha, 1.0 - alpha)
     per_loss = {
         "CE": [(s[0], s[1]) for s in sums],
         "α-CE": [(a * s[0], a * s[1]) for a, s in zip(alpha_t, sums, strict=True)],
         "focal": [(a * s[2], a * s[3]) for a, s in zip(alpha_t, sums, strict=True)],
     }
-    n_pos = max(counts[POSITIVE], 1)
+    n_pos = max(counts[GROUP_LABELS.index(POSITIVE)], 1)
     rows = []
     for name in LOSSES:
         total_loss = sum(v[0] for v in per_loss[name])
         total_grad = sum(v[1] for v in per_loss[name])
-        for code, group in enumerate(GROUPS):
-            loss_sum, grad_sum = per_loss[name][code]
+        for i, group in enumerate(GROUPS):
+            loss_sum, grad_sum = per_loss[name][i]
             rows.append(
                 {
                     "loss": name,
                     "group": group,
-                    "count": counts[code],
+                    "count": counts[i],
                     "loss_sum": loss_sum,
                     "loss_share": loss_sum / total_loss if total_loss > 0 else 0.0,
-                    "mean_loss": loss_sum / counts[code] if counts[code] else 0.0,
+                    "mean_loss": loss_sum / counts[i] if counts[i] else 0.0,
                     "grad_sum": grad_sum,
                     "grad_share": grad_sum / total_grad if total_grad > 0 else 0.0,
                     "loss_per_positive": loss_sum / n_pos,
@@ -341,8 +345,9 @@ def probability_histogram(spec: BatchSpec | SimulatedBatch, *, bins: int = 50) -
     batch = _as_batch(spec)
     edges = np.linspace(0.0, 1.0, bins + 1)
     frames = []
-    for code, group in enumerate(GROUPS):
-        p = batch.p[batch.group == code]
+    for label in GROUP_LABELS:
+        group = label.display
+        p = batch.p[batch.group == label]
         counts, _ = np.histogram(p, bins=edges)
         frames.append(
             pd.DataFrame(

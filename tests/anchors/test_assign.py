@@ -12,11 +12,6 @@ from torchvision.models.detection._utils import Matcher
 from torchvision.ops import box_iou as tv_box_iou
 
 from explorer.anchors.assign import (
-    EASY_NEGATIVE,
-    HARD_NEGATIVE,
-    IGNORED,
-    LABEL_NAMES,
-    POSITIVE,
     SparseIoU,
     assign_atss,
     assign_from_sparse,
@@ -30,6 +25,7 @@ from explorer.anchors.assign import (
     threshold_sweep,
 )
 from explorer.anchors.grid import AnchorConfig, LevelGrid, generate_anchors, level_grids
+from explorer.labels import EASY_NEGATIVE, HARD_NEGATIVE, IGNORED, LABEL_NAMES, POSITIVE
 
 Q61 = np.array(
     [

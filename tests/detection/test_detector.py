@@ -17,7 +17,6 @@ import torch
 from torchvision.models.detection._utils import Matcher
 from torchvision.ops import box_iou
 
-from explorer.anchors.assign import POSITIVE
 from explorer.dataset.coco import load_coco
 from explorer.detection import detector
 from explorer.detection.demo_model import DEMO_NUM_CLASSES
@@ -36,6 +35,7 @@ from explorer.detection.detector import (
 from explorer.detection.fast import FastRetinaNet, fold_batchnorm, match_detections_strict
 from explorer.detection.groundtruth import loss_breakdown, match_detections
 from explorer.detection.view import category_mismatch, draw_detections, gt_for_image, sample_scene
+from explorer.labels import POSITIVE
 
 CPU = torch.device("cpu")
 

@@ -20,14 +20,15 @@ def test_simulate_batch_counts_order_and_determinism() -> None:
     np.testing.assert_array_equal(a.p, b.p)
     assert a.counts == spec.counts() == (100, 400, 19_500)
     assert a.p.shape == a.group.shape == (20_000,) and a.p.dtype == np.float64 and a.group.dtype == np.int8
-    np.testing.assert_array_equal(np.bincount(a.group, minlength=3), a.counts)
-    assert (np.diff(a.group) >= 0).all()  # grouped in order
+    np.testing.assert_array_equal(np.bincount(a.group, minlength=4)[list(B.GROUP_LABELS)], a.counts)
+    stored = np.array([B.GROUP_LABELS.index(code) for code in a.group[::97]])
+    assert (np.diff(stored) >= 0).all()  # stored group by group, in GROUP_LABELS' order
     assert ((a.p > 0) & (a.p < 1)).all()
     c = B.simulate_batch(small_spec(seed=4))
     assert not np.array_equal(a.p, c.p)
     # Group means follow the Beta laws.
-    for code, g in enumerate((spec.positive, spec.hard_negative, spec.easy_negative)):
-        assert a.p[a.group == code].mean() == pytest.approx(g.mean, abs=0.03)
+    for label, g in zip(B.GROUP_LABELS, (spec.positive, spec.hard_negative, spec.easy_negative), strict=True):
+        assert a.p[a.group == label].mean() == pytest.approx(g.mean, abs=0.03)
 
 
 def test_budget_matches_per_anchor_losses_and_torch() -> None:
@@ -38,8 +39,8 @@ def test_budget_matches_per_anchor_losses_and_torch() -> None:
         assert len(table) == 9
         for name in B.LOSSES:
             rows = table[table["loss"] == name].set_index("group")
-            for code, group in enumerate(B.GROUPS):
-                m = batch.group == code
+            for label, group in zip(B.GROUP_LABELS, B.GROUPS, strict=True):
+                m = batch.group == label
                 assert rows.loc[group, "loss_sum"] == pytest.approx(per[name][m].sum(), rel=1e-10)
                 assert rows.loc[group, "grad_sum"] == pytest.approx(per[f"{name} grad"][m].sum(), rel=1e-10)
             assert rows["loss_share"].sum() == pytest.approx(1.0)
