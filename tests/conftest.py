@@ -19,3 +19,11 @@ def coco_mini() -> Path:
     if not COCO_MINI.is_dir():
         pytest.skip("../shared/data/coco-mini is not present")
     return COCO_MINI
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests on the real coco-mini data (exactness against torchvision's own loop) are ``slow``: the fast loop,
+    ``pytest -m "not slow and not e2e"``, leaves them to the full suite."""
+    for item in items:
+        if "coco_mini" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -76,6 +76,7 @@ def test_written_dataset_round_trips_through_pycocotools(tmp_path):
     assert len({a["id"] for a in data["annotations"]}) == len(data["annotations"])
 
 
+@pytest.mark.slow
 def test_sample_dataset_checksum_is_identical_everywhere():
     coco, arrays = make_dataset(synthetic.SAMPLE_IMAGES, synthetic.SAMPLE_SEED)
     assert len(coco["images"]) == 200
