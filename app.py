@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from explorer.labels import ratio_text
+from explorer.settings import limits
 from ui import common
 
 common.page_setup("FocalScope", "🔭")
@@ -24,14 +25,14 @@ st.markdown(
 
 facts = home.anchor_facts()
 c1, c2, c3, c4 = st.columns(4)
-c1.metric("Anchors, 800×800 input", f"{facts['anchors_800']:,}", help="torchvision RetinaNet: 5 levels × 9 anchors")
-c2.metric("Anchors, 800×1333 input", f"{facts['anchors_1333']:,}")
+c1.metric("Anchors 800×800", f"{facts['anchors_800']:,}", help="torchvision RetinaNet: 5 levels × 9 anchors")
+c2.metric("Anchors 800×1333", f"{facts['anchors_1333']:,}", help="COCO's usual input size")
 c3.metric(
-    "Positives in a sample scene",
+    "Positives, scene 1",
     f"{facts['positives']:,}",
     help=f"IoU ≥ 0.5 (plus low-quality matches) for the {facts['boxes']} boxes of sample scene 1",
 )
-c4.metric("Easy negatives (IoU = 0)", f"{facts['easy_share']:.1%}", help="Share of that scene's anchors")
+c4.metric("Easy negatives", f"{facts['easy_share']:.1%}", help="IoU = 0 with every box: share of that scene's anchors")
 st.caption(
     f"Sample scene 1 ({facts['image_hw'][1]}×{facts['image_hw'][0]}, resized to {facts['resized_hw'][1]}×"
     f"{facts['resized_hw'][0]}) has {facts['boxes']} boxes and {facts['anchors']:,} anchors: "
@@ -51,7 +52,7 @@ descriptions = {
     "per-level score maps and per-anchor loss maps from the model's dense outputs.",
 }
 pages = common.existing_pages()
-cols = st.columns(max(1, len(pages)))
+cols = st.columns(2) + st.columns(2)  # two cards a row: four in a row cut "Dataset diagnostics" at 800 px
 for col, (path, title, icon) in zip(cols, pages, strict=False):
     with col, st.container(border=True):
         st.page_link(path, label=f"**{title}**", icon=icon)
@@ -67,7 +68,8 @@ with left:
         "small (COCO rule: area < 32²). It is generated from a fixed seed by `explorer/synthetic.py`, identical on "
         "every machine."
     )
-    st.caption(f"Cached at `{info['path']}`")
+    if not limits().hosted:  # a hosted server does not show its file system
+        st.caption(f"Cached at `{info['path']}`")
     st.dataframe(info["per_class"], hide_index=True, width="stretch")
 with right:
     st.image(info["preview"], caption="Sample scenes 1–2 with their boxes", width="stretch")

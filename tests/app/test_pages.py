@@ -32,10 +32,19 @@ def test_home_page_shows_real_numbers(monkeypatch):
     monkeypatch.chdir(ROOT)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Anchors, 800×800 input"] == "120,087"
-    assert metrics["Anchors, 800×1333 input"] == "201,600"
-    assert int(metrics["Positives in a sample scene"].replace(",", "")) > 0
+    assert metrics["Anchors 800×800"] == "120,087"
+    assert metrics["Anchors 800×1333"] == "201,600"
+    assert int(metrics["Positives, scene 1"].replace(",", "")) > 0
     assert any("Device:" in m.value for m in at.markdown)
+    assert any("Cached at" in c.value for c in at.caption)
+
+
+def test_hosted_home_page_does_not_show_the_servers_paths(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("FOCALSCOPE_HOSTED", "1")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    assert not at.exception
+    assert not any("Cached at" in c.value for c in at.caption)
 
 
 @pytest.mark.parametrize("script", SCRIPTS[1:])
