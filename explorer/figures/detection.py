@@ -155,7 +155,7 @@ def loss_maps_figure(
             fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, row=r + 1, col=c + 1)
     return _layout(
         fig,
-        f"{loss_name} loss per anchor location, by group and level (blank: no such anchor)",
+        f"{loss_name} loss per anchor location (blank: no anchor)",
         height=200 + 190 * rows,
     )
 
