@@ -146,7 +146,6 @@ with tabs[3]:
                 str(row["file_name"]),
                 config,
                 show_ignored,
-                source.images.identity,
                 source.images,
                 boxes,
                 classes,
@@ -181,7 +180,6 @@ with tabs[4]:
     if len(no_pos) and source.images is not None:
         gallery = ui.crops(
             f"{source.key}:{config!r}",
-            source.images.identity,
             source.images,
             ui.no_positive_rows(ds, result, config.pos_thresh),
         )

@@ -363,43 +363,63 @@ def load_and_scan(source: Source, config: ScanConfig) -> tuple[CocoDataset, Scan
 # ---------------------------------------------------------------- images
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
 def anchor_view(
     key: str,
     file_name: str,
     config: ScanConfig,
     show_ignored: bool,
+    store: ImageStore,
+    boxes_input: np.ndarray,
+    classes: list[str],
+) -> tuple[np.ndarray | None, dict, str]:
+    """(picture, summary, message) for one image of the dataset, cached per dataset key (annotation digest and
+    image row), file, config, image store (its ``identity``) and the server's pixel budget."""
+    args = (key, file_name, config, show_ignored, store.identity, limits().max_pixels)
+    return _anchor_view(*args, store, boxes_input, classes)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _anchor_view(
+    key: str,
+    file_name: str,
+    config: ScanConfig,
+    show_ignored: bool,
     store_id: str,
+    max_pixels: int,
     _store: ImageStore,
     _boxes_input: np.ndarray,
     _classes: list[str],
 ) -> tuple[np.ndarray | None, dict, str]:
-    """(picture, summary, message) for one image of the dataset, cached per dataset key (annotation digest and
-    image row), file, config and image store (``store_id``: the ``identity`` of ``_store``)."""
     data = _store.read(file_name)
     if data is None:
         return None, {}, f"{file_name} is not among the images ({_store.description})."
     try:
-        image = decode_image(data, max_pixels=limits().max_pixels)
+        image = decode_image(data, max_pixels=max_pixels)
     except ValueError as exc:
         return None, {}, f"{file_name}: {exc}"
     picture, summary = labeled_anchor_image(image, _boxes_input, config, classes=_classes, show_ignored=show_ignored)
     return picture, summary, ""
 
 
-@st.cache_data(max_entries=4, show_spinner=False)
 def crops(
-    key: str,
-    store_id: str,
-    _store: ImageStore,
-    _rows: list[tuple[str, tuple[float, float, float, float], str]],
-    limit: int = 24,
+    key: str, store: ImageStore, rows: list[tuple[str, tuple[float, float, float, float], str]], limit: int = 24
 ) -> list[tuple[np.ndarray, str]]:
     """Crops around boxes: rows of (file_name, original-scale xyxy box, caption); unreadable images are skipped.
-    Cached per ``key`` (what ``_rows`` derive from: annotation digest and configuration) and image store
-    (``store_id``: the ``identity`` of ``_store``)."""
+    Cached per ``key`` (what ``rows`` derive from: annotation digest and configuration), image store (its
+    ``identity``) and the server's pixel budget."""
+    return _crops(key, store.identity, limits().max_pixels, store, rows, limit)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _crops(
+    key: str,
+    store_id: str,
+    max_pixels: int,
+    _store: ImageStore,
+    _rows: list[tuple[str, tuple[float, float, float, float], str]],
+    limit: int,
+) -> list[tuple[np.ndarray, str]]:
     out: list[tuple[np.ndarray, str]] = []
-    max_pixels = limits().max_pixels
     decoded: dict[str, np.ndarray | None] = {}
     for file_name, box, caption in _rows[:limit]:
         if file_name not in decoded:

@@ -51,8 +51,8 @@ def test_crops_of_one_store_never_reach_another_with_the_same_annotations():
     key = "same-json-digest:same-config"
     store_a = ui_dataset.ZipImages(_zip({"private_photo.png": _png(200)}))
     store_b = ui_dataset.ZipImages(_zip({"unrelated.png": _png(10)}))
-    assert len(ui_dataset.crops(key, store_a.identity, store_a, rows)) == 1
-    assert ui_dataset.crops(key, store_b.identity, store_b, rows) == []
+    assert len(ui_dataset.crops(key, store_a, rows)) == 1
+    assert ui_dataset.crops(key, store_b, rows) == []
 
 
 def test_anchor_view_of_one_store_never_reaches_another():
@@ -61,10 +61,23 @@ def test_anchor_view_of_one_store_never_reaches_another():
     store_a = ui_dataset.ZipImages(_zip({"private_photo.png": _png(200)}))
     store_b = ui_dataset.ZipImages(_zip({"unrelated.png": _png(10)}))
     args = ("same-json-digest:0", "private_photo.png", config, True)
-    picture, _, _ = ui_dataset.anchor_view(*args, store_a.identity, store_a, boxes, classes)
+    picture, _, _ = ui_dataset.anchor_view(*args, store_a, boxes, classes)
     assert picture is not None
-    picture, _, message = ui_dataset.anchor_view(*args, store_b.identity, store_b, boxes, classes)
+    picture, _, message = ui_dataset.anchor_view(*args, store_b, boxes, classes)
     assert picture is None and "not among the images" in message
+
+
+def test_image_views_are_keyed_on_the_servers_pixel_budget(monkeypatch):
+    """A cached picture decoded under one budget is not served once the budget no longer allows that image."""
+    config = ScanConfig(anchors=default_config("torchvision", min_size=128, max_size=128))
+    store = ui_dataset.ZipImages(_zip({"photo.png": _png(200)}))
+    args = ("digest:0", "photo.png", config, True, store, np.array([[8.0, 8.0, 40.0, 40.0]], np.float32), ["cat"])
+    rows = [("photo.png", (8.0, 8.0, 40.0, 40.0), "cat")]
+    assert ui_dataset.anchor_view(*args)[0] is not None and len(ui_dataset.crops("digest:cfg", store, rows)) == 1
+    monkeypatch.setenv("FOCALSCOPE_MAX_PIXELS", "100")
+    picture, _, message = ui_dataset.anchor_view(*args)
+    assert (picture is None and "megapixels" in message) or "MP" in message
+    assert ui_dataset.crops("digest:cfg", store, rows) == []
 
 
 # ---------------------------------------------------------------- models (issue 9.6)
