@@ -6,6 +6,7 @@ import plotly.graph_objects as go
 import pytest
 
 from explorer.figures import losses as FL
+from explorer.losses import box_curves as BC
 from explorer.losses import budget as B
 from explorer.losses import curves as C
 
@@ -40,12 +41,12 @@ def test_soft_figures() -> None:
 
 
 def test_box_figures() -> None:
-    df = C.box_loss_curves("shift", n=30)
+    df = BC.box_loss_curves("shift", n=30)
     fig = FL.box_loss_figure(df, grad_kind="box")
     assert len(fig.data) == 12
     fig = FL.box_loss_figure(df, grad_kind="iou", log_y=True)
     assert len(fig.data) == 6 + 3  # only 1 - IoU, -ln IoU and RIoU have dL/dIoU
-    fig = FL.smooth_l1_figure(C.smooth_l1_curves(n=20))
+    fig = FL.smooth_l1_figure(BC.smooth_l1_curves(n=20))
     assert len(fig.data) == 6
     fig = FL.box_pair_figure([0, 0, 4, 2], [1, 0, 3, 4])
     assert len(fig.data) == 5 and fig.layout.yaxis.scaleanchor == "x"
