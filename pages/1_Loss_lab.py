@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from explorer.figures import loss_budget as budget_figs
 from explorer.figures import losses as figs
 from explorer.losses import box_curves, budget, curves
 from ui import losses as ui
@@ -332,7 +333,7 @@ def budget_section(alpha: float, gamma: float) -> None:
     for col, name in zip((m1, m2, m3), budget.LOSSES, strict=True):
         col.metric(f"{name}: easy negatives' share of the loss", f"{shares[name, 'easy negative']:.1%}")
     ui.figure_block(
-        figs.budget_figure(table),
+        budget_figs.budget_figure(table),
         caption="Read: with CE the easy negatives, each almost free, still take most of the loss and gradient; "
         "focal loss hands that budget to the hard examples.",
         latex=[
@@ -344,7 +345,7 @@ def budget_section(alpha: float, gamma: float) -> None:
     )
     hist = ui.probability_histogram(spec)
     ui.figure_block(
-        figs.probability_figure(hist),
+        budget_figs.probability_figure(hist),
         caption="Read: the simulated predictions — positives near 1, easy negatives piled up near 0.",
         latex=r"p\sim\mathrm{Beta}(a,b)",
         df=hist,
@@ -355,7 +356,7 @@ def budget_section(alpha: float, gamma: float) -> None:
         return
     cdf = ui.loss_cdf(spec, tuple(sorted(float(g) for g in cdf_gammas)))
     ui.figure_block(
-        figs.loss_cdf_figure(cdf),
+        budget_figs.loss_cdf_figure(cdf),
         caption="Read: as γ grows, the negatives' curve hugs zero until the last few percent — nearly all their "
         "loss comes from a handful of hard negatives — while the positives' curve barely moves (paper Figure 4).",
         latex=r"\mathrm{CDF}(f)=\frac{\sum_{i\le fN}\mathrm{FL}_{(i)}}{\sum_i \mathrm{FL}_i}",
