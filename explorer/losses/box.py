@@ -229,18 +229,27 @@ def ciou_loss(boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float = 1e-7, *, 
         (0.731668, 0.697917)
     """
     boxes1, boxes2 = _check_boxes(boxes1, boxes2)
+    return _ciou_loss_mmdet(boxes1, boxes2, eps) if gated else _ciou_loss_torchvision(boxes1, boxes2, eps)
+
+
+def _ciou_loss_torchvision(boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float) -> torch.Tensor:
+    """torchvision 0.29.1 ``complete_box_iou_loss`` arithmetic on checked (..., 4) pairs: DIoU loss + alpha v."""
     x1, y1, x2, y2 = boxes1.unbind(dim=-1)
     x1g, y1g, x2g, y2g = boxes2.unbind(dim=-1)
-    if not gated:
-        inter, union = _inter_union(boxes1, boxes2)
-        iou = inter / (union + eps)
-        cw, ch = _enclosing(boxes1, boxes2)
-        diou_l = 1 - iou + _center_dist2(boxes1, boxes2) / (cw**2 + ch**2 + eps)
-        v = (4 / (math.pi**2)) * torch.pow(torch.atan((x2g - x1g) / (y2g - y1g)) - torch.atan((x2 - x1) / (y2 - y1)), 2)
-        with torch.no_grad():
-            alpha = v / (1 - iou + v + eps)
-        return diou_l + alpha * v
-    # mmdet 3.3.0 mmdet/models/losses/iou_loss.py::ciou_loss
+    inter, union = _inter_union(boxes1, boxes2)
+    iou = inter / (union + eps)
+    cw, ch = _enclosing(boxes1, boxes2)
+    diou_l = 1 - iou + _center_dist2(boxes1, boxes2) / (cw**2 + ch**2 + eps)
+    v = (4 / (math.pi**2)) * torch.pow(torch.atan((x2g - x1g) / (y2g - y1g)) - torch.atan((x2 - x1) / (y2 - y1)), 2)
+    with torch.no_grad():
+        alpha = v / (1 - iou + v + eps)
+    return diou_l + alpha * v
+
+
+def _ciou_loss_mmdet(boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float) -> torch.Tensor:
+    """mmdet 3.3.0 ``mmdet/models/losses/iou_loss.py::ciou_loss`` on checked pairs: alpha gated at IoU > 0.5."""
+    x1, y1, x2, y2 = boxes1.unbind(dim=-1)
+    x1g, y1g, x2g, y2g = boxes2.unbind(dim=-1)
     wh = (torch.min(boxes1[..., 2:], boxes2[..., 2:]) - torch.max(boxes1[..., :2], boxes2[..., :2])).clamp(min=0)
     overlap = wh[..., 0] * wh[..., 1]
     ap = (x2 - x1) * (y2 - y1)
