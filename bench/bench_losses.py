@@ -30,9 +30,11 @@ from torchvision.ops import (
     sigmoid_focal_loss,
 )
 
+from explorer.losses import box
+from explorer.losses import box_curves as BC
 from explorer.losses import budget as B
+from explorer.losses import classification as cls
 from explorer.losses import curves as C
-from explorer.losses import functions as L
 
 N = 1000
 F64 = torch.float64
@@ -55,9 +57,9 @@ def all_curves() -> None:
     C.soft_target_cut(0.6, n=N)
     C.dfl_loss_vs_mean(7.3, n=N)
     C.dfl_bins(7.3)
-    C.box_loss_curves("shift", n=N)
-    C.smooth_l1_curves((0.0, 0.11, 1.0), n=N)
-    C.box_pair_table([70, 55, 160, 140], [40, 40, 120, 100])
+    BC.box_loss_curves("shift", n=N)
+    BC.smooth_l1_curves((0.0, 0.11, 1.0), n=N)
+    BC.box_pair_table([70, 55, 160, 140], [40, 40, 120, 100])
 
 
 def soft_grid() -> None:
@@ -70,13 +72,13 @@ X = torch.linspace(-8, 8, N, dtype=F64)
 Y = torch.ones(N, dtype=F64)
 IOU = torch.linspace(1e-3, 1, N, dtype=F64)
 GT = torch.tensor([[0.0, 0.0, 1.0, 1.0]], dtype=F64).expand(N, 4)
-PRED = C._path_boxes("shift", IOU)
+PRED = BC._path_boxes("shift", IOU)
 
 
 def focal_ours() -> None:
     for g in (0.0, 0.5, 1.0, 2.0, 5.0):
-        L.focal_loss(X, Y, 0.25, g)
-        L.focal_loss_grad(X, Y, 0.25, g)
+        cls.focal_loss(X, Y, 0.25, g)
+        cls.focal_loss_grad(X, Y, 0.25, g)
 
 
 def focal_torchvision() -> None:
@@ -86,7 +88,7 @@ def focal_torchvision() -> None:
 
 
 def iou_ours() -> None:
-    for fn in (L.giou_loss, L.diou_loss, L.ciou_loss):
+    for fn in (box.giou_loss, box.diou_loss, box.ciou_loss):
         p = PRED.clone().requires_grad_(True)
         fn(p, GT).sum().backward()
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from explorer.figures import loss_budget as budget_figs
 from explorer.figures import losses as figs
-from explorer.losses import budget, curves
+from explorer.losses import box_curves, budget, curves
 from ui import losses as ui
 from ui.common import page_setup
 
@@ -176,11 +177,11 @@ def box_curves_section(riou_beta: float, riou_k: float) -> None:
     st.markdown("##### IoU-family losses")
     c1, c2, c3, c4 = st.columns([3, 2.6, 2, 2.2])
     chosen = c1.multiselect(
-        "Losses", list(curves.BOX_LOSSES), default=list(curves.BOX_LOSSES), key="box_losses", bind=QP
+        "Losses", list(box_curves.BOX_LOSSES), default=list(box_curves.BOX_LOSSES), key="box_losses", bind=QP
     )
     path = c2.segmented_control(
         "Prediction moves by",
-        list(curves.BOX_PATHS),
+        list(box_curves.BOX_PATHS),
         default="shift",
         required=True,
         key="box_path",
@@ -209,7 +210,7 @@ def box_curves_section(riou_beta: float, riou_k: float) -> None:
         figs.box_loss_figure(df, grad_kind=grad_kind, log_y=log_y),
         caption=f"Read: 1 − IoU pushes every box equally (|∂L/∂IoU| = 1), −ln IoU pushes bad boxes hardest, and "
         f"the RIoU reconstruction gives the most gradient to good boxes just below IoU = β. Path: "
-        f"{curves.BOX_PATHS[path]}.",
+        f"{box_curves.BOX_PATHS[path]}.",
         latex=[
             r"\mathrm{GIoU}=\mathrm{IoU}-\frac{|C\setminus(B\cup G)|}{|C|}",
             r"\mathcal{L}_{\mathrm{DIoU}}=1-\mathrm{IoU}+\frac{\rho^2}{c^2}",
@@ -261,7 +262,7 @@ def sandbox_section(riou_beta: float, riou_k: float) -> None:
     py = c2.slider("Prediction y1 – y2", 0, 200, (55, 140), key="pred_y", bind=QP)
     pred, gt = (px[0], py[0], px[1], py[1]), (gx[0], gy[0], gx[1], gy[1])
     try:
-        table = curves.box_pair_table(pred, gt, riou_beta=riou_beta, riou_k=riou_k)
+        table = box_curves.box_pair_table(pred, gt, riou_beta=riou_beta, riou_k=riou_k)
     except ValueError as err:
         st.error(f"{err} — widen the box.")
         return
@@ -332,7 +333,7 @@ def budget_section(alpha: float, gamma: float) -> None:
     for col, name in zip((m1, m2, m3), budget.LOSSES, strict=True):
         col.metric(f"{name}: easy negatives' share of the loss", f"{shares[name, 'easy negative']:.1%}")
     ui.figure_block(
-        figs.budget_figure(table),
+        budget_figs.budget_figure(table),
         caption="Read: with CE the easy negatives, each almost free, still take most of the loss and gradient; "
         "focal loss hands that budget to the hard examples.",
         latex=[
@@ -344,7 +345,7 @@ def budget_section(alpha: float, gamma: float) -> None:
     )
     hist = ui.probability_histogram(spec)
     ui.figure_block(
-        figs.probability_figure(hist),
+        budget_figs.probability_figure(hist),
         caption="Read: the simulated predictions — positives near 1, easy negatives piled up near 0.",
         latex=r"p\sim\mathrm{Beta}(a,b)",
         df=hist,
@@ -355,7 +356,7 @@ def budget_section(alpha: float, gamma: float) -> None:
         return
     cdf = ui.loss_cdf(spec, tuple(sorted(float(g) for g in cdf_gammas)))
     ui.figure_block(
-        figs.loss_cdf_figure(cdf),
+        budget_figs.loss_cdf_figure(cdf),
         caption="Read: as γ grows, the negatives' curve hugs zero until the last few percent — nearly all their "
         "loss comes from a handful of hard negatives — while the positives' curve barely moves (paper Figure 4).",
         latex=r"\mathrm{CDF}(f)=\frac{\sum_{i\le fN}\mathrm{FL}_{(i)}}{\sum_i \mathrm{FL}_i}",

@@ -16,7 +16,7 @@ from explorer.dataset.scan import ScanConfig, scan_dataset
 from explorer.figures import anchors as anchor_figs
 from explorer.figures import dataset as dataset_figs
 from explorer.figures import detection as detection_figs
-from explorer.figures import losses as loss_figs
+from explorer.figures import loss_budget as loss_figs
 from explorer.labels import AnchorLabel
 from explorer.losses import budget
 

@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from explorer.losses import budget, curves
+from explorer.losses import box_curves, budget, curves
 from ui.common import download_buttons, plot
 
 #: Batch sizes offered for the simulation, by the label shown (and kept in the URL).
@@ -58,12 +58,12 @@ def dfl_tables(target: float, n_bins: int, pred_mean: float, pred_width: float) 
 def box_loss_curves(
     path: str, losses: tuple[str, ...], riou_beta: float, riou_k: float, ciou_gated: bool
 ) -> pd.DataFrame:
-    return curves.box_loss_curves(path, losses=losses, riou_beta=riou_beta, riou_k=riou_k, ciou_gated=ciou_gated)
+    return box_curves.box_loss_curves(path, losses=losses, riou_beta=riou_beta, riou_k=riou_k, ciou_gated=ciou_gated)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def smooth_l1_curves(betas: tuple[float, ...]) -> pd.DataFrame:
-    return curves.smooth_l1_curves(betas)
+    return box_curves.smooth_l1_curves(betas)
 
 
 @st.cache_resource(max_entries=2, show_spinner="Simulating the batch…")

@@ -29,7 +29,8 @@ import torch
 from explorer.anchors.assign import Assignment, assign_max_iou, box_iou
 from explorer.detection.detector import DenseOutputs, Detections
 from explorer.labels import EASY_NEGATIVE, HARD_NEGATIVE, IGNORED, LABEL_NAMES, POSITIVE
-from explorer.losses import functions as losses
+from explorer.losses.classification import ce_loss, focal_loss
+from explorer.losses.soft_targets import qfl_loss
 
 LOSS_KINDS: dict[str, str] = {"ce": "CE", "focal": "Focal", "qfl": "QFL"}
 #: Groups in display order; ignored anchors are shown but excluded from the loss, as in torchvision.
@@ -198,9 +199,9 @@ def loss_breakdown(
         quality = np.clip(np.diag(box_iou(pred, gt_input[gt_idx])), 0.0, 1.0)
         soft[pos_t, cls_t] = torch.from_numpy(quality.astype(np.float64))
     per_anchor = {
-        "ce": losses.ce_loss(logits, targets).sum(dim=1),
-        "focal": losses.focal_loss(logits, targets, alpha=alpha, gamma=gamma).sum(dim=1),
-        "qfl": losses.qfl_loss(logits, soft, beta=qfl_beta).sum(dim=1),
+        "ce": ce_loss(logits, targets).sum(dim=1),
+        "focal": focal_loss(logits, targets, alpha=alpha, gamma=gamma).sum(dim=1),
+        "qfl": qfl_loss(logits, soft, beta=qfl_beta).sum(dim=1),
     }
     return LossBreakdown(
         assignment=assignment,

@@ -1,5 +1,6 @@
-"""Plotly figures of the Loss lab. Each builder takes a table from :mod:`explorer.losses.curves` or
-:mod:`explorer.losses.budget` and returns a ``go.Figure``; none computes a loss itself.
+"""Plotly figures of the Loss lab's "Classification", "Soft targets" and "Box losses" tabs. Each builder takes a
+table from :mod:`explorer.losses.curves` or :mod:`explorer.losses.box_curves` and returns a ``go.Figure``; none
+computes a loss itself. The "Where the loss goes" figures are in :mod:`explorer.figures.loss_budget`.
 """
 
 from __future__ import annotations
@@ -10,102 +11,22 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from explorer.labels import COLORS
-from explorer.losses.budget import GROUPS, LOSSES
+from explorer.figures.loss_layout import layout, line_panels
 from explorer.losses.curves import SoftTargetGrid
 
 __all__ = [
-    "GROUP_COLORS",
     "box_loss_figure",
     "box_pair_figure",
-    "budget_figure",
     "classification_figure",
     "dfl_figure",
-    "loss_cdf_figure",
-    "probability_figure",
     "smooth_l1_figure",
     "soft_cut_figure",
     "soft_heatmap_figure",
 ]
 
-#: One colour per anchor group, used by every budget figure.
-GROUP_COLORS = COLORS
-_PALETTE = qualitative.Plotly + qualitative.D3
 _SHADE = "rgba(44, 160, 44, 0.10)"
-
-
-def _colors(labels: Sequence[str]) -> dict[str, str]:
-    return {label: _PALETTE[i % len(_PALETTE)] for i, label in enumerate(labels)}
-
-
-#: Pixels between the bottom of the plot area and the top of the legend (tick labels and the axis title fit).
-_LEGEND_GAP_PX = 60
-#: Pixels per legend row, and the legend width (px) assumed when estimating how many rows it wraps into.
-_LEGEND_ROW_PX = 24
-_LEGEND_WIDTH_PX = 560
-
-
-def _legend_rows(fig: go.Figure) -> int:
-    """Rough number of rows the horizontal legend wraps into (about 6.5 px per character plus the symbol)."""
-    names = [t.name or "" for t in fig.data if t.showlegend is not False and t.name]
-    width = sum(6.5 * len(n) + 45 for n in names)
-    return max(1, math.ceil(width / _LEGEND_WIDTH_PX))
-
-
-def _layout(fig: go.Figure, title: str, *, height: int = 420) -> go.Figure:
-    """Common layout: the legend hangs below the plot area from its top edge, so a legend that wraps into more
-    rows grows downwards (the figure grows with it) instead of climbing over the x-axis titles."""
-    extra = _LEGEND_ROW_PX * (_legend_rows(fig) - 1)
-    top, bottom = 70, 90 + extra
-    plot_h = height - top - 90
-    fig.update_layout(
-        title={"text": title, "x": 0.0, "xanchor": "left"},
-        height=height + extra,
-        margin={"l": 60, "r": 20, "t": top, "b": bottom},
-        legend={"orientation": "h", "yanchor": "top", "y": -_LEGEND_GAP_PX / plot_h, "x": 0.0},
-        hovermode="x unified",
-        template="plotly_white",
-    )
-    return fig
-
-
-def _line_panels(
-    df: pd.DataFrame,
-    *,
-    x: str,
-    group: str,
-    panels: Sequence[tuple[str, str]],
-    dashes: dict[str, str] | None = None,
-    spacing: float = 0.08,
-) -> go.Figure:
-    """Side-by-side panels, one per ``(column, title)`` of ``panels``, with one line per ``group`` value against
-    column ``x`` (one shared legend entry per line). ``dashes`` maps a line's label to its dash (default solid); a
-    line whose column is all NaN is left out of that panel."""
-    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[t for _, t in panels], horizontal_spacing=spacing)
-    labels = list(dict.fromkeys(df[group]))
-    colors = _colors(labels)
-    for label in labels:
-        d = df[df[group] == label]
-        for col, (column, _) in enumerate(panels, start=1):
-            if d[column].isna().all():
-                continue
-            fig.add_trace(
-                go.Scatter(
-                    x=d[x],
-                    y=d[column],
-                    name=label,
-                    legendgroup=label,
-                    showlegend=col == 1,
-                    line={"color": colors[label], "width": 2, "dash": (dashes or {}).get(label, "solid")},
-                    hovertemplate="%{y:.4g}",
-                ),
-                row=1,
-                col=col,
-            )
-    return fig
 
 
 def _logit(p: float) -> float:
@@ -137,7 +58,7 @@ def classification_figure(
         readout_pt: draw a dotted vertical line at this p_t.
     """
     grad_title = "|dL/dx| (gradient size)" if log_y else "dL/dx (gradient)"
-    fig = _line_panels(
+    fig = line_panels(
         df.assign(grad=df["grad"].abs()) if log_y else df,
         x="x",
         group="curve",
@@ -176,7 +97,7 @@ def classification_figure(
             )
     else:
         fig.update_yaxes(range=[0, 5], row=1, col=1)
-    return _layout(fig, "Classification losses: value, gradient and modulating factor", height=460)
+    return layout(fig, "Classification losses: value, gradient and modulating factor", height=460)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -219,20 +140,20 @@ def soft_heatmap_figure(grid: SoftTargetGrid, *, quantity: str = "loss", cut_tar
     fig.update_yaxes(title_text="target IoU", range=[0, 1], row=1, col=1)
     fig.update_yaxes(range=[0, 1], row=1, col=2)
     title = "Soft-target losses" + (" (loss)" if quantity == "loss" else " (gradient dL/dx)")
-    fig = _layout(fig, title, height=440)
+    fig = layout(fig, title, height=440)
     fig.update_layout(hovermode="closest")
     return fig
 
 
 def soft_cut_figure(df: pd.DataFrame, *, target: float) -> go.Figure:
     """Line cut of the soft-target losses at one target: loss and dL/dx against the prediction."""
-    fig = _line_panels(
+    fig = line_panels(
         df, x="pred", group="loss_name", panels=(("loss", "loss"), ("grad", "dL/dx")), dashes={"BCE": "dot"}
     )
     for col in (1, 2):
         fig.add_vline(x=target, line_dash="dash", line_color="red", row=1, col=col)
     fig.update_xaxes(title_text="prediction σ(x)")
-    return _layout(fig, f"Line cut at target IoU = {target:g}")
+    return layout(fig, f"Line cut at target IoU = {target:g}")
 
 
 def dfl_figure(bins: pd.DataFrame, curve: pd.DataFrame, *, target: float) -> go.Figure:
@@ -274,7 +195,7 @@ def dfl_figure(bins: pd.DataFrame, curve: pd.DataFrame, *, target: float) -> go.
     fig.update_xaxes(title_text="centre of the predicted distribution", row=1, col=2)
     fig.update_yaxes(title_text="probability", row=1, col=1)
     fig.update_yaxes(title_text="loss", row=1, col=2)
-    return _layout(fig, f"Distribution Focal Loss for target y = {target:g}")
+    return layout(fig, f"Distribution Focal Loss for target y = {target:g}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -286,7 +207,7 @@ def box_loss_figure(df: pd.DataFrame, *, grad_kind: str = "box", log_y: bool = F
     """IoU-family losses and gradient magnitudes against IoU.
 
     Args:
-        df: :func:`explorer.losses.curves.box_loss_curves` output.
+        df: :func:`explorer.losses.box_curves.box_loss_curves` output.
         grad_kind: "box" (|dL/d(box)| along the path, every loss) or "iou" (|dL/dIoU|, IoU-only losses).
         log_y: log-scale y axes.
     """
@@ -294,7 +215,7 @@ def box_loss_figure(df: pd.DataFrame, *, grad_kind: str = "box", log_y: bool = F
         raise ValueError(f"grad_kind={grad_kind!r} is invalid: use 'box' or 'iou'")
     grad_col = "grad_box" if grad_kind == "box" else "grad_iou"
     grad_title = "‖dL/d(x1, y1, x2, y2)‖ of the prediction" if grad_kind == "box" else "|dL/dIoU|"
-    fig = _line_panels(
+    fig = line_panels(
         df, x="iou", group="loss_name", panels=(("loss", "loss"), (grad_col, grad_title)), dashes={"RIoU": "dash"}
     )
     fig.update_xaxes(title_text="IoU of the predicted box with the ground truth", range=[0, 1])
@@ -303,14 +224,14 @@ def box_loss_figure(df: pd.DataFrame, *, grad_kind: str = "box", log_y: bool = F
     else:
         fig.update_yaxes(range=[0, 2.5], row=1, col=1)
         fig.update_yaxes(range=[0, 4.0], row=1, col=2)
-    return _layout(fig, "Box losses against IoU")
+    return layout(fig, "Box losses against IoU")
 
 
 def smooth_l1_figure(df: pd.DataFrame) -> go.Figure:
     """Smooth L1 / L1 loss and gradient against the regression offset."""
-    fig = _line_panels(df, x="offset", group="curve", panels=(("loss", "loss"), ("grad", "dL/dd")))
+    fig = line_panels(df, x="offset", group="curve", panels=(("loss", "loss"), ("grad", "dL/dd")))
     fig.update_xaxes(title_text="offset d = prediction − target (encoded delta)")
-    return _layout(fig, "Smooth L1 against the offset")
+    return layout(fig, "Smooth L1 against the offset")
 
 
 def box_pair_figure(pred_xyxy: Sequence[float], gt_xyxy: Sequence[float]) -> go.Figure:
@@ -356,111 +277,6 @@ def box_pair_figure(pred_xyxy: Sequence[float], gt_xyxy: Sequence[float]) -> go.
     fig.update_yaxes(
         range=[cy2 + pad, cy1 - pad], title_text="y (px, down)", scaleanchor="x", scaleratio=1, constrain="domain"
     )
-    fig = _layout(fig, "Two-box sandbox", height=420)
+    fig = layout(fig, "Two-box sandbox", height=420)
     fig.update_layout(hovermode="closest")
-    return fig
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Where the loss goes
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def budget_figure(table: pd.DataFrame) -> go.Figure:
-    """Stacked bars: share of the total loss and of the total gradient magnitude per group, per loss."""
-    fig = make_subplots(
-        rows=1, cols=2, subplot_titles=("share of total loss", "share of total |dL/dx|"), horizontal_spacing=0.08
-    )
-    losses = [name for name in LOSSES if name in set(table["loss"])]
-    for group in GROUPS:
-        d = table[table["group"] == group].set_index("loss").reindex(losses)
-        for col, column in ((1, "loss_share"), (2, "grad_share")):
-            fig.add_trace(
-                go.Bar(
-                    x=losses,
-                    y=d[column],
-                    name=group,
-                    legendgroup=group,
-                    showlegend=col == 1,
-                    marker_color=GROUP_COLORS[group],
-                    text=[f"{v:.1%}" for v in d[column]],
-                    textposition="inside",
-                    customdata=d["count"],
-                    hovertemplate=f"{group}: " + "%{y:.2%} (%{customdata:,} anchors)<extra></extra>",
-                ),
-                row=1,
-                col=col,
-            )
-    fig.update_layout(barmode="stack", uniformtext={"minsize": 9, "mode": "hide"})
-    fig.update_yaxes(tickformat=".0%", range=[0, 1])
-    fig = _layout(fig, "Where the loss goes: share per anchor group")
-    fig.update_layout(hovermode="closest")
-    return fig
-
-
-def loss_cdf_figure(df: pd.DataFrame) -> go.Figure:
-    """The focal-loss paper's Figure 4: cumulative normalized loss of positives and of negatives, per gamma."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("positives", "negatives"), horizontal_spacing=0.08)
-    gammas = sorted(df["gamma"].unique())
-    colors = _colors([f"{g:g}" for g in gammas])
-    in_legend: set[str] = set()  # one entry per γ, from whichever panel has it (a batch may have no positives)
-    for col, group in ((1, "positive"), (2, "negative")):
-        for g in gammas:
-            d = df[(df["group"] == group) & (df["gamma"] == g)]
-            if d.empty:
-                continue
-            fig.add_trace(
-                go.Scatter(
-                    x=d["fraction"],
-                    y=d["cumulative_loss"],
-                    name=f"γ = {g:g}",
-                    legendgroup=f"{g:g}",
-                    showlegend=f"{g:g}" not in in_legend,
-                    line={"color": colors[f"{g:g}"]},
-                    hovertemplate="%{x:.4f} of anchors → %{y:.3f} of loss",
-                ),
-                row=1,
-                col=col,
-            )
-            in_legend.add(f"{g:g}")
-        fig.add_trace(
-            go.Scatter(
-                x=[0, 1],
-                y=[0, 1],
-                mode="lines",
-                line={"color": "#bbb", "dash": "dot"},
-                showlegend=False,
-                hoverinfo="skip",
-            ),
-            row=1,
-            col=col,
-        )
-    fig.update_xaxes(title_text="fraction of anchors (sorted by loss)", range=[0, 1])
-    fig.update_yaxes(title_text="cumulative normalized loss", range=[0, 1], row=1, col=1)
-    fig.update_yaxes(range=[0, 1], row=1, col=2)
-    fig = _layout(fig, "Cumulative distribution of normalized focal loss (paper Figure 4)")
-    fig.update_layout(hovermode="closest")
-    return fig
-
-
-def probability_figure(hist: pd.DataFrame) -> go.Figure:
-    """Distribution of the predicted foreground probability in each simulated group (log y)."""
-    fig = go.Figure()
-    for group in GROUPS:
-        d = hist[hist["group"] == group]
-        centers = (d["bin_left"] + d["bin_right"]) / 2
-        fig.add_trace(
-            go.Scatter(
-                x=centers,
-                y=d["count"].where(d["count"] > 0),
-                name=group,
-                mode="lines+markers",
-                line={"color": GROUP_COLORS[group], "shape": "hvh"},
-                hovertemplate="p ≈ %{x:.2f}: %{y:,} anchors",
-            )
-        )
-    fig.update_xaxes(title_text="predicted foreground probability p", range=[0, 1])
-    fig.update_yaxes(title_text="anchors per bin", type="log", exponentformat="power")
-    fig = _layout(fig, "The simulated batch: predicted probability per group", height=380)
-    fig.update_layout(legend={"orientation": "h", "x": 1.0, "xanchor": "right", "y": 1.02, "yanchor": "bottom"})
     return fig

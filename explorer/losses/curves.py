@@ -1,9 +1,10 @@
-"""Tables behind the Loss lab's figures: loss and gradient curves, soft-target grids, DFL bins, box-loss paths.
+"""Tables behind the Loss lab's "Classification" and "Soft targets" tabs: loss and gradient curves, QFL/VFL grids
+and line cuts, DFL bins.
 
-Each function evaluates the losses of :mod:`explorer.losses.functions` on a grid and returns a tidy
-``pandas.DataFrame`` (or
-a small dataclass of arrays for heatmaps) that a figure builder plots and a page offers as CSV. Computation is in
-float64 torch; gradients use the closed forms where they exist and autograd for the box-geometry losses.
+Each function evaluates the losses of :mod:`explorer.losses.classification` and
+:mod:`explorer.losses.soft_targets` on a grid and returns a tidy ``pandas.DataFrame`` (or a small dataclass of arrays
+for heatmaps) that a figure builder plots and a page offers as CSV. Computation is in float64 torch with the
+closed-form gradients. The "Box losses" tab's tables are in :mod:`explorer.losses.box_curves`.
 
 Example:
     >>> df = classification_curves(["CE", "focal"], gammas=(2.0,), alpha=-1, n=5)
@@ -21,20 +22,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from explorer.losses import functions as L
+from explorer.losses import classification as cls
+from explorer.losses import soft_targets as soft
+from explorer.losses.checks import check_count
 
 __all__ = [
-    "BOX_LOSSES",
-    "BOX_PATHS",
     "CLASSIFICATION_LOSSES",
     "SoftTargetGrid",
-    "box_loss_curves",
-    "box_pair_table",
     "classification_curves",
     "dfl_bins",
     "dfl_loss_vs_mean",
     "focal_reduction",
-    "smooth_l1_curves",
     "soft_target_cut",
     "soft_target_grid",
 ]
@@ -43,23 +41,15 @@ F64 = torch.float64
 
 #: Classification losses the curves can show.
 CLASSIFICATION_LOSSES: tuple[str, ...] = ("CE", "α-CE", "focal", "FL*")
-#: Box losses of the IoU family, in plotting order.
-BOX_LOSSES: tuple[str, ...] = ("1 − IoU", "−ln IoU", "GIoU", "DIoU", "CIoU", "RIoU")
-#: Ways to move a unit predicted box against the unit ground-truth box [0, 0, 1, 1] so that IoU sweeps (0, 1].
-BOX_PATHS: dict[str, str] = {
-    "shift": "same size, slid diagonally away from the ground truth",
-    "scale": "same centre, shrunk",
-    "aspect": "same centre and area, stretched wider",
-}
+#: Columns of :func:`classification_curves`.
+_CURVE_COLUMNS = ["curve", "loss_name", "gamma", "x", "p_t", "logit", "loss", "grad", "factor"]
+
+#: One classification curve before it becomes rows: label, loss name, gamma (NaN if none), loss, dL/dx.
+_Curve = tuple[str, str, float, torch.Tensor, torch.Tensor]
 
 
 def _fmt(v: float) -> str:
     return f"{v:g}"
-
-
-def _check_n(n: int, name: str = "n", low: int = 2) -> None:
-    if not isinstance(n, int | np.integer) or n < low:
-        raise ValueError(f"{name}={n} is invalid: it must be an integer >= {low}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -104,43 +94,17 @@ def classification_curves(
         raise ValueError(f"axis={axis!r} is invalid: use 'p_t' or 'logit'")
     if target not in (0, 1):
         raise ValueError(f"target={target} is invalid: it must be 0 or 1")
-    _check_n(n)
-    if axis == "p_t":
-        p_t = torch.linspace(1e-3, 1 - 1e-3, n, dtype=F64)
-        x = L.logit_from_pt(p_t, target)
-        x_axis = p_t
-    else:
-        lo, hi = logit_range
-        if not lo < hi:
-            raise ValueError(f"logit_range={logit_range} is invalid: it must be (low, high) with low < high")
-        x = torch.linspace(lo, hi, n, dtype=F64)
-        p_t = torch.sigmoid(x if target == 1 else -x)
-        x_axis = x
+    check_count(n)
+    x_axis, p_t, x = _curve_grid(axis, target, n, logit_range)
     y = torch.full_like(x, float(target))
-    ce = L.ce_loss(x, y)
-    curves: list[tuple[str, str, float, torch.Tensor, torch.Tensor]] = []
-    for name in losses:
-        if name == "CE":
-            curves.append(("CE", name, math.nan, ce, L.ce_grad(x, y)))
-        elif name == "α-CE":
-            label = f"α-CE α={_fmt(alpha)}" if alpha >= 0 else "α-CE (α off)"
-            curves.append((label, name, math.nan, L.alpha_ce_loss(x, y, alpha), L.alpha_ce_grad(x, y, alpha)))
-        elif name == "focal":
-            fa = alpha if focal_alpha is None else focal_alpha
-            for g in gammas:
-                label = f"FL γ={_fmt(g)}" + (f" α={_fmt(fa)}" if fa >= 0 else "")
-                curves.append((label, name, float(g), L.focal_loss(x, y, fa, g), L.focal_loss_grad(x, y, fa, g)))
-        else:
-            g, b = fl_star_gamma, fl_star_beta
-            curves.append(
-                (
-                    f"FL* γ*={_fmt(g)} β*={_fmt(b)}",
-                    name,
-                    float(g),
-                    L.fl_star_loss(x, y, g, b),
-                    L.fl_star_grad(x, y, g, b),
-                )
-            )
+    ce = cls.ce_loss(x, y)
+    fa = alpha if focal_alpha is None else focal_alpha
+    star = (fl_star_gamma, fl_star_beta)
+    curves = [
+        curve
+        for name in losses
+        for curve in _curves_of(name, x, y, ce, alpha=alpha, focal_alpha=fa, gammas=gammas, fl_star=star)
+    ]
     xs, pts, logits, ce_np = x_axis.numpy(), p_t.numpy(), x.numpy(), ce.numpy()
     frames = [
         pd.DataFrame(
@@ -159,8 +123,60 @@ def classification_curves(
         for label, name, g, loss, grad in curves
     ]
     if not frames:
-        return pd.DataFrame(columns=["curve", "loss_name", "gamma", "x", "p_t", "logit", "loss", "grad", "factor"])
+        return pd.DataFrame(columns=_CURVE_COLUMNS)
     return pd.concat(frames, ignore_index=True)
+
+
+def _curve_grid(
+    axis: str, target: int, n: int, logit_range: tuple[float, float]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The grid of :func:`classification_curves`: (x axis, p_t, logit), each (n,) float64.
+
+    On the "p_t" axis p_t runs from 0.001 to 0.999 and the logit follows; on the "logit" axis the logit runs over
+    ``logit_range`` and p_t follows (for ``target``).
+    """
+    if axis == "p_t":
+        p_t = torch.linspace(1e-3, 1 - 1e-3, n, dtype=F64)
+        return p_t, p_t, cls.logit_from_pt(p_t, target)
+    lo, hi = logit_range
+    if not lo < hi:
+        raise ValueError(f"logit_range={logit_range} is invalid: it must be (low, high) with low < high")
+    x = torch.linspace(lo, hi, n, dtype=F64)
+    return x, torch.sigmoid(x if target == 1 else -x), x
+
+
+def _curves_of(
+    name: str,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    ce: torch.Tensor,
+    *,
+    alpha: float,
+    focal_alpha: float,
+    gammas: Sequence[float],
+    fl_star: tuple[float, float],
+) -> list[_Curve]:
+    """The curves of one loss of :data:`CLASSIFICATION_LOSSES` (one per gamma for "focal") at logits ``x``."""
+    if name == "CE":
+        return [("CE", name, math.nan, ce, cls.ce_grad(x, y))]
+    if name == "α-CE":
+        label = f"α-CE α={_fmt(alpha)}" if alpha >= 0 else "α-CE (α off)"
+        return [(label, name, math.nan, cls.alpha_ce_loss(x, y, alpha), cls.alpha_ce_grad(x, y, alpha))]
+    if name == "focal":
+        fa = focal_alpha
+        return [
+            (
+                f"FL γ={_fmt(g)}" + (f" α={_fmt(fa)}" if fa >= 0 else ""),
+                name,
+                float(g),
+                cls.focal_loss(x, y, fa, g),
+                cls.focal_loss_grad(x, y, fa, g),
+            )
+            for g in gammas
+        ]
+    g, b = fl_star
+    label = f"FL* γ*={_fmt(g)} β*={_fmt(b)}"
+    return [(label, name, float(g), cls.fl_star_loss(x, y, g, b), cls.fl_star_grad(x, y, g, b))]
 
 
 def focal_reduction(p_t: float, gamma: float, alpha_t: float = 1.0) -> float:
@@ -230,8 +246,8 @@ def soft_target_grid(
     Returns:
         A :class:`SoftTargetGrid`.
     """
-    _check_n(n_pred, "n_pred")
-    _check_n(n_target, "n_target")
+    check_count(n_pred, "n_pred")
+    check_count(n_target, "n_target")
     pred = torch.linspace(0.005, 0.995, n_pred, dtype=F64)
     target = torch.linspace(0.0, 1.0, n_target, dtype=F64)
     tt, pp = torch.meshgrid(target, pred, indexing="ij")
@@ -239,10 +255,10 @@ def soft_target_grid(
     return SoftTargetGrid(
         pred=pred.numpy(),
         target=target.numpy(),
-        qfl=L.qfl_loss(x, tt, beta).numpy(),
-        qfl_grad=L.qfl_grad(x, tt, beta).numpy(),
-        vfl=L.varifocal_loss(x, tt, alpha, gamma).numpy(),
-        vfl_grad=L.varifocal_grad(x, tt, alpha, gamma).numpy(),
+        qfl=soft.qfl_loss(x, tt, beta).numpy(),
+        qfl_grad=soft.qfl_grad(x, tt, beta).numpy(),
+        vfl=soft.varifocal_loss(x, tt, alpha, gamma).numpy(),
+        vfl_grad=soft.varifocal_grad(x, tt, alpha, gamma).numpy(),
     )
 
 
@@ -256,17 +272,17 @@ def soft_target_cut(
     """
     if not 0 <= target <= 1:
         raise ValueError(f"target={target} is invalid: it must lie in [0, 1]")
-    _check_n(n)
+    check_count(n)
     pred = torch.linspace(0.001, 0.999, n, dtype=F64)
     x = torch.logit(pred)
     y = torch.full_like(x, target)
     rows = {
-        f"QFL β={_fmt(beta)}": (L.qfl_loss(x, y, beta), L.qfl_grad(x, y, beta)),
+        f"QFL β={_fmt(beta)}": (soft.qfl_loss(x, y, beta), soft.qfl_grad(x, y, beta)),
         f"VFL α={_fmt(alpha)} γ={_fmt(gamma)}": (
-            L.varifocal_loss(x, y, alpha, gamma),
-            L.varifocal_grad(x, y, alpha, gamma),
+            soft.varifocal_loss(x, y, alpha, gamma),
+            soft.varifocal_grad(x, y, alpha, gamma),
         ),
-        "BCE": (L.ce_loss(x, y), L.ce_grad(x, y)),
+        "BCE": (cls.ce_loss(x, y), cls.ce_grad(x, y)),
     }
     return pd.concat(
         [
@@ -278,7 +294,7 @@ def soft_target_cut(
 
 
 def _check_dfl(target: float, n_bins: int, pred_width: float) -> None:
-    _check_n(n_bins, "n_bins", low=1)
+    check_count(n_bins, "n_bins", low=1)
     if not 0 <= target <= n_bins:
         raise ValueError(f"target={target} is invalid: it must lie in [0, n_bins] = [0, {n_bins}]")
     if not pred_width > 0:
@@ -317,7 +333,7 @@ def dfl_bins(
     mean = target if pred_mean is None else pred_mean
     z = _bump_logits(n_bins, mean, pred_width)
     y = torch.tensor(target, dtype=F64)
-    w = L.dfl_target_weights(y, n_bins)
+    w = soft.dfl_target_weights(y, n_bins)
     s = torch.softmax(z, -1)
     w_pos = w[w > 0]
     return pd.DataFrame(
@@ -325,8 +341,8 @@ def dfl_bins(
             "bin": np.arange(n_bins + 1),
             "target_weight": w.numpy(),
             "pred_prob": s.numpy(),
-            "grad": L.dfl_grad(z, y).numpy(),
-            "loss": L.dfl_loss(z, y).item(),
+            "grad": soft.dfl_grad(z, y).numpy(),
+            "loss": soft.dfl_loss(z, y).item(),
             "pred_expectation": float((torch.arange(n_bins + 1, dtype=F64) * s).sum()),
             "min_loss": float(-(w_pos * torch.log(w_pos)).sum()),
         }
@@ -339,172 +355,8 @@ def dfl_loss_vs_mean(target: float, *, n_bins: int = 16, pred_width: float = 1.0
     Returns:
         Columns ``pred_mean``, ``loss``.
     """
-    _check_n(n)
+    check_count(n)
     _check_dfl(target, n_bins, pred_width)
     means = torch.linspace(0.0, float(n_bins), n, dtype=F64)
-    loss = L.dfl_loss(_bump_logits(n_bins, means, pred_width), torch.full((n,), float(target), dtype=F64))
+    loss = soft.dfl_loss(_bump_logits(n_bins, means, pred_width), torch.full((n,), float(target), dtype=F64))
     return pd.DataFrame({"pred_mean": means.numpy(), "loss": loss.numpy()})
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Box losses
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def _path_boxes(path: str, iou: torch.Tensor) -> torch.Tensor:
-    """Predicted boxes (n, 4) whose IoU with the unit box [0, 0, 1, 1] is ``iou``, along ``path``."""
-    if path == "shift":
-        # Diagonal shift s: inter (1-s)^2, union 2 - (1-s)^2  =>  (1-s)^2 = 2u / (1+u).
-        s = 1 - torch.sqrt(2 * iou / (1 + iou))
-        return torch.stack([s, s, s + 1, s + 1], dim=-1)
-    if path == "scale":
-        # Concentric square of side r: IoU = r^2.
-        r = torch.sqrt(iou)
-        lo, hi = 0.5 - r / 2, 0.5 + r / 2
-        return torch.stack([lo, lo, hi, hi], dim=-1)
-    if path == "aspect":
-        # Concentric a x 1/a box (a >= 1): inter 1/a, union 2 - 1/a  =>  a = (1 + u) / (2u).
-        a = (1 + iou) / (2 * iou)
-        return torch.stack([0.5 - a / 2, 0.5 - 0.5 / a, 0.5 + a / 2, 0.5 + 0.5 / a], dim=-1)
-    raise ValueError(f"path={path!r} is invalid: choose from {list(BOX_PATHS)}")
-
-
-def _box_loss_fns(riou_beta: float, riou_k: float, ciou_gated: bool) -> dict[str, object]:
-    return {
-        "1 − IoU": L.iou_loss,
-        "−ln IoU": L.log_iou_loss,
-        "GIoU": L.giou_loss,
-        "DIoU": L.diou_loss,
-        "CIoU": lambda b, g: L.ciou_loss(b, g, gated=ciou_gated),
-        "RIoU": lambda b, g: L.riou_loss(b, g, beta=riou_beta, k=riou_k),
-    }
-
-
-def box_loss_curves(
-    path: str = "shift",
-    *,
-    losses: Sequence[str] = BOX_LOSSES,
-    riou_beta: float = L.DEFAULT_RIOU_BETA,
-    riou_k: float = L.DEFAULT_RIOU_K,
-    ciou_gated: bool = False,
-    n: int = 1000,
-) -> pd.DataFrame:
-    """IoU-family losses and their gradient magnitudes as a predicted box moves along ``path``.
-
-    The ground truth is the unit box [0, 0, 1, 1]; the prediction follows one of :data:`BOX_PATHS` so that IoU
-    sweeps [0.001, 1]. GIoU, DIoU and CIoU depend on more than IoU, hence the path.
-
-    Args:
-        path: "shift", "scale" or "aspect".
-        losses: names from :data:`BOX_LOSSES`.
-        riou_beta, riou_k: RIoU reconstruction parameters.
-        ciou_gated: use mmdet's IoU > 0.5 gated CIoU instead of torchvision's.
-        n: number of points.
-
-    Returns:
-        Long table: ``loss_name``, ``iou``, ``loss``, ``grad_box`` (L2 norm of dL/d(predicted x1, y1, x2, y2), by
-        autograd; unit-box scale) and ``grad_iou`` (|dL/dIoU| for losses that are functions of IoU alone, else NaN).
-    """
-    unknown = [name for name in losses if name not in BOX_LOSSES]
-    if unknown:
-        raise ValueError(f"unknown box loss(es) {unknown}; choose from {list(BOX_LOSSES)}")
-    _check_n(n)
-    iou = torch.linspace(1e-3, 1.0, n, dtype=F64)
-    gt = torch.tensor([[0.0, 0.0, 1.0, 1.0]], dtype=F64).expand(n, 4)
-    base = _path_boxes(path, iou)
-    fns = _box_loss_fns(riou_beta, riou_k, ciou_gated)
-    grad_iou = {
-        "1 − IoU": torch.ones_like(iou),
-        "−ln IoU": 1 / iou,
-        "RIoU": -L.riou_grad_iou(iou, riou_beta, riou_k),
-    }
-    nan = np.full(n, np.nan)
-    frames = []
-    for name in losses:
-        pred = base.clone().requires_grad_(True)
-        loss = fns[name](pred, gt)
-        (grad,) = torch.autograd.grad(loss.sum(), pred)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "loss_name": name,
-                    "iou": iou.numpy(),
-                    "loss": loss.detach().numpy(),
-                    "grad_box": grad.norm(dim=-1).numpy(),
-                    "grad_iou": grad_iou[name].numpy() if name in grad_iou else nan,
-                }
-            )
-        )
-    return pd.concat(frames, ignore_index=True)
-
-
-def smooth_l1_curves(betas: Sequence[float] = (0.0, 0.11, 1.0), *, span: float = 2.0, n: int = 1000) -> pd.DataFrame:
-    """Smooth L1 (beta = 0 is L1) and its gradient against the offset d in [-span, span].
-
-    Returns:
-        Long table: ``curve``, ``beta``, ``offset``, ``loss``, ``grad``.
-    """
-    _check_n(n)
-    if not span > 0:
-        raise ValueError(f"span={span} is invalid: it must be > 0")
-    if not betas:
-        raise ValueError("betas is empty: give at least one beta")
-    d = torch.linspace(-span, span, n, dtype=F64)
-    frames = []
-    for b in betas:
-        label = "L1 (β=0)" if b == 0 else f"smooth L1 β={_fmt(b)}"
-        frames.append(
-            pd.DataFrame(
-                {
-                    "curve": label,
-                    "beta": float(b),
-                    "offset": d.numpy(),
-                    "loss": L.smooth_l1_loss(d, b).numpy(),
-                    "grad": L.smooth_l1_grad(d, b).numpy(),
-                }
-            )
-        )
-    return pd.concat(frames, ignore_index=True)
-
-
-def box_pair_table(
-    pred_xyxy: Sequence[float],
-    gt_xyxy: Sequence[float],
-    *,
-    riou_beta: float = L.DEFAULT_RIOU_BETA,
-    riou_k: float = L.DEFAULT_RIOU_K,
-) -> pd.DataFrame:
-    """Every overlap measure and box loss for one predicted box against one ground-truth box.
-
-    Args:
-        pred_xyxy: predicted box (x1, y1, x2, y2) with x2 > x1, y2 > y1.
-        gt_xyxy: ground-truth box, same format.
-        riou_beta, riou_k: RIoU reconstruction parameters.
-
-    Returns:
-        Columns ``measure``, ``value`` (the similarity: IoU, GIoU, DIoU, CIoU; NaN for RIoU, which is only a loss),
-        ``loss``.
-
-    Example:
-        >>> t = box_pair_table([0, 0, 4, 2], [1, 0, 3, 4])
-        >>> [round(v, 6) for v in t["loss"][:5]]
-        [0.666667, 0.916667, 0.697917, 0.731668, 0.697917]
-    """
-    pred = torch.tensor([list(pred_xyxy)], dtype=F64)
-    gt = torch.tensor([list(gt_xyxy)], dtype=F64)
-    if pred.shape != (1, 4) or gt.shape != (1, 4):
-        raise ValueError(f"boxes must be 4 numbers (x1, y1, x2, y2), got {list(pred_xyxy)} and {list(gt_xyxy)}")
-    for name, b in (("predicted", pred), ("ground-truth", gt)):
-        if not bool(torch.isfinite(b).all()) or not (b[0, 2] > b[0, 0] and b[0, 3] > b[0, 1]):
-            raise ValueError(f"the {name} box {b[0].tolist()} must have x2 > x1 and y2 > y1")
-    iou = L.box_iou_pairs(pred, gt).item()
-    rows = [
-        ("IoU", iou, L.iou_loss(pred, gt).item()),
-        ("GIoU", L.giou(pred, gt).item(), L.giou_loss(pred, gt).item()),
-        ("DIoU", L.diou(pred, gt).item(), L.diou_loss(pred, gt).item()),
-        ("CIoU (torchvision)", L.ciou(pred, gt).item(), L.ciou_loss(pred, gt).item()),
-        ("CIoU (mmdet, gated)", L.ciou(pred, gt, gated=True).item(), L.ciou_loss(pred, gt, gated=True).item()),
-        ("−ln IoU", math.nan, L.log_iou_loss(pred, gt).item()),
-        ("RIoU (reconstruction)", math.nan, L.riou_loss(pred, gt, beta=riou_beta, k=riou_k).item()),
-    ]
-    return pd.DataFrame(rows, columns=["measure", "value", "loss"])

@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 import pytest
 
 from explorer.figures import losses as FL
-from explorer.losses import budget as B
+from explorer.losses import box_curves as BC
 from explorer.losses import curves as C
 
 
@@ -40,25 +40,15 @@ def test_soft_figures() -> None:
 
 
 def test_box_figures() -> None:
-    df = C.box_loss_curves("shift", n=30)
+    df = BC.box_loss_curves("shift", n=30)
     fig = FL.box_loss_figure(df, grad_kind="box")
     assert len(fig.data) == 12
     fig = FL.box_loss_figure(df, grad_kind="iou", log_y=True)
     assert len(fig.data) == 6 + 3  # only 1 - IoU, -ln IoU and RIoU have dL/dIoU
-    fig = FL.smooth_l1_figure(C.smooth_l1_curves(n=20))
+    fig = FL.smooth_l1_figure(BC.smooth_l1_curves(n=20))
     assert len(fig.data) == 6
     fig = FL.box_pair_figure([0, 0, 4, 2], [1, 0, 3, 4])
     assert len(fig.data) == 5 and fig.layout.yaxis.scaleanchor == "x"
-
-
-def test_budget_figures() -> None:
-    spec = B.BatchSpec(n_anchors=5_000)
-    fig = FL.budget_figure(B.loss_budget(spec))
-    assert len(fig.data) == 6 and fig.layout.barmode == "stack"
-    fig = FL.loss_cdf_figure(B.normalized_loss_cdf(spec, gammas=(0.0, 2.0), n_points=11))
-    assert len([t for t in fig.data if t.showlegend is not False]) == 2
-    fig = FL.probability_figure(B.probability_histogram(spec, bins=10))
-    assert len(fig.data) == 3
 
 
 def test_legend_hangs_below_the_axis_titles_and_grows_downwards() -> None:
@@ -72,13 +62,6 @@ def test_legend_hangs_below_the_axis_titles_and_grows_downwards() -> None:
     # The plot area keeps its height: the figure and its bottom margin grow by the same extra legend rows.
     assert fig_many.layout.height > fig_few.layout.height
     assert fig_many.layout.height - fig_many.layout.margin.b == fig_few.layout.height - fig_few.layout.margin.b
-
-
-def test_cdf_legend_survives_a_batch_without_positives() -> None:
-    """Regression: the γ legend came from the positives' panel only, so it vanished when the batch had none."""
-    spec = B.BatchSpec(n_anchors=2_000, positive=B.GroupSpec(0.0, 6.0, 3.0))
-    fig = FL.loss_cdf_figure(B.normalized_loss_cdf(spec, gammas=(0.0, 2.0), n_points=11))
-    assert sorted(t.name for t in fig.data if t.showlegend is not False and t.name) == ["γ = 0", "γ = 2"]
 
 
 def test_classification_panels_share_one_x_title_and_short_panel_titles() -> None:

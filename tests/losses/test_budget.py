@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from explorer.losses import budget as B
-from explorer.losses import functions as L
+from explorer.losses import classification as L
 
 
 def small_spec(**kw) -> B.BatchSpec:

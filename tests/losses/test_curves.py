@@ -1,16 +1,13 @@
-"""Tests of explorer.losses.curves: the tables behind the Loss lab figures."""
+"""Tests of explorer.losses.curves: the tables behind the Loss lab's classification and soft-target figures."""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pytest
 import torch
-from torchvision.ops import complete_box_iou_loss, distance_box_iou_loss, generalized_box_iou_loss
 
+from explorer.losses import classification
 from explorer.losses import curves as C
-from explorer.losses import functions as L
 
 
 def test_classification_curves_p_t_axis_matches_paper_table() -> None:
@@ -30,11 +27,11 @@ def test_classification_gradients_are_autograd(target: int) -> None:
     x = torch.tensor(df[df["curve"] == "CE"]["logit"].to_numpy())
     y = torch.full_like(x, float(target))
     fns = {
-        "CE": lambda z: L.ce_loss(z, y),
-        "α-CE α=0.25": lambda z: L.alpha_ce_loss(z, y, 0.25),
-        "FL γ=2 α=0.25": lambda z: L.focal_loss(z, y, 0.25, 2.0),
-        "FL γ=0.5 α=0.25": lambda z: L.focal_loss(z, y, 0.25, 0.5),
-        "FL* γ*=2 β*=1": lambda z: L.fl_star_loss(z, y, 2.0, 1.0),
+        "CE": lambda z: classification.ce_loss(z, y),
+        "α-CE α=0.25": lambda z: classification.alpha_ce_loss(z, y, 0.25),
+        "FL γ=2 α=0.25": lambda z: classification.focal_loss(z, y, 0.25, 2.0),
+        "FL γ=0.5 α=0.25": lambda z: classification.focal_loss(z, y, 0.25, 0.5),
+        "FL* γ*=2 β*=1": lambda z: classification.fl_star_loss(z, y, 2.0, 1.0),
     }
     for label, fn in fns.items():
         z = x.clone().requires_grad_(True)
@@ -101,62 +98,6 @@ def test_dfl_bins_and_curve() -> None:
     assert abs(best - 7.3) < 0.5
     with pytest.raises(ValueError, match="target=17"):
         C.dfl_bins(17, n_bins=16)
-
-
-@pytest.mark.parametrize("path", list(C.BOX_PATHS))
-def test_box_paths_hit_the_requested_iou(path: str) -> None:
-    df = C.box_loss_curves(path, n=200)
-    iou_rows = df[df["loss_name"] == "1 − IoU"]
-    np.testing.assert_allclose(iou_rows["loss"], 1 - iou_rows["iou"], atol=1e-6)
-    assert set(df["loss_name"]) == set(C.BOX_LOSSES)
-    # grad_iou is the closed form for IoU-only losses, NaN for the geometric ones.
-    ln = df[df["loss_name"] == "−ln IoU"]
-    np.testing.assert_allclose(ln["grad_iou"], 1 / ln["iou"], rtol=1e-12)
-    assert df[df["loss_name"] == "GIoU"]["grad_iou"].isna().all()
-    assert (df["grad_box"] >= 0).all() and np.isfinite(df["grad_box"]).all()
-
-
-def test_box_curves_gradients_match_torchvision() -> None:
-    n = 100
-    df = C.box_loss_curves("aspect", n=n)
-    iou = torch.linspace(1e-3, 1.0, n, dtype=torch.float64)
-    gt = torch.tensor([[0.0, 0.0, 1.0, 1.0]], dtype=torch.float64).expand(n, 4)
-    pred = C._path_boxes("aspect", iou)
-    for name, ref in (("GIoU", generalized_box_iou_loss), ("DIoU", distance_box_iou_loss)):
-        p = pred.clone().requires_grad_(True)
-        ref(p, gt).sum().backward()
-        np.testing.assert_allclose(df[df["loss_name"] == name]["grad_box"], p.grad.norm(dim=-1).numpy(), atol=1e-9)
-    p = pred.clone().requires_grad_(True)
-    ciou = complete_box_iou_loss(p, gt)
-    np.testing.assert_allclose(df[df["loss_name"] == "CIoU"]["loss"], ciou.detach().numpy(), atol=1e-9)
-    # On the aspect path CIoU adds an aspect penalty over DIoU.
-    diff = df[df["loss_name"] == "CIoU"]["loss"].to_numpy() - df[df["loss_name"] == "DIoU"]["loss"].to_numpy()
-    assert (diff[:-1] > 0).all()
-
-
-def test_smooth_l1_curves() -> None:
-    df = C.smooth_l1_curves((0.0, 0.11, 1.0), span=2.0, n=401)
-    assert set(df["curve"]) == {"L1 (β=0)", "smooth L1 β=0.11", "smooth L1 β=1"}
-    l1 = df[df["beta"] == 0.0]
-    np.testing.assert_allclose(l1["loss"], l1["offset"].abs())
-    one = df[df["beta"] == 1.0]
-    assert float(np.interp(2.0, one["offset"], one["loss"])) == pytest.approx(1.5)
-    assert one["grad"].abs().max() == pytest.approx(1.0)
-
-
-def test_box_pair_table_reference_pair() -> None:
-    t = C.box_pair_table([0, 0, 4, 2], [1, 0, 3, 4]).set_index("measure")
-    assert t.loc["IoU", "value"] == pytest.approx(1 / 3, abs=1e-6)
-    assert t.loc["GIoU", "value"] == pytest.approx(0.08333333, abs=1e-6)
-    assert t.loc["DIoU", "value"] == pytest.approx(0.30208333, abs=1e-6)
-    assert t.loc["CIoU (torchvision)", "value"] == pytest.approx(0.26833167, abs=1e-6)
-    assert t.loc["CIoU (mmdet, gated)", "loss"] == pytest.approx(0.69791667, abs=1e-6)
-    assert t.loc["−ln IoU", "loss"] == pytest.approx(math.log(3), abs=1e-6)
-    assert math.isnan(t.loc["RIoU (reconstruction)", "value"])
-    with pytest.raises(ValueError, match="x2 > x1"):
-        C.box_pair_table([5, 0, 1, 2], [1, 0, 3, 4])
-    with pytest.raises(ValueError, match="4 numbers"):
-        C.box_pair_table([0, 0, 1], [1, 0, 3, 4])
 
 
 def test_docstring_examples() -> None:
