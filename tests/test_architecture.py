@@ -20,9 +20,6 @@ OVERSIZE: dict[str, int] = {
     "explorer.dataset.scan": 608,
     "explorer.dataset.scan_numpy": 578,
     "explorer.detection.detector": 1099,
-    "explorer.figures.losses": 466,
-    "explorer.losses.curves": 510,
-    "explorer.losses.functions": 794,
 }
 
 
