@@ -11,6 +11,7 @@ import streamlit as st
 from explorer import overlay
 from explorer.anchors import grid as anchors
 from explorer.anchors import lab as anchor_lab
+from explorer.anchors.counts import anchor_count
 from explorer.anchors.max_iou import assign_max_iou
 from explorer.dataset.coco import AREA_SMALL
 from explorer.dataset.image_boxes import boxes_from_coco
@@ -28,8 +29,8 @@ def anchor_facts() -> dict:
     result = assign_max_iou(scene.anchors, scene.to_input(gts.boxes), levels=scene.levels, grids=scene.grids)
     stats = anchor_lab.summary(result, 0.5)
     return {
-        "anchors_800": anchors.anchor_count(800, 800, cfg),
-        "anchors_1333": anchors.anchor_count(800, 1333, cfg),
+        "anchors_800": anchor_count(800, 800, cfg),
+        "anchors_1333": anchor_count(800, 1333, cfg),
         "image_hw": (h, w),
         "resized_hw": scene.resized_hw,
         "boxes": len(gts.boxes),
