@@ -29,8 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from explorer.anchors import lab  # noqa: E402
-from explorer.anchors.assign import assign_from_sparse, sparse_iou_grid, threshold_sweep  # noqa: E402
 from explorer.anchors.grid import TORCHVISION_SIZES, AnchorConfig, generate_anchors, level_grids  # noqa: E402
+from explorer.anchors.iou import sparse_iou_grid  # noqa: E402
+from explorer.anchors.max_iou import assign_from_sparse  # noqa: E402
+from explorer.anchors.stats import threshold_sweep  # noqa: E402
 from explorer.figures import anchors as figs  # noqa: E402
 from explorer.labels import IGNORED, POSITIVE  # noqa: E402
 

@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from explorer.anchors import lab
-from explorer.anchors.grid import count_conventions, explain_anchor_count
+from explorer.anchors.counts import count_conventions, explain_anchor_count
 from explorer.figures import anchors as figs
 from ui import anchors as ui
 from ui.common import download_buttons, kept, page_setup, pixel_limit_help, plot

@@ -9,8 +9,8 @@ import pytest
 
 from explorer import labels
 from explorer.anchors import lab
-from explorer.anchors.assign import assign_max_iou
 from explorer.anchors.grid import AnchorConfig
+from explorer.anchors.max_iou import assign_max_iou
 from explorer.dataset.coco import load_coco
 from explorer.dataset.scan import ScanConfig, scan_dataset
 from explorer.figures import anchors as anchor_figs

@@ -9,8 +9,9 @@ import streamlit as st
 
 from explorer import overlay, synthetic
 from explorer.anchors import lab
-from explorer.anchors.assign import SparseIoU, threshold_sweep
 from explorer.anchors.grid import AnchorConfig, octave_sizes
+from explorer.anchors.iou import SparseIoU
+from explorer.anchors.stats import threshold_sweep
 from explorer.dataset import image_boxes as boxio
 from explorer.images import UPLOAD_EXTENSIONS
 from ui.common import decode_upload, digest, kept, kept_file, pixel_limit_help, sample_coco, sample_dataset_image

@@ -9,9 +9,10 @@ import pandas as pd
 import streamlit as st
 
 from explorer import overlay
-from explorer.anchors import assign
 from explorer.anchors import grid as anchors
 from explorer.anchors import lab as anchor_lab
+from explorer.anchors.counts import anchor_count
+from explorer.anchors.max_iou import assign_max_iou
 from explorer.dataset.coco import AREA_SMALL
 from explorer.dataset.image_boxes import boxes_from_coco
 from ui.common import sample_coco, sample_dataset_image, sample_dataset_path
@@ -25,11 +26,11 @@ def anchor_facts() -> dict:
     h, w = img["height"], img["width"]
     scene = anchor_lab.prepare_scene(h, w, cfg)
     gts = boxes_from_coco(sample_coco(), img["file_name"], w, h)
-    result = assign.assign_max_iou(scene.anchors, scene.to_input(gts.boxes), levels=scene.levels, grids=scene.grids)
+    result = assign_max_iou(scene.anchors, scene.to_input(gts.boxes), levels=scene.levels, grids=scene.grids)
     stats = anchor_lab.summary(result, 0.5)
     return {
-        "anchors_800": anchors.anchor_count(800, 800, cfg),
-        "anchors_1333": anchors.anchor_count(800, 1333, cfg),
+        "anchors_800": anchor_count(800, 800, cfg),
+        "anchors_1333": anchor_count(800, 1333, cfg),
         "image_hw": (h, w),
         "resized_hw": scene.resized_hw,
         "boxes": len(gts.boxes),

@@ -1,1 +1,4 @@
-"""Anchors: the grids and their conventions, sparse IoU, the assigners, and the Anchor lab's view model."""
+"""Anchors: ``grid`` (configurations, conventions, the anchor grid), ``counts`` (how many anchors and why the quoted
+numbers differ), ``iou`` (box IoU and the sparse IoU), ``assignment`` (the one result type), one assigner per file
+(``max_iou``, ``atss``), ``stats`` (recall, threshold sweep, per-level counts) and ``lab`` (the Anchor lab's view
+model)."""

@@ -18,15 +18,8 @@ import numpy as np
 import pandas as pd
 
 from explorer import overlay
-from explorer.anchors.assign import (
-    Assignment,
-    SparseIoU,
-    assign_atss,
-    assign_from_sparse,
-    best_possible_recall,
-    per_level_counts,
-    sparse_iou_grid,
-)
+from explorer.anchors.assignment import Assignment
+from explorer.anchors.atss import assign_atss
 from explorer.anchors.grid import (
     AnchorConfig,
     LevelGrid,
@@ -38,6 +31,9 @@ from explorer.anchors.grid import (
     resized_size,
     scale_boxes,
 )
+from explorer.anchors.iou import SparseIoU, sparse_iou_grid
+from explorer.anchors.max_iou import assign_from_sparse
+from explorer.anchors.stats import best_possible_recall, per_level_counts
 from explorer.labels import HARD_NEGATIVE, IGNORED, LABEL_NAMES, LABEL_RGB, POSITIVE, negatives_per_positive
 
 

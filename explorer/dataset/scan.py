@@ -21,7 +21,7 @@ How it is fast (no per-image Python, no dense IoU matrix; the code is in :mod:`e
 - hard negatives = anchors overlapping some box minus the ignored and positive ones.
 
 Images that the fast path cannot prove exact (a box thinner than 1e-3 px, a box that overlaps no anchor) go
-through :func:`explorer.anchors.assign.assign_max_iou`, the dense-equivalent reference. On a CUDA device,
+through :func:`explorer.anchors.max_iou.assign_max_iou`, the dense-equivalent reference. On a CUDA device,
 :func:`scan_dataset` can use a batched torch path (dense IoU per image, the torchvision operations themselves).
 
 Example:
@@ -276,7 +276,7 @@ class ScanResult:
 def reference_image_stats(
     boxes_input: np.ndarray, input_hw: tuple[int, int], cfg: ScanConfig
 ) -> dict[str, np.ndarray | int]:
-    """Counts for one image from :func:`explorer.anchors.assign.assign_max_iou` on all its anchors.
+    """Counts for one image from :func:`explorer.anchors.max_iou.assign_max_iou` on all its anchors.
 
     Args:
         boxes_input: (K, 4) float32 xyxy non-crowd boxes at the input scale, file order.
@@ -287,8 +287,8 @@ def reference_image_stats(
         dict with ``positives``, ``ignored``, ``hard``, ``easy`` (ints), ``level_pos``, ``level_ign``,
         ``level_hard``, ``level_easy`` (L,) and per box ``box_pos``, ``box_best``, ``box_lq_only`` (K,).
     """
-    from explorer.anchors.assign import assign_max_iou
     from explorer.anchors.grid import generate_anchors
+    from explorer.anchors.max_iou import assign_max_iou
     from explorer.labels import EASY_NEGATIVE, HARD_NEGATIVE, IGNORED, POSITIVE
 
     anchors, levels = generate_anchors(input_hw[0], input_hw[1], cfg.anchors)

@@ -2,7 +2,7 @@
 
 The loss maps use the model's real dense outputs (:class:`explorer.detection.detector.DenseOutputs`): every anchor
 is labelled
-by max-IoU assignment (``explorer.anchors.assign``: easy negative = overlaps no GT, hard negative = 0 < IoU < 0.4,
+by max-IoU assignment (``explorer.anchors.max_iou``: easy negative = overlaps no GT, hard negative = 0 < IoU < 0.4,
 ignored = [0.4, 0.5), positive = IoU >= 0.5 or a GT's best anchor), its classification target is built as
 torchvision's RetinaNet builds it (one-hot at the matched GT's label for positives, all zeros for negatives,
 ignored anchors left out), and the loss is summed over classes per anchor. The share of the image's loss that each
@@ -26,7 +26,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from explorer.anchors.assign import Assignment, assign_max_iou, box_iou
+from explorer.anchors.assignment import Assignment
+from explorer.anchors.iou import box_iou
+from explorer.anchors.max_iou import assign_max_iou
 from explorer.detection.detector import DenseOutputs, Detections
 from explorer.labels import EASY_NEGATIVE, HARD_NEGATIVE, IGNORED, LABEL_NAMES, POSITIVE
 from explorer.losses.classification import ce_loss, focal_loss
@@ -104,7 +106,7 @@ class LossBreakdown:
 
     Attributes:
         assignment: the max-IoU assignment of the dense anchors (input-pixel coordinates).
-        group: (N,) int8 label per anchor (``explorer.anchors.assign`` codes).
+        group: (N,) int8 label per anchor (``explorer.labels`` codes).
         per_anchor: loss kind -> (N,) float32 loss summed over classes (ignored anchors: the loss they would have
             as negatives; they are excluded from shares and totals).
         normalizer: max(1, number of positive anchors), torchvision's per-image normalizer.

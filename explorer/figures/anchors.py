@@ -30,7 +30,7 @@ def level_label_bar(
     stacked segment's height is not its count (a segment on top of 100k looks like a sliver even at 35k).
 
     Args:
-        counts: from :func:`explorer.anchors.assign.per_level_counts` (keys "positive", "ignored", "hard negative",
+        counts: from :func:`explorer.anchors.stats.per_level_counts` (keys "positive", "ignored", "hard negative",
             "easy negative"), one value per level.
         level_names: e.g. ["P3", ..., "P7"].
         normalize: show shares (percent of the level) instead of counts; stacked, ``log_y`` is ignored.
@@ -64,7 +64,7 @@ def level_label_bar(
 
 def threshold_sweep_figure(sweep: Mapping[str, np.ndarray], *, current: float | None = None) -> go.Figure:
     """Positives per GT and unmatched GTs as the positive IoU threshold moves (from
-    :func:`explorer.anchors.assign.threshold_sweep`)."""
+    :func:`explorer.anchors.stats.threshold_sweep`)."""
     t = np.asarray(sweep["pos_thresh"])
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     fig.add_scatter(x=t, y=sweep["mean_pos_per_gt"], name="mean positives per GT", mode="lines+markers")

@@ -9,18 +9,14 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
 
+from explorer.anchors.counts import anchor_count
 from explorer.anchors.grid import (
     TORCHVISION_SIZES,
     AnchorConfig,
-    anchor_count,
     anchors_at_point,
     cell_anchors,
-    count_conventions,
-    counts_per_level,
     default_config,
-    explain_anchor_count,
     feature_map_sizes,
-    floor_convention_count,
     generate_anchors,
     level_grids,
     level_offsets,
@@ -88,24 +84,6 @@ def test_grids_800x1344() -> None:
     assert [g.stride_hw for g in grids] == [(8, 8), (16, 16), (32, 32), (61, 64), (114, 122)]
     assert [g.level for g in grids] == [3, 4, 5, 6, 7]
     assert padded_size(800, 1333, AnchorConfig()) == (800, 1344)
-
-
-def test_counts_per_level_800() -> None:
-    assert counts_per_level(800, 800, AnchorConfig()) == [90_000, 22_500, 5_625, 1_521, 441]
-
-
-def test_floor_convention_explained() -> None:
-    cfg = AnchorConfig()
-    assert floor_convention_count(800, 800, cfg) == 119_745 == 9 * (10_000 + 2_500 + 625 + 144 + 36)
-    counts = count_conventions(800, 1333, cfg)
-    assert counts == {
-        "padded, ceil (all frameworks)": 201_600,
-        "floor(side / stride)": 198_675,
-        "floor on the padded size": 201_258,
-        "ceil without padding": 200_700,
-    }
-    text = explain_anchor_count(800, 800, cfg)
-    assert "120,087" in text and "119,745" in text and "13x13" in text and "P6: 61x61" in text
 
 
 def test_torchvision_cell_anchors_rounded_half_to_even() -> None:
@@ -265,3 +243,11 @@ def test_too_elongated_image_is_a_clear_value_error(convention):
     config = default_config(convention)
     with pytest.raises(ValueError, match=r"a 100000x3 px image resizes to 1333x0 px .*too elongated"):
         resized_size(3, 100000, config)
+
+
+def test_docstring_examples() -> None:
+    import doctest
+
+    from explorer.anchors import grid
+
+    assert doctest.testmod(grid).failed == 0

@@ -7,8 +7,8 @@ import plotly.graph_objects as go
 import pytest
 
 from explorer.anchors import lab
-from explorer.anchors.assign import threshold_sweep
 from explorer.anchors.grid import AnchorConfig
+from explorer.anchors.stats import threshold_sweep
 from explorer.dataset.image_boxes import boxes_from_scene
 from explorer.figures import anchors as figs
 from explorer.synthetic import CLASS_NAMES, make_scene

@@ -327,7 +327,7 @@ _box = st.tuples(
 )
 def test_random_images_match_the_dense_reference(height, width, raw, thresholds, low_quality, duplicate):
     # Random boxes (tiny, huge, clipped, duplicated for argmax ties) on small inputs (min_size 256): the fast path
-    # equals the dense-equivalent labeling of explorer.anchors.assign, GT by GT.
+    # equals the dense-equivalent labeling of explorer.anchors.max_iou, GT by GT.
     anns = [{"id": k + 1, "image_id": 1, "category_id": 1, "bbox": list(b), "iscrowd": 0} for k, b in enumerate(raw)]
     if duplicate and anns:
         anns.append({**anns[0], "id": 99})

@@ -1,6 +1,8 @@
-"""Tests for explorer.anchors.assign: reference vectors, Matcher parity (hypothesis), full-pipeline parity, ATSS."""
+"""Tests for explorer.anchors.max_iou: reference vectors, Matcher parity (hypothesis), full-pipeline parity."""
 
 from __future__ import annotations
+
+import doctest
 
 import numpy as np
 import pytest
@@ -11,21 +13,13 @@ from hypothesis.extra.numpy import arrays
 from torchvision.models.detection._utils import Matcher
 from torchvision.ops import box_iou as tv_box_iou
 
-from explorer.anchors.assign import (
-    SparseIoU,
-    assign_atss,
-    assign_from_sparse,
-    assign_max_iou,
-    best_possible_recall,
-    box_iou,
-    match_iou_matrix,
-    per_level_counts,
-    sparse_iou_dense,
-    sparse_iou_grid,
-    threshold_sweep,
-)
-from explorer.anchors.grid import AnchorConfig, LevelGrid, generate_anchors, level_grids
+from explorer.anchors import max_iou
+from explorer.anchors.grid import AnchorConfig, generate_anchors, level_grids
+from explorer.anchors.iou import SparseIoU, sparse_iou_dense, sparse_iou_grid
+from explorer.anchors.max_iou import assign_from_sparse, assign_max_iou, match_iou_matrix
+from explorer.anchors.stats import best_possible_recall
 from explorer.labels import EASY_NEGATIVE, HARD_NEGATIVE, IGNORED, LABEL_NAMES, POSITIVE
+from tests.anchors.helpers import random_boxes
 
 Q61 = np.array(
     [
@@ -44,57 +38,6 @@ def _codes(a) -> np.ndarray:
 
 def _tv_matcher(q: np.ndarray, low_quality: bool, pos: float = 0.5, neg: float = 0.4) -> np.ndarray:
     return Matcher(pos, neg, low_quality)(torch.from_numpy(q.copy())).numpy()
-
-
-# ---------------------------------------------------------------- IoU
-
-
-def test_box_iou_reference_7_3() -> None:
-    b1 = np.array([[0, 0, 10, 10]], np.float32)
-    b2 = np.array([[0, 0, 10, 10], [5, 5, 15, 15], [20, 0, 30, 10], [2, 2, 8, 8], [10, 10, 20, 30]], np.float32)
-    np.testing.assert_allclose(box_iou(b1, b2)[0, :4], [1.0, 0.14285714, 0.0, 0.36], atol=1e-6)
-    pairs = box_iou(np.array([[0, 0, 4, 2]]), np.array([[1, 0, 3, 4]]))
-    np.testing.assert_allclose(pairs, [[0.33333333]], atol=1e-6)
-
-
-@pytest.mark.parametrize("shape", [(0, 4), (3, 4)])
-def test_box_iou_empty(shape: tuple[int, int]) -> None:
-    other = np.zeros(shape, np.float32)
-    assert box_iou(np.zeros((0, 4)), other).shape == (0, shape[0])
-    assert box_iou(np.array([[0, 0, 1, 1]]), np.zeros((0, 4))).shape == (1, 0)
-
-
-def test_box_iou_bad_shape() -> None:
-    with pytest.raises(ValueError, match=r"shape \(N, 4\)"):
-        box_iou(np.zeros((2, 3)), np.zeros((1, 4)))
-    with pytest.raises(ValueError, match="NaN"):
-        box_iou(np.array([[0, 0, np.nan, 1]]), np.zeros((1, 4)))
-
-
-@settings(max_examples=40, deadline=None)
-@given(
-    arrays(np.float32, (7, 4), elements=st.integers(0, 40).map(float)),
-    arrays(np.float32, (5, 4), elements=st.integers(0, 40).map(float)),
-)
-def test_box_iou_bitwise_equal_to_torchvision(a: np.ndarray, b: np.ndarray) -> None:
-    a = np.concatenate([np.minimum(a[:, :2], a[:, 2:]), np.maximum(a[:, :2], a[:, 2:]) + 1], axis=1)
-    b = np.concatenate([np.minimum(b[:, :2], b[:, 2:]), np.maximum(b[:, :2], b[:, 2:]) + 0.5], axis=1)
-    ours = box_iou(a, b)
-    theirs = tv_box_iou(torch.from_numpy(a), torch.from_numpy(b)).numpy()
-    np.testing.assert_array_equal(ours, theirs)
-    assert ((ours >= 0) & (ours <= 1)).all()
-    np.testing.assert_array_equal(box_iou(b, a), ours.T)
-
-
-def test_box_iou_chunked(monkeypatch: pytest.MonkeyPatch) -> None:
-    import explorer.anchors.assign as mod
-
-    rng = np.random.default_rng(1)
-    xy = rng.uniform(0, 100, (50, 2))
-    boxes = np.concatenate([xy, xy + rng.uniform(1, 30, (50, 2))], axis=1).astype(np.float32)
-    full = box_iou(boxes, boxes[:7])
-    monkeypatch.setattr(mod, "_CHUNK_PAIRS", 10)
-    np.testing.assert_array_equal(box_iou(boxes, boxes[:7]), full)
 
 
 # ---------------------------------------------------------------- reference 6.1 / 7.4
@@ -205,15 +148,6 @@ def test_matcher_parity_zero_rows_and_columns() -> None:
 # ---------------------------------------------------------------- full pipeline vs torchvision
 
 
-def _random_boxes(rng: np.random.Generator, m: int, h: int, w: int) -> np.ndarray:
-    s = np.exp(rng.uniform(np.log(4), np.log(0.8 * min(h, w)), m))
-    ar = np.exp(rng.uniform(-0.8, 0.8, m))
-    bw, bh = s / np.sqrt(ar), s * np.sqrt(ar)
-    cx, cy = rng.uniform(0, w, m), rng.uniform(0, h, m)
-    boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
-    return boxes.clip(0, [w, h, w, h]).astype(np.float32)
-
-
 @pytest.mark.parametrize(
     ("seed", "hw", "convention", "m"),
     [(0, (800, 1333), "torchvision", 60), (1, (640, 480), "torchvision", 25), (2, (333, 517), "mmdet", 12),
@@ -226,7 +160,7 @@ def test_full_pipeline_parity(seed: int, hw: tuple[int, int], convention: str, m
     anchors, levels = generate_anchors(*hw, cfg)
     grids = level_grids(*hw, cfg)
     rng = np.random.default_rng(seed)
-    gt = _random_boxes(rng, m, *hw)
+    gt = random_boxes(rng, m, *hw)
     gt = gt[(gt[:, 2] > gt[:, 0]) & (gt[:, 3] > gt[:, 1])]
     gt[0] = [10, 10, 42, 42]  # exactly a P3 anchor shifted: creates IoU ties and an IoU of 1
     q = tv_box_iou(torch.from_numpy(gt), torch.from_numpy(anchors)).numpy()
@@ -246,81 +180,5 @@ def test_full_pipeline_parity(seed: int, hw: tuple[int, int], convention: str, m
     np.testing.assert_array_equal(d.to_dense(), q)
 
 
-def test_per_level_counts_and_sweep() -> None:
-    cfg = AnchorConfig()
-    anchors, levels = generate_anchors(800, 800, cfg)
-    grids = level_grids(800, 800, cfg)
-    gt = np.array([[100, 100, 164, 164], [400, 300, 700, 500], [10, 700, 22, 712]], np.float32)
-    a = assign_max_iou(anchors, gt, levels=levels, grids=grids)
-    table = per_level_counts(a, 5)
-    assert table["anchors"].tolist() == [90_000, 22_500, 5_625, 1_521, 441]
-    total = table["positive"] + table["ignored"] + table["hard negative"] + table["easy negative"]
-    np.testing.assert_array_equal(total, table["anchors"])
-    assert table["positive"].sum() == a.num_positive.sum()
-    sp = sparse_iou_grid(anchors, gt, grids)
-    sweep = threshold_sweep(sp, (0.3, 0.5, 0.7))
-    assert sweep["neg_thresh"].tolist() == [0.3, 0.4, 0.4]
-    assert sweep["pos_per_gt"].shape == (3, 3)
-    np.testing.assert_array_equal(sweep["pos_per_gt"][1], a.num_positive)
-    # More positives at a lower threshold, never fewer.
-    assert (np.diff(sweep["num_positive"]) <= 0).all()
-    # The 12x12 box has no anchor at IoU >= 0.5: only a low-quality match.
-    assert a.low_quality_only[2] and a.best_iou[2] < 0.5
-    assert best_possible_recall(a.best_iou, 0.5) == pytest.approx(2 / 3)
-
-
-# ---------------------------------------------------------------- ATSS (reference 6.2)
-
-
-def _atss_fixture() -> tuple[np.ndarray, np.ndarray, list[LevelGrid], np.ndarray]:
-    ii, jj = np.meshgrid(np.arange(4), np.arange(4), indexing="ij")
-    c = np.stack([8 * jj.ravel(), 8 * ii.ravel()], axis=1).astype(np.float32)
-    level_a = np.concatenate([c - 16, c + 16], axis=1)
-    ii, jj = np.meshgrid(np.arange(2), np.arange(2), indexing="ij")
-    c = np.stack([16 * jj.ravel(), 16 * ii.ravel()], axis=1).astype(np.float32)
-    level_b = np.concatenate([c - 32, c + 32], axis=1)
-    priors = np.concatenate([level_a, level_b]).astype(np.float32)
-    levels = np.array([0] * 16 + [1] * 4, np.int64)
-    grids = [
-        LevelGrid(3, (4, 4), (8, 8), np.array([[-16.0, -16, 16, 16]])),
-        LevelGrid(4, (2, 2), (16, 16), np.array([[-32.0, -32, 32, 32]])),
-    ]
-    gt = np.array([[5.3, 2.7, 29.3, 18.7], [14.6, 9.5, 30.2, 29.1]], np.float32)
-    return priors, levels, grids, gt
-
-
-@pytest.mark.parametrize("use_grid", [False, True])
-def test_atss_reference_6_2(use_grid: bool) -> None:
-    priors, levels, grids, gt = _atss_fixture()
-    g = grids if use_grid else None
-    a3 = assign_atss(priors, gt, levels, topk=3, grids=g)
-    expected3 = [0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]
-    assert (a3.matched_gt + 1).tolist() == expected3
-    np.testing.assert_allclose(a3.threshold, [0.3704, 0.3093], atol=1e-4)
-    assert a3.no_positive.tolist() == [False, True]
-    a9 = assign_atss(priors, gt, levels, topk=9, grids=g)
-    expected9 = [0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 2, 0, 0, 2, 2, 0, 0, 0, 0]
-    assert (a9.matched_gt + 1).tolist() == expected9
-    np.testing.assert_allclose(a9.threshold, [0.3441, 0.2743], atol=1e-4)
-    assert a9.num_positive.tolist() == [2, 3]
-    # Prior 10 (IoU .375 with gt0, .2986 with gt1) goes to gt0; no ignore band in ATSS.
-    assert a9.matched_gt[10] == 0 and (a9.label != IGNORED).all()
-    assert set(np.unique(a9.label)) <= {POSITIVE, HARD_NEGATIVE, EASY_NEGATIVE}
-
-
-def test_atss_grid_equals_dense_on_real_grid() -> None:
-    cfg = AnchorConfig(sizes=((64,), (128,), (256,), (512,), (1024,)), aspect_ratios=(1.0,))
-    anchors, levels = generate_anchors(480, 640, cfg)
-    grids = level_grids(480, 640, cfg)
-    gt = _random_boxes(np.random.default_rng(5), 15, 480, 640)
-    gt = gt[(gt[:, 2] - gt[:, 0] > 1) & (gt[:, 3] - gt[:, 1] > 1)]
-    a = assign_atss(anchors, gt, levels, grids=grids)
-    b = assign_atss(anchors, gt, levels)
-    np.testing.assert_array_equal(a.matched_gt, b.matched_gt)
-    np.testing.assert_array_equal(a.threshold, b.threshold)
-    assert (a.num_positive > 0).sum() >= len(gt) // 2
-    # Every positive centre lies inside its GT.
-    pos = np.nonzero(a.label == POSITIVE)[0]
-    centres = (anchors[pos, :2] + anchors[pos, 2:]) / 2
-    boxes = gt[a.matched_gt[pos]]
-    assert ((centres > boxes[:, :2]) & (centres < boxes[:, 2:])).all()
+def test_docstring_examples() -> None:
+    assert doctest.testmod(max_iou).failed == 0
