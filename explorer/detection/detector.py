@@ -55,6 +55,7 @@ from torchvision.models.detection._utils import BoxCoder
 from torchvision.ops import boxes as box_ops
 
 from explorer import settings
+from explorer.anchors.grid import scale_boxes
 from explorer.detection.demo_model import DEMO_NUM_CLASSES, build_demo_model
 
 DEMO = "demo"
@@ -791,11 +792,12 @@ class DenseOutputs:
         return boxes * torch.tensor([sx, sy, sx, sy], dtype=boxes.dtype, device=boxes.device)
 
     def to_input(self, boxes: np.ndarray) -> np.ndarray:
-        """Original-image xyxy boxes -> network-input pixels, (M, 4) float32."""
-        sx, sy = self.scale_xy
-        return (np.asarray(boxes, np.float32).reshape(-1, 4) / np.array([sx, sy, sx, sy], np.float32)).astype(
-            np.float32
-        )
+        """Original-image xyxy boxes -> network-input pixels, (M, 4) float32.
+
+        Exactly torchvision's ``resize_boxes`` (:func:`explorer.anchors.grid.scale_boxes`: float32 ratio input /
+        original, multiplied), so the labels of anchors at an IoU threshold tie are torchvision's.
+        """
+        return scale_boxes(boxes, self.image_size, self.input_size)
 
     def decoded_boxes(self) -> torch.Tensor:
         """Every anchor's predicted box, (N, 4) float32 xyxy in input pixels, clipped to the input size."""
