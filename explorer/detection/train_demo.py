@@ -28,21 +28,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from explorer.detection.demo_model import DEMO_NUM_CLASSES, DEMO_SCENE_CONFIG, build_demo_model
+from explorer.detection.demo_model import (
+    DEMO_NUM_CLASSES,
+    DEMO_SCENE_CONFIG,
+    HELDOUT_SEED,
+    TRAIN_SEED,
+    build_demo_model,
+    scene_seeds,
+)
 from explorer.synthetic import CLASS_NAMES, SceneConfig, categories, make_scene
 
-TRAIN_SEED = 20261124
-HELDOUT_SEED = 20261125
 TORCH_SEED = 0
 
 
 def _scene(args: tuple[int, SceneConfig]) -> tuple[np.ndarray, list[dict]]:
     return make_scene(args[0], args[1])
-
-
-def scene_seeds(n_images: int, seed: int) -> list[int]:
-    """The per-scene seeds of ``make_dataset(n_images, seed)`` (same derivation)."""
-    return [int(s) for s in np.random.default_rng(seed).integers(0, 2**31 - 1, size=n_images)]
 
 
 def build_dataset(seeds: list[int], config: SceneConfig, workers: int) -> tuple[dict, list[np.ndarray]]:

@@ -4,6 +4,7 @@ labels against torchvision's own Matcher at IoU threshold ties."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from torchvision.models.detection._utils import Matcher
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -11,9 +12,67 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import box_iou
 
 from explorer.detection.demo_model import DEMO_ANCHOR_SIZES, DEMO_ASPECT_RATIOS, DEMO_MAX_SIZE, DEMO_MIN_SIZE
-from explorer.detection.detector import DenseOutputs
-from explorer.detection.groundtruth import loss_breakdown
+from explorer.detection.lossmaps import level_loss_maps, loss_breakdown
+from explorer.detection.outputs import DenseOutputs
 from explorer.labels import IGNORED, POSITIVE
+
+
+def test_loss_shares_sum_to_one_and_focal_matches_torchvision(result, scene, demo):
+    dense = result.dense
+    br = loss_breakdown(dense, scene.gt_boxes, scene.gt_labels)
+    shares = br.shares()
+    counted = shares[shares["group"] != "ignored"]
+    for kind in ("CE", "Focal", "QFL"):
+        assert counted[f"{kind} share"].sum() == pytest.approx(1.0, abs=1e-9)
+    assert int(shares["anchors"].sum()) == len(dense.levels)
+    assert (br.group == POSITIVE).sum() > 0
+    assert br.per_anchor["focal"].sum() < br.per_anchor["ce"].sum()  # focal <= CE anchor by anchor
+
+    # torchvision's own classification loss on the same dense outputs (Matcher + compute_loss) equals ours.
+    gt = dense.to_input(scene.gt_boxes)
+    matcher = Matcher(0.5, 0.4, allow_low_quality_matches=True)
+    matched = matcher(box_iou(torch.from_numpy(gt), dense.anchors))
+    targets = [{"boxes": torch.from_numpy(gt), "labels": torch.from_numpy(scene.gt_labels)}]
+    head = {"cls_logits": dense.cls_logits[None]}
+    tv = demo.model.head.classification_head.compute_loss(targets, head, [matched])
+    assert br.totals()["focal"] == pytest.approx(float(tv), rel=1e-5)
+    assert int((matched >= 0).sum()) == int(br.normalizer)
+
+
+def test_focal_with_gamma_zero_and_no_alpha_is_ce(result, scene):
+    br = loss_breakdown(result.dense, scene.gt_boxes, scene.gt_labels, alpha=-1.0, gamma=0.0)
+    np.testing.assert_allclose(br.per_anchor["focal"], br.per_anchor["ce"], rtol=1e-6)
+    under_ce = br.shares().set_index("group")
+    assert (
+        under_ce.loc["easy negative", "CE share"]
+        > loss_breakdown(result.dense, scene.gt_boxes, scene.gt_labels)
+        .shares()
+        .set_index("group")
+        .loc["easy negative", "Focal share"]
+    )
+
+
+def test_loss_breakdown_rejects_labels_outside_the_model(result):
+    with pytest.raises(ValueError, match="label 40 is outside the model's 9 classes"):
+        loss_breakdown(result.dense, np.array([[0, 0, 10, 10]]), np.array([40]))
+
+
+def test_no_ground_truth_means_all_easy_negatives(result):
+    br = loss_breakdown(result.dense, np.zeros((0, 4)), np.zeros(0))
+    assert set(br.group.tolist()) == {0} and br.normalizer == 1.0
+    assert br.shares().set_index("group").loc["easy negative", "CE share"] == pytest.approx(1.0)
+
+
+def test_level_loss_maps_sum_the_groups_per_cell(result, scene):
+    dense = result.dense
+    br = loss_breakdown(dense, scene.gt_boxes, scene.gt_labels)
+    maps = level_loss_maps(dense, br, "focal")
+    assert [next(iter(m.values())).shape for m in maps] == dense.grid_sizes
+    total = sum(float(v.sum(dtype=np.float64)) for m in maps for v in m.values())
+    assert total == pytest.approx(float(br.per_anchor["focal"].sum(dtype=np.float64)), rel=1e-5)
+    with pytest.raises(ValueError, match="unknown loss kind"):
+        level_loss_maps(dense, br, "l1")
+
 
 # ----------------------------------------------------------------------------------------------- threshold ties
 
