@@ -32,16 +32,10 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from explorer.detection.detector import (
-    V1,
-    build_model,
-    coco_weights_path,
-    image_to_tensor,
-    load_coco_model,
-    load_demo_model,
-    select_device,
-)
+from explorer.detection.architectures import V1, build_model, select_device
 from explorer.detection.fast import FastRetinaNet, match_detections_strict
+from explorer.detection.inference import image_to_tensor
+from explorer.detection.loading import coco_weights_path, load_coco_model, load_demo_model
 from explorer.detection.view import sample_scene
 
 
@@ -92,8 +86,9 @@ def timed(fn, x: torch.Tensor, device: torch.device, iters: int, warmup: int) ->
 
 def page_check() -> dict:
     """The Live detections page's core path (demo model, default device, one sample scene, loss shares)."""
-    from explorer.detection.detector import run_inference
-    from explorer.detection.groundtruth import loss_breakdown, match_detections
+    from explorer.detection.evaluation import match_detections
+    from explorer.detection.inference import run_inference
+    from explorer.detection.lossmaps import loss_breakdown
 
     t0 = time.perf_counter()
     loaded = load_demo_model()

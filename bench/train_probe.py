@@ -21,9 +21,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from explorer.detection.demo_model import DEMO_SCENE_CONFIG
-from explorer.detection.detector import build_model
-from explorer.detection.train_demo import TRAIN_SEED, build_dataset, scene_seeds, targets_xyxy, train_step
+from explorer.detection.architectures import build_model
+from explorer.detection.demo_model import DEMO_SCENE_CONFIG, TRAIN_SEED, scene_seeds
+from explorer.detection.train_demo import build_dataset, targets_xyxy, train_step
 
 
 def main(argv: list[str] | None = None) -> int:

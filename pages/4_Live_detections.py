@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from explorer.detection import groundtruth
+from explorer.detection import evaluation, lossmaps
 from explorer.detection import view as detection_view
-from explorer.detection.detector import filter_detections
+from explorer.detection.outputs import filter_detections
 from explorer.figures import detection as figs
 from ui import detection as ui
 from ui.common import download_buttons, kept, kept_file, kept_upload, page_setup, plot
@@ -141,7 +141,7 @@ with left:
             keep = np.isin(gt[1], list(classes))
             gt_shown = (gt[0][keep], gt[1][keep])
         if gt_shown is not None:
-            matching = groundtruth.match_detections(shown_final, gt_shown[0], gt_shown[1], iou_thresh=0.5)
+            matching = evaluation.match_detections(shown_final, gt_shown[0], gt_shown[1], iou_thresh=0.5)
         canvas = detection_view.draw_detections(
             image, shown_final, names, matching=matching, gt_boxes=gt_shown[0] if gt_shown is not None else None
         )
@@ -183,9 +183,9 @@ alpha = g1.slider("Focal α (-1 = off)", -1.0, 1.0, 0.25, 0.05, key=kept("det_al
 gamma = g2.slider("Focal γ", 0.0, 5.0, 2.0, 0.1, key=kept("det_gamma"))
 kind = g3.selectbox(
     "Loss shown in the maps",
-    list(groundtruth.LOSS_KINDS),
+    list(lossmaps.LOSS_KINDS),
     index=1,
-    format_func=groundtruth.LOSS_KINDS.get,
+    format_func=lossmaps.LOSS_KINDS.get,
     key=kept("det_loss_kind"),
 )
 try:
@@ -197,11 +197,11 @@ except ValueError as err:
 shares = breakdown.shares()
 st.markdown(
     f"Image loss normalised by max(1, positives) = {breakdown.normalizer:.0f}: "
-    + ", ".join(f"{groundtruth.LOSS_KINDS[k]} **{v:.4g}**" for k, v in breakdown.totals().items())
+    + ", ".join(f"{lossmaps.LOSS_KINDS[k]} **{v:.4g}**" for k, v in breakdown.totals().items())
 )
 s1, s2 = st.columns([3, 2])
 with s1:
-    plot(figs.loss_share_figure(shares, list(groundtruth.LOSS_KINDS.values())), key="det_shares")
+    plot(figs.loss_share_figure(shares, list(lossmaps.LOSS_KINDS.values())), key="det_shares")
 with s2:
     st.dataframe(
         # Shares as text, so that the ignored anchors' share reads "—" (they are not counted) rather than "None".
@@ -222,8 +222,8 @@ with s2:
 groups = st.multiselect(
     "Groups in the maps", list(figs.GROUP_COLORS), default=list(figs.GROUP_COLORS), key=kept("det_groups")
 )
-level_maps = groundtruth.level_loss_maps(result.dense, breakdown, kind)
-loss_fig = figs.loss_maps_figure(level_maps, groups, loss_name=groundtruth.LOSS_KINDS[kind])
+level_maps = lossmaps.level_loss_maps(result.dense, breakdown, kind)
+loss_fig = figs.loss_maps_figure(level_maps, groups, loss_name=lossmaps.LOSS_KINDS[kind])
 plot(loss_fig, key="det_lossmaps", theme=None)
 st.caption(
     "Anchors are labelled by max-IoU assignment (IoU ≥ 0.5 positive, plus each GT's best anchors; [0.4, 0.5) "

@@ -16,7 +16,6 @@ OVERSIZE: dict[str, int] = {
     "explorer.dataset.coco": 816,
     "explorer.dataset.scan": 608,
     "explorer.dataset.scan_numpy": 578,
-    "explorer.detection.detector": 1099,
 }
 
 

@@ -10,9 +10,12 @@ import streamlit as st
 
 from explorer.cache import BoundedCache, TooLargeError
 from explorer.dataset.coco import CocoDataset, load_coco
-from explorer.detection import detector, groundtruth
-from explorer.detection.detector import DenseOutputs, InferenceResult, LoadedModel, WeightsUnavailableError
-from explorer.detection.groundtruth import LossBreakdown
+from explorer.detection import architectures, inference, loading, lossmaps
+from explorer.detection.architectures import LoadedModel
+from explorer.detection.inference import InferenceResult
+from explorer.detection.loading import WeightsUnavailableError
+from explorer.detection.lossmaps import LossBreakdown
+from explorer.detection.outputs import DenseOutputs
 from explorer.settings import MB, limits
 from ui.common import (  # noqa: F401 (decode_upload, md_escape: used by the page as ui.*)
     cached,
@@ -26,8 +29,8 @@ from ui.common import (  # noqa: F401 (decode_upload, md_escape: used by the pag
 
 MODEL_CHOICES: dict[str, str] = {
     "demo": "Demo model (synthetic shapes, ships with the app)",
-    detector.V1: "torchvision retinanet_resnet50_fpn · COCO",
-    detector.V2: "torchvision retinanet_resnet50_fpn_v2 · COCO",
+    architectures.V1: "torchvision retinanet_resnet50_fpn · COCO",
+    architectures.V2: "torchvision retinanet_resnet50_fpn_v2 · COCO",
     "checkpoint": "Your checkpoint (.pt / .pth state dict)",
 }
 
@@ -82,14 +85,14 @@ class ServedModel:
 
 def _build(req: ModelRequest) -> LoadedModel:
     if req.kind == "demo":
-        return detector.load_demo_model()
-    if req.kind in detector.COCO_ARCHITECTURES:
-        return detector.load_coco_model(req.kind, allow_download=req.allow_download)
+        return loading.load_demo_model()
+    if req.kind in architectures.COCO_ARCHITECTURES:
+        return loading.load_coco_model(req.kind, allow_download=req.allow_download)
     if req.kind == "checkpoint":
         if req.checkpoint is None:
             raise ValueError("upload a checkpoint first")
-        names = detector.parse_categories(req.categories) if req.categories else None
-        return detector.load_checkpoint_model(req.checkpoint, arch=req.arch, categories=names)
+        names = loading.parse_categories(req.categories) if req.categories else None
+        return loading.load_checkpoint_model(req.checkpoint, arch=req.arch, categories=names)
     raise ValueError(f"unknown model choice {req.kind!r}")
 
 
@@ -97,7 +100,7 @@ def _build(req: ModelRequest) -> LoadedModel:
 def _models(max_entries: int, max_bytes: int) -> BoundedCache[LoadedModel]:
     """The models kept in memory, shared by every session: the most recently used ones, by request key, within
     ``limits().models_kept`` and ``limits().model_memory_bytes``."""
-    return BoundedCache(max_entries, max_bytes, sizeof=detector.model_nbytes)
+    return BoundedCache(max_entries, max_bytes, sizeof=architectures.model_nbytes)
 
 
 @st.cache_resource(max_entries=1, show_spinner=False)
@@ -115,9 +118,9 @@ def _too_large(size: int, budget: int) -> str:
 
 def _demo(models: BoundedCache[LoadedModel]) -> LoadedModel:
     try:
-        return models.get_or_create(DEMO_KEY, detector.load_demo_model)
+        return models.get_or_create(DEMO_KEY, loading.load_demo_model)
     except TooLargeError:
-        return detector.load_demo_model()
+        return loading.load_demo_model()
 
 
 def load_model(request: ModelRequest) -> ServedModel:
@@ -152,7 +155,7 @@ def infer(model_key: str, image_key: str, loaded: LoadedModel, image: np.ndarray
     return cached(
         "inference",
         (model_key, image_key),
-        lambda: detector.run_inference(loaded, image),
+        lambda: inference.run_inference(loaded, image),
         max_entries=6,
         spinner="Running the detector…",
     )
@@ -168,7 +171,7 @@ def loss_breakdown(
     alpha: float,
     gamma: float,
 ) -> LossBreakdown:
-    """:func:`explorer.detection.groundtruth.loss_breakdown`, once per model, image, ground truth and (alpha,
+    """:func:`explorer.detection.lossmaps.loss_breakdown`, once per model, image, ground truth and (alpha,
     gamma): not
     again when only a display widget changes (a COCO model's 163k anchors x 91 classes take about a second)."""
     gt_bytes = (
@@ -178,7 +181,7 @@ def loss_breakdown(
     return cached(
         "losses",
         key,
-        lambda: groundtruth.loss_breakdown(dense, gt_boxes, gt_labels, alpha=alpha, gamma=gamma),
+        lambda: lossmaps.loss_breakdown(dense, gt_boxes, gt_labels, alpha=alpha, gamma=gamma),
         max_entries=4,
         spinner="Computing the per-anchor losses…",
     )
@@ -194,13 +197,13 @@ def model_picker() -> ModelRequest:
     """The model widgets (in the sidebar): choice, and for a checkpoint its file, architecture and categories."""
     kind = st.selectbox("Model", list(MODEL_CHOICES), format_func=MODEL_CHOICES.get, key=kept("det_model"))
     req = ModelRequest(kind)
-    if kind in detector.COCO_ARCHITECTURES:
+    if kind in architectures.COCO_ARCHITECTURES:
         if limits().allow_download:
             req.allow_download = st.checkbox(
                 "Download the weights if they are not cached",
                 value=True,
                 key=kept("det_download"),
-                help=f"Cached at {detector.coco_weights_path(kind)}. Offline, the page falls back to the demo model.",
+                help=f"Cached at {loading.coco_weights_path(kind)}. Offline, the page falls back to the demo model.",
             )
         else:
             req.allow_download = False
@@ -217,8 +220,8 @@ def model_picker() -> ModelRequest:
         )
         req.arch = st.selectbox(
             "Architecture",
-            ["auto", *detector.ARCHITECTURES],
-            format_func=lambda a: "detect from the keys" if a == "auto" else detector.ARCH_LABELS[a],
+            ["auto", *architectures.ARCHITECTURES],
+            format_func=lambda a: "detect from the keys" if a == "auto" else architectures.ARCH_LABELS[a],
             key=kept("det_arch"),
         )
         cats = kept_file("Categories (COCO JSON or list, optional)", key="det_cats", type=["json"])

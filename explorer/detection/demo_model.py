@@ -10,12 +10,16 @@ It is trained from scratch on the synthetic shapes (``python -m explorer.detecti
   (0.5, 1, 2), A = 9;
 - input: shorter side 480, longer side at most 640 (the synthetic 640x480 scenes pass unscaled);
 - labels: category ids 1..8 used directly over 9 logits (index 0 unused), as torchvision does for COCO.
+
+The scene distribution and the seeds of its training and held-out scenes live here too, so the app draws the held-out
+samples without importing the training script.
 """
 
 from __future__ import annotations
 
 from functools import partial
 
+import numpy as np
 from torch import nn
 from torchvision.models.detection import RetinaNet
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -42,6 +46,14 @@ DEMO_NUM_CLASSES = len(CLASS_NAMES) + 1
 #: long-tailed classes) with objects of 16-320 px drawn log-uniformly (the sample data goes down to 8 px and is
 #: skewed to small sizes, which a model this small cannot learn in minutes).
 DEMO_SCENE_CONFIG = SceneConfig(min_size=16.0, max_size=320.0, small_bias=1.0)
+#: Seeds of the training scenes and of the held-out evaluation scenes (the Live detections page's samples).
+TRAIN_SEED = 20261124
+HELDOUT_SEED = 20261125
+
+
+def scene_seeds(n_images: int, seed: int) -> list[int]:
+    """The per-scene seeds of ``make_dataset(n_images, seed)`` (same derivation)."""
+    return [int(s) for s in np.random.default_rng(seed).integers(0, 2**31 - 1, size=n_images)]
 
 
 def build_demo_model(num_classes: int = DEMO_NUM_CLASSES) -> RetinaNet:

@@ -1,5 +1,9 @@
 """Fast RetinaNet inference: the same detections as torchvision's forward, several times faster on a GPU.
 
+This is the benchmarked GPU path: ``bench/bench_detect.py`` times it against torchvision's eager forward and checks
+that both give the same detections (results in BENCHMARKS.md). The app does not use it: the Live detections page
+runs :func:`explorer.detection.inference.run_inference`, which needs the dense per-anchor outputs for its loss maps.
+
 :class:`FastRetinaNet` wraps a torchvision ``RetinaNet`` (any of the three architectures here) and, on CUDA:
 
 - folds the backbone's BatchNorm layers into their convolutions;
@@ -37,7 +41,7 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import boxes as box_ops
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from explorer.detection.detector import level_candidates
+from explorer.detection.outputs import level_candidates
 
 BBOX_XFORM_CLIP = math.log(1000.0 / 16)
 

@@ -21,6 +21,7 @@ import argparse
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from multiprocessing import get_context
 from pathlib import Path
@@ -28,21 +29,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from explorer.detection.demo_model import DEMO_NUM_CLASSES, DEMO_SCENE_CONFIG, build_demo_model
+from explorer.detection.demo_model import (
+    DEMO_NUM_CLASSES,
+    DEMO_SCENE_CONFIG,
+    HELDOUT_SEED,
+    TRAIN_SEED,
+    build_demo_model,
+    scene_seeds,
+)
 from explorer.synthetic import CLASS_NAMES, SceneConfig, categories, make_scene
 
-TRAIN_SEED = 20261124
-HELDOUT_SEED = 20261125
 TORCH_SEED = 0
 
 
 def _scene(args: tuple[int, SceneConfig]) -> tuple[np.ndarray, list[dict]]:
     return make_scene(args[0], args[1])
-
-
-def scene_seeds(n_images: int, seed: int) -> list[int]:
-    """The per-scene seeds of ``make_dataset(n_images, seed)`` (same derivation)."""
-    return [int(s) for s in np.random.default_rng(seed).integers(0, 2**31 - 1, size=n_images)]
 
 
 def build_dataset(seeds: list[int], config: SceneConfig, workers: int) -> tuple[dict, list[np.ndarray]]:
@@ -155,7 +156,12 @@ def half_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+WARMUP_ITERS = 300
+#: Iterations timed before ``--iters 0`` derives the count from ``--time-budget``.
+PROBE_ITERS = 60
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m explorer.detection.train_demo", description=__doc__.splitlines()[0]
     )
@@ -170,10 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-budget", type=float, default=400.0, help="training seconds when --iters is 0")
     parser.add_argument("--max-iters", type=int, default=8000)
     parser.add_argument("--workers", type=int, default=16)
-    args = parser.parse_args(argv)
+    return parser
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+
+def _logger(out: Path) -> Callable[[str], None]:
+    """A log function that prints a timestamped line and appends it to ``out/train_log.txt``."""
     log_file = (out / "train_log.txt").open("w")
 
     def log(msg: str) -> None:
@@ -181,6 +188,110 @@ def main(argv: list[str] | None = None) -> int:
         print(line, flush=True)
         log_file.write(line + "\n")
         log_file.flush()
+
+    return log
+
+
+def _optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
+    """AdamW with weight decay 0.05 on weights, none on biases and norm parameters."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=lr,
+        betas=(0.9, 0.999),
+    )
+
+
+def _learning_rate(step: int, total: int, base_lr: float) -> float:
+    """Linear warm-up over :data:`WARMUP_ITERS`, then cosine decay to 0 at ``total``."""
+    if step < WARMUP_ITERS:
+        return base_lr * (0.001 + 0.999 * step / WARMUP_ITERS)
+    return 0.5 * base_lr * (1 + math.cos(math.pi * (step - WARMUP_ITERS) / max(1, total - WARMUP_ITERS)))
+
+
+def _batch_sampler(
+    pixels: torch.Tensor, targets: list[tuple[torch.Tensor, torch.Tensor]], batch: int, gen: torch.Generator
+) -> Callable[[], tuple[list[torch.Tensor], list[dict]]]:
+    """Draws a batch of scenes (with replacement, ``gen``) with random horizontal flips of images and boxes."""
+    n, width = pixels.shape[0], pixels.shape[2]
+
+    def batch_at() -> tuple[list[torch.Tensor], list[dict]]:
+        idx = torch.randint(0, n, (batch,), generator=gen).tolist()
+        flips = torch.rand(batch, generator=gen) < 0.5
+        imgs, tgts = [], []
+        for i, flip in zip(idx, flips.tolist(), strict=True):
+            img = pixels[i].permute(2, 0, 1).float().div_(255)
+            boxes, labels = targets[i]
+            if flip:
+                img = img.flip(-1)
+                boxes = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
+            imgs.append(img)
+            tgts.append({"boxes": boxes, "labels": labels})
+        return imgs, tgts
+
+    return batch_at
+
+
+def _train(
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    batch_at: Callable[[], tuple[list[torch.Tensor], list[dict]]],
+    args: argparse.Namespace,
+    device: torch.device,
+    log: Callable[[str], None],
+) -> int:
+    """The training loop; returns the iterations run (``--iters``, or derived from ``--time-budget`` when 0)."""
+    total = args.iters if args.iters > 0 else args.max_iters
+    step = 0
+    t_train = time.time()
+    running: dict[str, float] = {}
+    while step < total:
+        lr = _learning_rate(step, total, args.lr)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        imgs, tgts = batch_at()
+        losses = train_step(model, opt, imgs, tgts, device)
+        step += 1
+        for k, value in losses.items():
+            running[k] = 0.98 * running.get(k, value) + 0.02 * value
+        if args.iters == 0 and step == PROBE_ITERS:
+            per_iter = (time.time() - t_train) / PROBE_ITERS
+            total = max(PROBE_ITERS + 1, min(args.max_iters, int(args.time_budget / per_iter)))
+            log(f"probe: {per_iter * 1000:.1f} ms/iter -> {total} iterations (replay with --iters {total})")
+        if step % 250 == 0 or step == total:
+            log(
+                f"iter {step}/{total} lr {lr:.2e} "
+                + " ".join(f"{k} {v:.4f}" for k, v in running.items())
+                + f" ({time.time() - t_train:.0f}s)"
+            )
+    log(f"trained {step} iterations of batch {args.batch} in {time.time() - t_train:.0f}s")
+    return step
+
+
+def _evaluate_shipped(
+    weights_path: Path, val_coco: dict, val_images: list[np.ndarray], device: torch.device
+) -> tuple[list[dict], dict[str, float]]:
+    """COCOeval of exactly what ships: the float16 file loaded into a fresh float32 model.
+
+    Returns:
+        ``(detections in COCO result format, metrics)``.
+    """
+    fresh = build_demo_model(DEMO_NUM_CLASSES)
+    fresh.load_state_dict(
+        {k: v.float() if v.is_floating_point() else v for k, v in torch.load(weights_path, weights_only=True).items()}
+    )
+    fresh.to(device)
+    results = predict(fresh, val_images, device)
+    return results, coco_eval(val_coco, results)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = _logger(out)
 
     t0 = time.time()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -200,78 +311,19 @@ def main(argv: list[str] | None = None) -> int:
         (torch.from_numpy(b).to(device), torch.from_numpy(lab).to(device))
         for b, lab in targets_xyxy(train_coco, len(train_coco["images"]))
     ]
-    n, width = pixels.shape[0], pixels.shape[2]
-
     model = build_demo_model(DEMO_NUM_CLASSES).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True
     model.train()
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=args.lr,
-        betas=(0.9, 0.999),
-    )
-    gen = torch.Generator(device="cpu").manual_seed(TORCH_SEED)
-    warmup = 300
-
-    def batch_at(step: int) -> tuple[list[torch.Tensor], list[dict]]:
-        idx = torch.randint(0, n, (args.batch,), generator=gen).tolist()
-        flips = torch.rand(args.batch, generator=gen) < 0.5
-        imgs, tgts = [], []
-        for i, flip in zip(idx, flips.tolist(), strict=True):
-            img = pixels[i].permute(2, 0, 1).float().div_(255)
-            boxes, labels = targets[i]
-            if flip:
-                img = img.flip(-1)
-                boxes = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
-            imgs.append(img)
-            tgts.append({"boxes": boxes, "labels": labels})
-        return imgs, tgts
-
-    total = args.iters if args.iters > 0 else args.max_iters
-    step = 0
+    opt = _optimizer(model, args.lr)
+    batch_at = _batch_sampler(pixels, targets, args.batch, torch.Generator(device="cpu").manual_seed(TORCH_SEED))
     t_train = time.time()
-    probe = 60
-    running: dict[str, float] = {}
-    while step < total:
-        if step < warmup:
-            lr = args.lr * (0.001 + 0.999 * step / warmup)
-        else:
-            lr = 0.5 * args.lr * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-        for group in opt.param_groups:
-            group["lr"] = lr
-        imgs, tgts = batch_at(step)
-        losses = train_step(model, opt, imgs, tgts, device)
-        step += 1
-        for k, value in losses.items():
-            running[k] = 0.98 * running.get(k, value) + 0.02 * value
-        if args.iters == 0 and step == probe:
-            per_iter = (time.time() - t_train) / probe
-            total = max(probe + 1, min(args.max_iters, int(args.time_budget / per_iter)))
-            log(f"probe: {per_iter * 1000:.1f} ms/iter -> {total} iterations (replay with --iters {total})")
-        if step % 250 == 0 or step == total:
-            log(
-                f"iter {step}/{total} lr {lr:.2e} "
-                + " ".join(f"{k} {v:.4f}" for k, v in running.items())
-                + f" ({time.time() - t_train:.0f}s)"
-            )
-    log(f"trained {step} iterations of batch {args.batch} in {time.time() - t_train:.0f}s")
+    step = _train(model, opt, batch_at, args, device, log)
 
-    state = half_state_dict(model)
     weights_path = out / "demo_retinanet.pt"
-    torch.save(state, weights_path)
-    # Evaluate exactly what ships: the float16 file loaded into a fresh float32 model.
-    fresh = build_demo_model(DEMO_NUM_CLASSES)
-    fresh.load_state_dict(
-        {k: v.float() if v.is_floating_point() else v for k, v in torch.load(weights_path, weights_only=True).items()}
-    )
-    fresh.to(device)
-    results = predict(fresh, val_images, device)
-    metrics = coco_eval(val_coco, results)
+    torch.save(half_state_dict(model), weights_path)
+    results, metrics = _evaluate_shipped(weights_path, val_coco, val_images, device)
     log("held-out COCOeval: " + json.dumps(metrics))
     (out / "heldout_detections.json").write_text(json.dumps(results))
     meta = {
@@ -281,14 +333,14 @@ def main(argv: list[str] | None = None) -> int:
         "train_seed": TRAIN_SEED,
         "heldout_seed": HELDOUT_SEED,
         "torch_seed": TORCH_SEED,
-        "train_images": int(n),
+        "train_images": int(pixels.shape[0]),
         "heldout_images": len(val_images),
         "iterations": step,
         "batch": args.batch,
         "lr": args.lr,
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
-        "train_seconds": round(time.time() - t_train, 1),
+        "train_seconds": round(time.time() - t_train, 1),  # as recorded with the shipped weights: evaluation included
         "heldout_metrics": metrics,
     }
     (out / "demo_retinanet.json").write_text(json.dumps(meta, indent=2))

@@ -17,10 +17,9 @@ import numpy as np
 import pandas as pd
 
 from explorer.dataset.coco import CocoDataset
-from explorer.detection.demo_model import DEMO_SCENE_CONFIG
-from explorer.detection.detector import Detections
-from explorer.detection.groundtruth import Matching
-from explorer.detection.train_demo import HELDOUT_SEED, scene_seeds
+from explorer.detection.demo_model import DEMO_SCENE_CONFIG, HELDOUT_SEED, scene_seeds
+from explorer.detection.evaluation import Matching
+from explorer.detection.outputs import Detections
 from explorer.overlay import LEVEL_COLORS, draw_boxes, palette
 from explorer.synthetic import make_scene
 

@@ -1,5 +1,5 @@
 """Plotly figures of the Live detections page. Builders take arrays and tables computed in
-:mod:`explorer.detection.detector` and :mod:`explorer.detection.groundtruth` and return a ``go.Figure``; none runs
+:mod:`explorer.detection.outputs` and :mod:`explorer.detection.lossmaps` and return a ``go.Figure``; none runs
 the model.
 """
 
@@ -108,7 +108,7 @@ def loss_maps_figure(
     coloured by log10(loss) so that small losses stay visible.
 
     Args:
-        level_maps: ``groundtruth.level_loss_maps`` output (per level, group -> (gh, gw) map).
+        level_maps: ``lossmaps.level_loss_maps`` output (per level, group -> (gh, gw) map).
         groups: the group rows to show, in order.
         loss_name: shown in the title ("Focal (α=0.25, γ=2)").
     """

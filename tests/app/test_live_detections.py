@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from explorer.detection import detector
+from explorer.detection import architectures
 from explorer.detection.view import sample_scene
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,7 +57,7 @@ def test_coco_model_offline_falls_back_to_the_demo_model(monkeypatch, tmp_path):
         raise urllib.error.URLError("Name or service not known")
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    at = run_page(monkeypatch, lambda at: at.selectbox(key="det_model").set_value(detector.V2))
+    at = run_page(monkeypatch, lambda at: at.selectbox(key="det_model").set_value(architectures.V2))
     assert not at.error and not at.exception  # offline is expected: a warning, not an error box
     message = next(w.value for w in at.warning if "not in the torch hub cache" in w.value)
     assert "showing the demo model instead" in message
@@ -88,7 +88,7 @@ def test_checkpoint_upload_good_and_bad(monkeypatch):
     # the refused global is shown literally, Markdown-escaped ("__main__.Foo" would render as a bold "main.Foo")
     assert at.error and "Python object " in at.error[0].value
     assert r"test\_live\_detections.\_Custom" in at.error[0].value
-    _upload(at, 0, "demo.pt", detector.DEMO_WEIGHTS.read_bytes())
+    _upload(at, 0, "demo.pt", architectures.DEMO_WEIGHTS.read_bytes())
     at.run()
     assert not at.exception and not at.error
 
@@ -193,7 +193,7 @@ def test_hosted_server_offers_no_weight_download_without_the_operator(monkeypatc
         raise AssertionError("a download was attempted")
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
-    at = run_page(monkeypatch, lambda at: at.selectbox(key="det_model").set_value(detector.V1))
+    at = run_page(monkeypatch, lambda at: at.selectbox(key="det_model").set_value(architectures.V1))
     assert not [c for c in at.sidebar.checkbox if "Download" in c.label]
     assert "FOCALSCOPE_ALLOW_DOWNLOAD=1" in " ".join(c.value for c in at.sidebar.caption)
     assert any("showing the demo model instead" in w.value for w in at.warning)

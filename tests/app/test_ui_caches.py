@@ -13,8 +13,8 @@ from PIL import Image
 
 from explorer.anchors.grid import default_config
 from explorer.dataset.scan import ScanConfig
-from explorer.detection import detector
-from explorer.detection.detector import LoadedModel
+from explorer.detection import architectures
+from explorer.detection.architectures import LoadedModel
 from ui import anchors as ui_anchors
 from ui import common as ui_common
 from ui import dataset as ui_dataset
@@ -85,14 +85,14 @@ def test_image_views_are_keyed_on_the_servers_pixel_budget(monkeypatch):
 
 def _fake_model(n_floats: int) -> LoadedModel:
     module = torch.nn.Linear(n_floats, 1, bias=False)
-    return LoadedModel(module, detector.DEMO, "checkpoint", {1: "thing"}, torch.device("cpu"))
+    return LoadedModel(module, architectures.DEMO, "checkpoint", {1: "thing"}, torch.device("cpu"))
 
 
 @pytest.fixture
 def fresh_models(monkeypatch):
     """The shared model caches emptied before and after the test; ``builds`` counts model loads by kind."""
     builds: list[str] = []
-    sizes = {"checkpoint": 1000, detector.V2: 1000}
+    sizes = {"checkpoint": 1000, architectures.V2: 1000}
 
     def fake_build(req):
         builds.append(req.checkpoint.decode() if req.checkpoint else req.kind)
@@ -113,11 +113,11 @@ def test_two_users_on_two_models_do_not_reload_them_on_every_rerun(fresh_models,
     builds, _ = fresh_models
     monkeypatch.setenv("FOCALSCOPE_MODELS", "3")
     ckpt = ui_detections.ModelRequest("checkpoint", checkpoint=b"weights of user A")
-    coco = ui_detections.ModelRequest(detector.V2)
+    coco = ui_detections.ModelRequest(architectures.V2)
     for _ in range(3):  # user A's rerun, user B's rerun, ...
         first = ui_detections.load_model(ckpt)
         second = ui_detections.load_model(coco)
-    assert builds == ["weights of user A", detector.V2]
+    assert builds == ["weights of user A", architectures.V2]
     assert first.model is not second.model
 
 

@@ -1,6 +1,5 @@
-"""Hostile and garbage checkpoints: explorer.detection.detector.read_state_dict refuses them with a ValueError that
-says why,
-before reading, decompressing or converting any tensor data."""
+"""Hostile and garbage checkpoints: explorer.detection.checkpoints.read_state_dict refuses them with a ValueError that
+says why, before reading, decompressing or converting any tensor data."""
 
 from __future__ import annotations
 
@@ -12,8 +11,8 @@ import zipfile
 import pytest
 import torch
 
-from explorer.detection import detector
-from explorer.detection.detector import read_state_dict
+from explorer.detection import checkpoints, loading
+from explorer.detection.checkpoints import read_state_dict
 
 
 def _save(obj, **kwargs) -> bytes:
@@ -49,13 +48,13 @@ def _strided(side: int) -> bytes:
 def loads(monkeypatch) -> list[str]:
     """The map_location of every torch.load that read_state_dict makes ("meta" reads no tensor data)."""
     calls: list[str] = []
-    real = detector._torch_load
+    real = checkpoints._torch_load
 
     def spy(data: bytes, map_location: str):
         calls.append(map_location)
         return real(data, map_location)
 
-    monkeypatch.setattr(detector, "_torch_load", spy)
+    monkeypatch.setattr(checkpoints, "_torch_load", spy)
     return calls
 
 
@@ -118,7 +117,7 @@ def test_more_values_than_any_architecture_are_refused_before_conversion(loads):
     shared = torch.zeros(1_000_000)  # 4 MB, stored once, listed under 100 names: 100 million values to convert
     payload = _save({f"w{i}": shared for i in range(100)})
     assert len(payload) < 5_000_000
-    cap = detector.max_checkpoint_values()
+    cap = checkpoints.max_checkpoint_values()
     assert 70e6 < cap < 90e6
     with pytest.raises(ValueError, match=r"holds 100\.0 million values, more than any supported architecture"):
         read_state_dict(payload)
@@ -216,4 +215,10 @@ def test_garbage_checkpoints_raise_a_value_error_that_says_why(payload, message)
     with pytest.raises(ValueError, match=message):
         read_state_dict(payload)
     with pytest.raises(ValueError, match=message):
-        detector.load_checkpoint_model(payload, device=torch.device("cpu"))
+        loading.load_checkpoint_model(payload, device=torch.device("cpu"))
+
+
+def test_docstring_examples():
+    import doctest
+
+    assert doctest.testmod(checkpoints).failed == 0

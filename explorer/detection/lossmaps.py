@@ -1,21 +1,12 @@
-"""A detector's output against ground truth: TP / FP / missed boxes, and per-anchor loss maps.
+"""Per-anchor loss maps: how one image's classification loss splits over easy negatives, hard negatives and
+positives, from the model's real dense outputs (:class:`explorer.detection.outputs.DenseOutputs`).
 
-The loss maps use the model's real dense outputs (:class:`explorer.detection.detector.DenseOutputs`): every anchor
-is labelled
-by max-IoU assignment (``explorer.anchors.max_iou``: easy negative = overlaps no GT, hard negative = 0 < IoU < 0.4,
-ignored = [0.4, 0.5), positive = IoU >= 0.5 or a GT's best anchor), its classification target is built as
-torchvision's RetinaNet builds it (one-hot at the matched GT's label for positives, all zeros for negatives,
-ignored anchors left out), and the loss is summed over classes per anchor. The share of the image's loss that each
-group carries then shows why focal loss exists: under CE the easy negatives dominate, under FL the positives do.
-
-Example:
-    >>> import numpy as np
-    >>> from explorer.detection.detector import Detections
-    >>> dets = Detections(np.array([[0, 0, 10, 10], [50, 50, 60, 60]], np.float32), np.array([0.9, 0.8], np.float32),
-    ...                   np.array([1, 1]), np.array([0, 0]))
-    >>> m = match_detections(dets, np.array([[0, 0, 10, 11]], np.float32), np.array([1]))
-    >>> m.is_tp.tolist(), m.missed.tolist()
-    ([True, False], [False])
+Every anchor is labelled by max-IoU assignment (``explorer.anchors.max_iou``: easy negative = overlaps no GT, hard
+negative = 0 < IoU < 0.4, ignored = [0.4, 0.5), positive = IoU >= 0.5 or a GT's best anchor) against the GT scaled
+to the network input exactly as torchvision scales it, its classification target is built as torchvision's RetinaNet
+builds it (one-hot at the matched GT's label for positives, all zeros for negatives, ignored anchors left out), and
+the loss is summed over classes per anchor. The share of the image's loss that each group carries then shows why
+focal loss exists: under CE the easy negatives dominate, under FL the positives do.
 """
 
 from __future__ import annotations
@@ -29,7 +20,8 @@ import torch
 from explorer.anchors.assignment import Assignment
 from explorer.anchors.iou import box_iou
 from explorer.anchors.max_iou import assign_max_iou
-from explorer.detection.detector import DenseOutputs, Detections
+from explorer.detection.evaluation import gt_arrays
+from explorer.detection.outputs import DenseOutputs
 from explorer.labels import EASY_NEGATIVE, HARD_NEGATIVE, IGNORED, LABEL_NAMES, POSITIVE
 from explorer.losses.classification import ce_loss, focal_loss
 from explorer.losses.soft_targets import qfl_loss
@@ -38,66 +30,6 @@ LOSS_KINDS: dict[str, str] = {"ce": "CE", "focal": "Focal", "qfl": "QFL"}
 #: Groups in display order; ignored anchors are shown but excluded from the loss, as in torchvision.
 GROUPS: tuple[int, ...] = (EASY_NEGATIVE, HARD_NEGATIVE, POSITIVE, IGNORED)
 COUNTED_GROUPS: tuple[int, ...] = (EASY_NEGATIVE, HARD_NEGATIVE, POSITIVE)
-
-
-def _gt_arrays(gt_boxes: np.ndarray, gt_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    boxes = np.asarray(gt_boxes, np.float32).reshape(-1, 4)
-    labels = np.asarray(gt_labels, np.int64).reshape(-1)
-    if len(boxes) != len(labels):
-        raise ValueError(f"gt_boxes has {len(boxes)} rows but gt_labels has {len(labels)}")
-    return boxes, labels
-
-
-@dataclass
-class Matching:
-    """Detections matched to GT at one IoU threshold (greedy by score, same label, as COCO evaluation does).
-
-    Attributes:
-        is_tp: (D,) bool, detection matched a GT of its label.
-        matched_gt: (D,) int64 GT index or -1.
-        iou: (D,) float32 IoU with the matched GT (0 if none).
-        missed: (M,) bool, GT not matched by any detection.
-    """
-
-    is_tp: np.ndarray
-    matched_gt: np.ndarray
-    iou: np.ndarray
-    missed: np.ndarray
-
-    def counts(self) -> dict[str, int]:
-        return {
-            "true positives": int(self.is_tp.sum()),
-            "false positives": int((~self.is_tp).sum()),
-            "missed": int(self.missed.sum()),
-        }
-
-
-def match_detections(
-    dets: Detections, gt_boxes: np.ndarray, gt_labels: np.ndarray, *, iou_thresh: float = 0.5
-) -> Matching:
-    """Match detections to ground truth: highest score first, each GT at most once, same label, IoU >= thresh.
-
-    Args:
-        dets: detections in original-image pixels.
-        gt_boxes: (M, 4) xyxy; gt_labels: (M,) label ids.
-        iou_thresh: IoU for a match (0.5).
-    """
-    boxes, labels = _gt_arrays(gt_boxes, gt_labels)
-    d = len(dets)
-    is_tp = np.zeros(d, bool)
-    matched = np.full(d, -1, np.int64)
-    ious = np.zeros(d, np.float32)
-    taken = np.zeros(len(boxes), bool)
-    if d and len(boxes):
-        iou = box_iou(dets.boxes, boxes)
-        iou[dets.labels[:, None] != labels[None, :]] = -1.0
-        for i in np.argsort(-dets.scores, kind="stable"):
-            row = np.where(taken, -1.0, iou[i])
-            j = int(row.argmax())
-            if row[j] >= iou_thresh:
-                taken[j] = True
-                is_tp[i], matched[i], ious[i] = True, j, row[j]
-    return Matching(is_tp, matched, ious, ~taken)
 
 
 @dataclass
@@ -175,7 +107,7 @@ def loss_breakdown(
     Raises:
         ValueError: a GT label outside the model's classes, or mismatched GT arrays.
     """
-    boxes, labels = _gt_arrays(gt_boxes, gt_labels)
+    boxes, labels = gt_arrays(gt_boxes, gt_labels)
     num_classes = dense.cls_logits.shape[1]
     if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
         bad = int(labels[(labels < 0) | (labels >= num_classes)][0])
