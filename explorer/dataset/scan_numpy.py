@@ -17,7 +17,7 @@ import numpy as np
 from explorer.anchors.grid import AnchorConfig, level_grids, resized_size
 
 if TYPE_CHECKING:
-    from explorer.dataset.scan import ScanConfig
+    from explorer.dataset.scan_config import ScanConfig
 
 #: Box width or height (input pixels) below which an image goes through the reference path.
 TINY = 1e-3
@@ -271,6 +271,11 @@ def union_cells(x0: np.ndarray, x1: np.ndarray, y0: np.ndarray, y1: np.ndarray, 
 # ----------------------------------------------------------------------------------------------------------------
 # The fast exact path (numpy)
 # ----------------------------------------------------------------------------------------------------------------
+
+
+#: Per-image totals and their (n, L) per-level splits, as every path of the scan fills them.
+TOTALS: tuple[str, ...] = ("positives", "ignored", "hard", "easy")
+PER_LEVEL: tuple[str, ...] = ("level_pos", "level_ign", "level_hard", "level_easy")
 
 
 @dataclass

@@ -476,3 +476,12 @@ def test_problem_table_columns_and_summary():
     frame = ds.annotations_frame()
     assert frame["category"].tolist() == ["cat"] and frame["size"].tolist() == ["medium"]
     assert math.isclose(frame["area"].iloc[0], 1200.0)
+
+
+def test_record_check_docstring_examples():
+    import doctest
+
+    from explorer.dataset import coco_annotations, coco_problems, coco_records
+
+    for module in (coco_problems, coco_records, coco_annotations):
+        assert doctest.testmod(module).failed == 0, module.__name__
