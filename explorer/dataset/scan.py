@@ -11,7 +11,8 @@ The configuration is a :class:`explorer.dataset.scan_config.ScanConfig`, the res
 :class:`explorer.dataset.scan_result.ScanResult`; this module is the driver (device choice, chunks, threads, the
 reference path for the images the fast path cannot prove exact, the result tables).
 
-How it is fast (no per-image Python, no dense IoU matrix; the code is in :mod:`explorer.dataset.scan_numpy`):
+How it is fast (no per-image Python, no dense IoU matrix; the code is in :mod:`explorer.dataset.scan_numpy`,
+``scan_geometry`` and ``scan_union``):
 
 - anchors depend only on the input size: an anchor is (level, cell shape a, row i, column j), and its float32
   coordinates are computed from (i, j) on demand, exactly as the generator does;
@@ -53,7 +54,8 @@ import pandas as pd
 
 from explorer.dataset.coco import SIZE_BUCKETS, CocoDataset
 from explorer.dataset.scan_config import ScanConfig
-from explorer.dataset.scan_numpy import PER_LEVEL, TOTALS, ChunkOut, ElongatedImageError, Geometry, geometry, scan_chunk
+from explorer.dataset.scan_geometry import ElongatedImageError, Geometry, geometry
+from explorer.dataset.scan_numpy import PER_LEVEL, TOTALS, ChunkOut, scan_chunk
 from explorer.dataset.scan_reference import reference_image_stats
 from explorer.dataset.scan_result import ScanResult
 

@@ -39,10 +39,10 @@ def test_bad_configuration():
 def test_docstring_examples():
     import doctest
 
-    from explorer.dataset import coco, scan, scan_config, scan_reference, scan_result
+    from explorer.dataset import coco, scan, scan_config, scan_geometry, scan_reference, scan_result, scan_union
     from explorer.dataset import scan_numpy as scan_fast
 
-    for module in (coco, scan, scan_fast, scan_config, scan_reference, scan_result):
+    for module in (coco, scan, scan_fast, scan_config, scan_geometry, scan_reference, scan_result, scan_union):
         assert doctest.testmod(module).failed == 0, module.__name__
 
 
