@@ -6,8 +6,8 @@ One run reports:
 - the scan's images per second over the whole file (``explorer.dataset.scan.scan_dataset``) and load + scan in total,
 - the peak memory (max RSS) of that load + scan, measured in a fresh subprocess so nothing else is counted,
 - torchvision's loop (``GeneralizedRCNNTransform`` + ``AnchorGenerator`` + ``box_iou`` + ``Matcher``, see
-  ``explorer/scan_reference.py``) in images per second on a subset with the same distribution, and the check that
-  the scan's counts equal torchvision's on that subset.
+  ``explorer/dataset/scan_reference.py``) in images per second on a subset with the same distribution, and the
+  check that the scan's counts equal torchvision's on that subset.
 
 Targets on the 2-core development machine: >= 2,000 images/s, load + scan < 90 s, peak memory < 4 GB.
 

@@ -143,7 +143,9 @@ def _check_out(path: Path | None) -> None:
 
 def run_scan(args: argparse.Namespace) -> int:
     from explorer.dataset.coco import load_coco
-    from explorer.dataset.scan import ScanConfig, _cuda_available, format_summary, scan_dataset
+    from explorer.dataset.scan import _cuda_available, scan_dataset
+    from explorer.dataset.scan_config import ScanConfig
+    from explorer.dataset.scan_result import format_summary
 
     if args.device == "cuda" and not _cuda_available():  # before the (possibly long) load
         raise ValueError("no CUDA GPU is available; use --device auto or cpu")

@@ -12,7 +12,8 @@ from explorer.anchors import lab
 from explorer.anchors.grid import AnchorConfig
 from explorer.anchors.max_iou import assign_max_iou
 from explorer.dataset.coco import load_coco
-from explorer.dataset.scan import ScanConfig, scan_dataset
+from explorer.dataset.scan import scan_dataset
+from explorer.dataset.scan_config import ScanConfig
 from explorer.figures import anchors as anchor_figs
 from explorer.figures import dataset as dataset_figs
 from explorer.figures import detection as detection_figs

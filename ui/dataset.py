@@ -23,7 +23,9 @@ import streamlit as st
 from explorer.anchors.grid import CONVENTIONS, default_config
 from explorer.cache import TooLargeError
 from explorer.dataset.coco import CocoDataset, load_coco
-from explorer.dataset.scan import ScanConfig, ScanResult, scan_dataset
+from explorer.dataset.scan import scan_dataset
+from explorer.dataset.scan_config import ScanConfig
+from explorer.dataset.scan_result import ScanResult
 from explorer.dataset.view import box_crop, iou_text, labeled_anchor_image
 from explorer.images import decode_image
 from explorer.settings import limits

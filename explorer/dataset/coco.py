@@ -7,7 +7,9 @@ of its image, a missing ``iscrowd``) is repaired and reported. Only input that i
 JSON that Python cannot read: nested hundreds of levels deep or with a number of more than 4,300 digits; not an
 object, no ``images`` list) raises :class:`CocoFormatError`, a ``ValueError``. Values that do not fit the arrays are
 per-record problems: ids beyond int64, numbers beyond float64 (``1e400``, ``10**400``), image sides that are not
-whole numbers in 1..:data:`MAX_IMAGE_SIDE`, boxes beyond float32.
+whole numbers in 1..:data:`~explorer.dataset.coco_problems.MAX_IMAGE_SIDE`, boxes beyond float32. The record checks
+live in :mod:`explorer.dataset.coco_records` (images, categories) and :mod:`explorer.dataset.coco_annotations`; the
+problems table in :mod:`explorer.dataset.coco_problems`.
 
 Boxes follow the torchvision detection references (``coco_utils.ConvertCocoPolysToMask``): xywh -> xyxy in
 float32, clamped to the image, kept when ``x2 > x1`` and ``y2 > y1``. Crowd boxes (``iscrowd = 1``) are kept in
@@ -30,11 +32,9 @@ Example:
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import sys
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,8 +42,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-SEVERITIES: tuple[str, ...] = ("error", "warning", "info")
-PROBLEM_COLUMNS: tuple[str, ...] = ("severity", "kind", "image_id", "annotation_id", "message")
+from explorer.dataset.coco_annotations import Annotations, parse_annotations
+from explorer.dataset.coco_problems import MISSING, SEVERITIES, Problems
+from explorer.dataset.coco_records import ImageRecords, id_array, parse_categories, parse_images
 
 #: COCO's area ranges (``COCOeval``): small < 32², medium < 96², large otherwise, in original-image pixels².
 AREA_SMALL = 32.0**2
@@ -53,18 +54,9 @@ SIZE_BUCKETS: tuple[str, ...] = ("small", "medium", "large")
 #: Default cap on the size of an annotation file (bytes).
 DEFAULT_MAX_BYTES = 2_000_000_000
 
-#: Largest image width or height (px) accepted; a larger image is dropped with an ``image_size`` problem. The
-#: widest real datasets (aerial mosaics, whole-slide tiles) stay under it; a larger value is a corrupt record.
-MAX_IMAGE_SIDE = 100_000
-
-#: Range of the int64 arrays that hold ids and flags; a JSON integer outside it is a per-record problem.
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-
 # A polygon segmentation value: a list of lists of plain numbers. Only that shape is cut out; anything else (RLE
 # dicts, odd formatting) stays and is parsed normally, so a miss costs speed, never correctness.
 _POLYGON_SEGMENTATION = re.compile(rb'"segmentation"\s*:\s*\[\s*\[[^\[\]{}"]*\](?:\s*,\s*\[[^\[\]{}"]*\])*\s*\]')
-
-_MISSING = object()
 
 
 class CocoFormatError(ValueError):
@@ -183,111 +175,6 @@ class CocoDataset:
         out = self.problems.groupby(["severity", "kind"], sort=False).size().reset_index(name="count")
         order = {s: i for i, s in enumerate(SEVERITIES)}
         return out.sort_values(["severity", "count"], key=lambda s: s.map(order) if s.name == "severity" else -s)
-
-
-class _Problems:
-    """Accumulates problem rows."""
-
-    def __init__(self) -> None:
-        self.rows: list[tuple[str, str, Any, Any, str]] = []
-
-    def add(self, severity: str, kind: str, message: str, *, image_id: Any = None, annotation_id: Any = None) -> None:
-        self.rows.append((severity, kind, _id_or_none(image_id), _id_or_none(annotation_id), message))
-
-    def frame(self) -> pd.DataFrame:
-        columns = list(zip(*self.rows, strict=True)) if self.rows else [()] * len(PROBLEM_COLUMNS)
-        data: dict[str, Any] = {}
-        for col, values in zip(PROBLEM_COLUMNS, columns, strict=True):
-            if col in ("image_id", "annotation_id"):
-                if all(v is None or type(v) is int for v in values):
-                    data[col] = pd.array(list(values), dtype="Int64")
-                else:
-                    data[col] = pd.array([None if v is None else str(v) for v in values], dtype="string")
-            elif col == "severity":
-                data[col] = pd.Categorical(list(values), categories=list(SEVERITIES))
-            else:
-                data[col] = pd.array(list(values), dtype=object)
-        return pd.DataFrame(data)
-
-
-def _id_or_none(value: Any) -> Any:
-    if value is None or value is _MISSING:
-        return None
-    if _is_int(value) or type(value) is str:
-        return value
-    return _short(value, 40)
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    """A value as JSON text for a message, cut to ``limit`` characters (safe on deep or huge values)."""
-    if value is _MISSING:
-        return "missing"
-    try:
-        text = json.dumps(value, default=repr) if _jsonable(value) else repr(value)
-    except RecursionError:
-        text = f"a deeply nested {type(value).__name__}"
-    except ValueError:  # an int over Python's digit limit (only from a dict built in Python)
-        text = f"an integer of {value.bit_length():,} bits" if type(value) is int else type(value).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _jsonable(value: Any) -> bool:
-    return isinstance(value, (str, int, float, list, dict, bool)) or value is None
-
-
-def _is_int(value: Any) -> bool:
-    """An int that fits in int64 (a JSON integer such as 2**70 does not, and is a per-record problem)."""
-    return type(value) is int and _INT64_MIN <= value <= _INT64_MAX
-
-
-def _all_int64(values: list[Any]) -> bool:
-    """Every value is an int that fits in int64 (fast: C-level type set, min and max)."""
-    return set(map(type, values)) <= {int} and (not values or (min(values) >= _INT64_MIN and max(values) <= _INT64_MAX))
-
-
-def _is_id(value: Any) -> bool:
-    return _is_int(value) or (type(value) is str and value != "")
-
-
-def _id_text(value: Any) -> str:
-    """Why an id is not valid: missing, of the wrong type, or an integer outside int64."""
-    if type(value) is int:
-        return f"{_short(value)} does not fit in 64 bits"
-    return _short(value)
-
-
-def _is_number(value: Any) -> bool:
-    return type(value) is int or type(value) is float
-
-
-def as_float(value: Any) -> float:
-    """A JSON number as float64: NaN when not a number, infinity when it overflows float64 (10**400)."""
-    if not _is_number(value):
-        return math.nan
-    try:
-        return float(value)
-    except OverflowError:
-        return math.inf if value > 0 else -math.inf
-
-
-def image_side_problem(value: Any) -> str | None:
-    """Why an image width or height from JSON is unusable (None when it is a whole number in 1..MAX_IMAGE_SIDE).
-
-    Example:
-        >>> image_side_problem(640), image_side_problem(float("nan")), image_side_problem(10**9)
-        (None, 'NaN is not a finite number', '1000000000 is over the 100,000 px limit')
-    """
-    if not _is_number(value):
-        return _short(value) if value is _MISSING else f"{_short(value)} is not a number"
-    if type(value) is float and not math.isfinite(value):
-        return f"{_short(value)} is not a finite number"
-    if type(value) is float and not value.is_integer():
-        return f"{_short(value)} is not a whole number"
-    if value < 1:
-        return f"{_short(value)} is not positive"
-    if value > MAX_IMAGE_SIDE:
-        return f"{_short(value)} is over the {MAX_IMAGE_SIDE:,} px limit"
-    return None
 
 
 def _mb(n: float) -> str:
@@ -435,382 +322,47 @@ def load_coco(
 
 
 def _build(data: dict, name: str) -> CocoDataset:
-    problems = _Problems()
-    images = _parse_images(data["images"], problems)
-    cats = _parse_categories(data, problems)
-    anns = data.get("annotations", _MISSING)
-    if anns is _MISSING:
+    """Check every record of a COCO dict (:mod:`explorer.dataset.coco_records`, ``coco_annotations``)."""
+    problems = Problems()
+    images = parse_images(data["images"], problems)
+    cats = parse_categories(data, problems)
+    anns = data.get("annotations", MISSING)
+    if anns is MISSING:
         problems.add("warning", "missing_key", "no 'annotations' list: every image is treated as empty")
         anns = []
     elif not isinstance(anns, list):
         problems.add("error", "missing_key", f"'annotations' is a {type(anns).__name__}, not a list; ignored")
         anns = []
-    return _parse_annotations(anns, images, cats, problems, name)
+    kept = parse_annotations(anns, images, cats, problems)
+    return _dataset(images, kept, problems.frame(), name, annotations_in_file=len(anns))
 
 
-@dataclass
-class _Images:
-    ids: list[Any]
-    file_names: list[str]
-    heights: np.ndarray
-    widths: np.ndarray
-    index: dict[Any, int]  # valid image id -> position
-    invalid: dict[Any, str]  # id of an image dropped for its size -> reason
-
-
-def _parse_images(records: list, problems: _Problems) -> _Images:
-    ids: list[Any] = []
-    names: list[str] = []
-    hs: list[int] = []
-    ws: list[int] = []
-    index: dict[Any, int] = {}
-    invalid: dict[Any, str] = {}
-    for k, rec in enumerate(records):
-        if type(rec) is not dict:
-            problems.add("error", "invalid_record", f"images[{k}] is a {type(rec).__name__}, not an object; dropped")
-            continue
-        image_id = rec.get("id", _MISSING)
-        if not _is_id(image_id):
-            problems.add("error", "missing_key", f"images[{k}] has no valid 'id' ({_id_text(image_id)}); dropped")
-            continue
-        if image_id in index or image_id in invalid:
-            problems.add(
-                "error",
-                "duplicate_id",
-                f"image id {image_id!r} appears again at images[{k}]; the first is kept",
-                image_id=image_id,
-            )
-            continue
-        h, w = rec.get("height", _MISSING), rec.get("width", _MISSING)
-        bad = [f"{key} {why}" for key, v in (("width", w), ("height", h)) if (why := image_side_problem(v)) is not None]
-        if bad:
-            invalid[image_id] = ", ".join(bad)
-            continue
-        index[image_id] = len(ids)
-        ids.append(image_id)
-        fname = rec.get("file_name", "")
-        names.append(fname if type(fname) is str else "")
-        hs.append(int(h))
-        ws.append(int(w))
-    return _Images(ids, names, np.asarray(hs, np.int64), np.asarray(ws, np.int64), index, invalid)
-
-
-def _parse_categories(data: dict, problems: _Problems) -> dict[int, str]:
-    records = data.get("categories", _MISSING)
-    cats: dict[int, str] = {}
-    if records is _MISSING or not isinstance(records, list):
-        what = "no 'categories' list" if records is _MISSING else f"'categories' is a {type(records).__name__}"
-        problems.add("warning", "missing_key", f"{what}: category ids are taken from the annotations, unnamed")
-        return {}
-    for k, rec in enumerate(records):
-        if type(rec) is not dict or not _is_int(rec.get("id")):
-            what = _id_text(rec.get("id", _MISSING)) if type(rec) is dict else _short(rec)
-            problems.add("error", "invalid_record", f"categories[{k}] has no integer 'id' ({what}); dropped")
-            continue
-        cid = rec["id"]
-        if cid in cats:
-            problems.add("error", "duplicate_id", f"category id {cid} appears again at categories[{k}]; first kept")
-            continue
-        cname = rec.get("name", _MISSING)
-        if type(cname) is not str or not cname:
-            problems.add("warning", "missing_key", f"category {cid} has no 'name'; shown as 'id {cid}'")
-            cname = f"id {cid}"
-        cats[cid] = cname
-    if not records:
-        problems.add(
-            "warning", "missing_key", "the 'categories' list is empty: category ids are taken from the annotations"
-        )
-    return cats
-
-
-def _column(anns: list[dict], key: str) -> list[Any]:
-    return [a.get(key, _MISSING) for a in anns]
-
-
-def _parse_annotations(
-    records: list, images: _Images, cats: dict[int, str], problems: _Problems, name: str
+def _dataset(
+    images: ImageRecords, kept: Annotations, problems: pd.DataFrame, name: str, *, annotations_in_file: int
 ) -> CocoDataset:
-    n = len(records)
-    anns: list[dict] = records
-    if not all(type(a) is dict for a in records):
-        anns = []
-        for k, a in enumerate(records):
-            if type(a) is dict:
-                anns.append(a)
-            else:
-                problems.add(
-                    "error", "invalid_record", f"annotations[{k}] is a {type(a).__name__}, not an object; dropped"
-                )
-        n = len(anns)
-    keep = np.ones(n, dtype=bool)
-
-    def drop(rows: np.ndarray | list[int], kind: str, message: Any, severity: str = "error") -> None:
-        for k in np.asarray(rows, dtype=np.int64).tolist():
-            if not keep[k]:
-                continue
-            keep[k] = False
-            msg = message(k) if callable(message) else message
-            problems.add(severity, kind, msg, image_id=image_col[k], annotation_id=ids[k])
-
-    # --- ids -----------------------------------------------------------------------------------------------
-    ids = _column(anns, "id")
-    image_col = _column(anns, "image_id")
-    if not _all_int64(ids):
-        bad = [k for k, v in enumerate(ids) if not _is_id(v)]
-        drop(bad, "missing_key", lambda k: f"annotation has no valid 'id' ({_id_text(ids[k])}); dropped")
-    # --- image ids -----------------------------------------------------------------------------------------
-    index_get = images.index.get
-    if set(map(type, image_col)) <= {int, str}:
-        image_idx = np.fromiter((index_get(v, -1) for v in image_col), np.int64, count=n)
-    else:
-        image_idx = np.fromiter((index_get(v, -1) if _hashable(v) else -1 for v in image_col), np.int64, count=n)
-    missing_img = np.flatnonzero(image_idx < 0)
-    if len(missing_img):
-        per_invalid: Counter = Counter()
-        bad_rows = []
-        for k in missing_img.tolist():
-            v = image_col[k]
-            if _hashable(v) and v in images.invalid:
-                per_invalid[v] += 1
-                keep[k] = False
-            else:
-                bad_rows.append(k)
-        drop(
-            bad_rows,
-            "missing_image",
-            lambda k: (
-                "annotation has no 'image_id'; dropped"
-                if image_col[k] is _MISSING
-                else f"annotation refers to image id {_short(image_col[k])}, which is not in 'images'; dropped"
-            ),
-        )
-    else:
-        per_invalid = Counter()
-    for image_id, reason in images.invalid.items():
-        count = per_invalid.get(image_id, 0)
-        problems.add(
-            "error",
-            "image_size",
-            f"image has no valid width/height ({reason}); it and its {count} annotation(s) are not scanned",
-            image_id=image_id,
-        )
-    # --- categories ----------------------------------------------------------------------------------------
-    cat_col = _column(anns, "category_id")
-    if not cats:  # no categories list: take them from the annotations
-        for v in cat_col:
-            if _is_int(v) and v not in cats:
-                cats[v] = f"id {v}"
-        cats = dict(sorted(cats.items()))
-    if _all_int64(cat_col):
-        cat_arr = np.asarray(cat_col, dtype=np.int64) if n else np.zeros(0, np.int64)
-    else:
-        cat_arr = np.asarray([v if _is_int(v) else -(2**62) for v in cat_col], dtype=np.int64)
-    known = np.isin(cat_arr, np.fromiter(cats, np.int64, count=len(cats)))
-    drop(
-        np.flatnonzero(~known),
-        "unknown_category",
-        lambda k: (
-            "annotation has no 'category_id'; dropped"
-            if cat_col[k] is _MISSING
-            else f"category_id {_short(cat_col[k])} is not in 'categories'; dropped"
-        ),
-    )
-    # --- bbox ----------------------------------------------------------------------------------------------
-    bboxes = _column(anns, "bbox")
-    boxes = _bbox_array(bboxes, drop)
-    finite = np.isfinite(boxes).all(axis=1)
-    drop(
-        np.flatnonzero(~finite & keep),
-        "non_finite",
-        lambda k: f"bbox {_short(bboxes[k])} has NaN or infinite values (or numbers beyond float64); dropped",
-    )
-    boxes[~finite] = 0.0
-    degenerate = (boxes[:, 2] <= 0) | (boxes[:, 3] <= 0)
-    drop(
-        np.flatnonzero(degenerate & keep),
-        "empty_box",
-        lambda k: f"bbox {_short(bboxes[k])} has width or height <= 0; dropped",
-    )
-    # xywh -> xyxy in float32 and clamp, as torchvision's ConvertCocoPolysToMask.
-    with np.errstate(over="ignore", invalid="ignore"):
-        b32 = boxes.astype(np.float32)
-        b32[:, 2:] += b32[:, :2]
-    too_big = ~np.isfinite(b32).all(axis=1)
-    drop(
-        np.flatnonzero(too_big & keep),
-        "non_finite",
-        lambda k: f"bbox {_short(bboxes[k])} has values beyond the 32-bit float range; dropped",
-    )
-    b32[too_big] = 0.0
-    safe_idx = np.where(image_idx >= 0, image_idx, 0)
-    w_img = images.widths[safe_idx].astype(np.float32) if len(images.ids) else np.zeros(n, np.float32)
-    h_img = images.heights[safe_idx].astype(np.float32) if len(images.ids) else np.zeros(n, np.float32)
-    clamped = b32.copy()
-    np.clip(clamped[:, 0], 0, w_img, out=clamped[:, 0])
-    np.clip(clamped[:, 2], 0, w_img, out=clamped[:, 2])
-    np.clip(clamped[:, 1], 0, h_img, out=clamped[:, 1])
-    np.clip(clamped[:, 3], 0, h_img, out=clamped[:, 3])
-    outside = (clamped != b32).any(axis=1) & keep
-    empty_after = (clamped[:, 2] <= clamped[:, 0]) | (clamped[:, 3] <= clamped[:, 1])
-    drop(
-        np.flatnonzero(empty_after & keep),
-        "box_outside_image",
-        lambda k: (
-            f"bbox {_short(bboxes[k])} lies outside its {int(w_img[k])}x{int(h_img[k])} image "
-            "(empty after clamping); dropped"
-        ),
-    )
-    for k in np.flatnonzero(outside & keep).tolist():
-        over = float(max(-b32[k, 0], -b32[k, 1], b32[k, 2] - w_img[k], b32[k, 3] - h_img[k]))
-        problems.add(
-            "warning",
-            "box_outside_image",
-            f"bbox {_short(bboxes[k])} extends {over:.3g} px outside its {int(w_img[k])}x{int(h_img[k])} image; "
-            "clamped",
-            image_id=image_col[k],
-            annotation_id=ids[k],
-        )
-    # --- iscrowd, area --------------------------------------------------------------------------------------
-    crowd_col = _column(anns, "iscrowd")
-    if _all_int64(crowd_col):
-        crowd_arr = np.asarray(crowd_col, dtype=np.int64) if n else np.zeros(0, np.int64)
-        odd = np.flatnonzero((crowd_arr != 0) & (crowd_arr != 1) & keep)
-    else:
-        crowd_arr = np.zeros(n, np.int64)
-        odd_list = []
-        missing = 0
-        for k, v in enumerate(crowd_col):
-            if v is _MISSING:
-                missing += keep[k]
-            elif type(v) is int or type(v) is bool:
-                crowd_arr[k] = v != 0  # not int(v): 2**70 does not fit
-                if v not in (0, 1):
-                    odd_list.append(k)
-            else:
-                crowd_arr[k] = 0
-                odd_list.append(k)
-        odd = np.asarray([k for k in odd_list if keep[k]], dtype=np.int64)
-        if missing:
-            problems.add("warning", "missing_iscrowd", f"{missing} annotation(s) have no 'iscrowd'; taken as 0")
-    for k in odd.tolist():
-        problems.add(
-            "warning",
-            "invalid_iscrowd",
-            f"iscrowd {_short(crowd_col[k])} is not 0 or 1; taken as {1 if crowd_arr[k] else 0}",
-            image_id=image_col[k],
-            annotation_id=ids[k],
-        )
-    iscrowd = crowd_arr != 0
-    area_col = _column(anns, "area")
-    box_area = (boxes[:, 2] * boxes[:, 3]).astype(np.float64)
-    try:
-        if not set(map(type, area_col)) <= {int, float}:
-            raise OverflowError  # not all numbers: the per-value path below
-        areas = np.asarray(area_col, dtype=np.float64) if n else np.zeros(0)
-    except OverflowError:  # an integer beyond float64 (10**400)
-        areas = np.fromiter(map(as_float, area_col), np.float64, count=n)
-    bad_area = ~(np.isfinite(areas) & (areas >= 0))
-    if (bad_area & keep).any():
-        cnt = int((bad_area & keep).sum())
-        problems.add(
-            "info", "missing_area", f"{cnt} annotation(s) have no valid 'area'; the bbox area is used for their size"
-        )
-    areas = np.where(bad_area, box_area, areas)
-    # --- duplicates ----------------------------------------------------------------------------------------
-    kept_rows = np.flatnonzero(keep)
-    id_values = [ids[k] for k in kept_rows.tolist()]
-    if len(set(id_values)) != len(id_values):
-        seen: set = set()
-        for k, v in zip(kept_rows.tolist(), id_values, strict=True):
-            if v in seen:
-                problems.add(
-                    "warning",
-                    "duplicate_id",
-                    f"annotation id {v!r} is used more than once; kept",
-                    image_id=image_col[k],
-                    annotation_id=v,
-                )
-            seen.add(v)
-    crowd_kept = int(iscrowd[kept_rows].sum())
-    if crowd_kept:
-        problems.add(
-            "info",
-            "crowd",
-            f"{crowd_kept} crowd annotation(s) (iscrowd=1) are excluded from matching, as in torchvision and "
-            "detectron2",
-        )
-    # --- assemble, grouped by image ------------------------------------------------------------------------
-    order = kept_rows[np.argsort(image_idx[kept_rows], kind="stable")]
-    ann_image = image_idx[order]
-    n_images = len(images.ids)
-    offsets = np.zeros(n_images + 1, np.int64)
-    np.cumsum(np.bincount(ann_image, minlength=n_images), out=offsets[1:])
-    ann_ids = _id_array([ids[k] for k in order.tolist()])
-    cat_ids = np.fromiter(cats, np.int64, count=len(cats))
-    df = problems.frame()
     counts = {
         "images_in_file": len(images.ids) + len(images.invalid),
-        "annotations_in_file": len(records),
-        "annotations_kept": len(order),
-        "crowd_kept": crowd_kept,
-        "errors": int((df["severity"] == "error").sum()),
-        "warnings": int((df["severity"] == "warning").sum()),
+        "annotations_in_file": annotations_in_file,
+        "annotations_kept": len(kept.ann_ids),
+        "crowd_kept": kept.crowd_kept,
+        "errors": int((problems["severity"] == "error").sum()),
+        "warnings": int((problems["severity"] == "warning").sum()),
     }
     return CocoDataset(
-        image_ids=_id_array(images.ids),
+        image_ids=id_array(images.ids),
         file_names=images.file_names,
         heights=images.heights,
         widths=images.widths,
-        category_ids=cat_ids,
-        category_names=[cats[c] for c in cat_ids.tolist()],
-        ann_ids=ann_ids,
-        ann_image=ann_image.astype(np.int64),
-        ann_category=cat_arr[order],
-        boxes_xyxy=np.ascontiguousarray(clamped[order]),
-        areas=areas[order],
-        iscrowd=iscrowd[order],
-        ann_offsets=offsets,
-        problems=df,
+        category_ids=kept.category_ids,
+        category_names=kept.category_names,
+        ann_ids=kept.ann_ids,
+        ann_image=kept.ann_image,
+        ann_category=kept.ann_category,
+        boxes_xyxy=kept.boxes_xyxy,
+        areas=kept.areas,
+        iscrowd=kept.iscrowd,
+        ann_offsets=kept.ann_offsets,
+        problems=problems,
         name=name,
         counts=counts,
     )
-
-
-def _hashable(value: Any) -> bool:
-    return type(value) in (int, str)
-
-
-def _id_array(values: list[Any]) -> np.ndarray:
-    if set(map(type, values)) <= {int}:
-        return np.asarray(values, dtype=np.int64) if values else np.zeros(0, np.int64)
-    return np.asarray(values, dtype=object)
-
-
-def _bbox_array(bboxes: list[Any], drop: Any) -> np.ndarray:
-    """(N, 4) float64 xywh; malformed entries are dropped (reported) and left as NaN."""
-    n = len(bboxes)
-    fast = set(map(type, bboxes)) <= {list} and set(map(len, bboxes)) <= {4}
-    if fast:
-        fast = {type(v) for b in bboxes for v in b} <= {int, float}
-    if fast:
-        try:
-            return np.asarray(bboxes, dtype=np.float64).reshape(n, 4)
-        except OverflowError:  # an integer beyond float64 (10**400): the per-value path makes it infinite
-            pass
-    out = np.full((n, 4), np.nan)
-    bad = []
-    for k, b in enumerate(bboxes):
-        if type(b) is list and len(b) == 4 and all(_is_number(v) for v in b):
-            out[k] = [as_float(v) for v in b]
-        else:
-            bad.append(k)
-    drop(
-        bad,
-        "invalid_bbox",
-        lambda k: (
-            "annotation has no 'bbox'; dropped"
-            if bboxes[k] is _MISSING
-            else f"bbox {_short(bboxes[k])} is not a list of 4 numbers [x, y, w, h]; dropped"
-        ),
-    )
-    return out

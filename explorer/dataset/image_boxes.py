@@ -18,7 +18,8 @@ from pathlib import PurePath
 
 import numpy as np
 
-from explorer.dataset.coco import as_float, image_side_problem, parse_json_lean
+from explorer.dataset.coco import parse_json_lean
+from explorer.dataset.coco_problems import as_float, image_side_problem
 
 TABLE_COLUMNS: tuple[str, ...] = ("x1", "y1", "x2", "y2", "label")
 

@@ -1,4 +1,10 @@
-"""The reference the scan is measured against: torchvision's own parts, image by image.
+"""The references of the scan: the dense-equivalent labeling of one image, and torchvision's own parts.
+
+:func:`reference_image_stats` labels every anchor of one image with :func:`explorer.anchors.max_iou.assign_max_iou`;
+the scan uses it for the images its fast path cannot prove exact, and the tests compare the fast path with it.
+
+:class:`TorchvisionReference` is the reference the scan is measured against: torchvision's own parts, image by
+image.
 
 For each image: pycocotools' annotations (non-crowd), converted to float32 xyxy and clamped as torchvision's
 detection references do (``coco_utils.ConvertCocoPolysToMask``); ``GeneralizedRCNNTransform`` on a blank image of
@@ -15,6 +21,62 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+
+from explorer.anchors.grid import level_grids
+from explorer.dataset.scan_config import ScanConfig
+from explorer.dataset.scan_numpy import PER_LEVEL, TOTALS
+
+# ----------------------------------------------------------------------------------------------------------------
+# The dense-equivalent path for single images (exact by construction, slow): what the scan falls back on
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def reference_image_stats(
+    boxes_input: np.ndarray, input_hw: tuple[int, int], cfg: ScanConfig
+) -> dict[str, np.ndarray | int]:
+    """Counts for one image from :func:`explorer.anchors.max_iou.assign_max_iou` on all its anchors.
+
+    Args:
+        boxes_input: (K, 4) float32 xyxy non-crowd boxes at the input scale, file order.
+        input_hw: resized (unpadded) input size.
+        cfg: the scan configuration.
+
+    Returns:
+        dict with ``positives``, ``ignored``, ``hard``, ``easy`` (ints), ``level_pos``, ``level_ign``,
+        ``level_hard``, ``level_easy`` (L,) and per box ``box_pos``, ``box_best``, ``box_lq_only`` (K,).
+    """
+    from explorer.anchors.grid import generate_anchors
+    from explorer.anchors.max_iou import assign_max_iou
+    from explorer.labels import EASY_NEGATIVE, HARD_NEGATIVE, IGNORED, POSITIVE
+
+    anchors, levels = generate_anchors(input_hw[0], input_hw[1], cfg.anchors)
+    grids = level_grids(input_hw[0], input_hw[1], cfg.anchors)
+    a = assign_max_iou(
+        anchors,
+        np.asarray(boxes_input, np.float32).reshape(-1, 4),
+        pos_thresh=cfg.pos_thresh,
+        neg_thresh=cfg.neg_thresh,
+        low_quality=cfg.low_quality,
+        levels=levels,
+        grids=grids,
+    )
+    nl = cfg.anchors.num_levels
+
+    def per_level(code: int) -> np.ndarray:
+        return np.bincount(levels[a.label == code], minlength=nl)[:nl].astype(np.int64)
+
+    res: dict[str, np.ndarray | int] = {
+        "level_pos": per_level(POSITIVE),
+        "level_ign": per_level(IGNORED),
+        "level_hard": per_level(HARD_NEGATIVE),
+        "level_easy": per_level(EASY_NEGATIVE),
+        "box_pos": a.num_positive.astype(np.int64),
+        "box_best": a.best_iou.astype(np.float32),
+        "box_lq_only": a.low_quality_only.astype(bool),
+    }
+    for key, lv_key in zip(TOTALS, PER_LEVEL, strict=True):
+        res[key] = int(np.sum(res[lv_key]))
+    return res
 
 
 def _feature_sizes(padded_h: int, padded_w: int, strides: tuple[int, ...]) -> list[tuple[int, int]]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from explorer.dataset.scan_numpy import size_groups
+from explorer.dataset.scan_geometry import size_groups
 
 #: IoU elements (B * K * N) per batch: about 4 bytes each, times a few live intermediates.
 _BATCH_ELEMENTS = 1 << 27
@@ -59,7 +59,7 @@ def scan_torch(
     Args:
         boxes: (G, 4) float32 input-scale non-crowd boxes, grouped by image (file order within an image).
         b_img: (G,) image index of each box; K: (I,) boxes per image.
-        geo: the scan's :class:`explorer.dataset.scan_numpy.Geometry`; cfg: the ``ScanConfig``.
+        geo: the scan's :class:`explorer.dataset.scan_geometry.Geometry`; cfg: the ``ScanConfig``.
         device: a torch device string ("cuda", or "cpu" for tests).
     """
     import torch

@@ -12,7 +12,7 @@ import numpy as np
 
 from explorer import overlay
 from explorer.anchors import lab as anchor_lab
-from explorer.dataset.scan import ScanConfig
+from explorer.dataset.scan_config import ScanConfig
 
 
 def labeled_anchor_image(

@@ -1,6 +1,6 @@
 """Plotly figures for Dataset diagnostics: distributions over images and boxes, classes, levels, box centres.
 
-Every builder takes the tables of an :class:`explorer.dataset.scan.ScanResult` (pandas DataFrames) and returns a
+Every builder takes the tables of an :class:`explorer.dataset.scan_result.ScanResult` (pandas DataFrames) and returns a
 ``go.Figure``; nothing here loops over annotations in Python.
 """
 

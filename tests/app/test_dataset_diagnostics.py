@@ -16,7 +16,8 @@ from streamlit.testing.v1 import AppTest
 
 from explorer import synthetic
 from explorer.dataset.coco import load_coco
-from explorer.dataset.scan import ScanConfig, scan_dataset
+from explorer.dataset.scan import scan_dataset
+from explorer.dataset.scan_config import ScanConfig
 from explorer.dataset.view import box_crop, iou_text, labeled_anchor_image
 from explorer.figures import dataset as figs
 from ui import dataset as ui

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from explorer.anchors.grid import default_config
-from explorer.dataset.scan import ScanConfig
+from explorer.dataset.scan_config import ScanConfig
 from explorer.detection import architectures
 from explorer.detection.architectures import LoadedModel
 from ui import anchors as ui_anchors

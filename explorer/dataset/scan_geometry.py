@@ -1,0 +1,176 @@
+"""The scan's geometry: per image the input size, box ratios and anchor grids, and anchor coordinates on demand.
+
+Anchors depend only on the input size: an anchor is (level, cell shape a, row i, column j), and its float32
+coordinates are computed from (i, j) exactly as torchvision's ``AnchorGenerator`` does (:func:`coord`). Images are
+grouped by their exact (height, width) (:func:`size_groups`), so a dataset of many sizes costs one grid per size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from explorer.anchors.grid import AnchorConfig, level_grids, resized_size
+
+
+@dataclass
+class Geometry:
+    """Per image (I,) input size, box ratios and per level (I, L) grids; cell anchors per level."""
+
+    input_h: np.ndarray
+    input_w: np.ndarray
+    ratio_h: np.ndarray  # float32
+    ratio_w: np.ndarray  # float32
+    gh: np.ndarray
+    gw: np.ndarray
+    sh: np.ndarray
+    sw: np.ndarray
+    oy: np.ndarray  # float64 centre offsets
+    ox: np.ndarray
+    level_start: np.ndarray  # (I, L + 1) first anchor index of each level, then the total
+    level_numbers: tuple[int, ...]
+    cells: list[np.ndarray]  # per level (A, 4) float32 cell anchors
+    integral: bool = False  # integer cell anchors, zero offsets, coordinates < 2**24 (torchvision)
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.cells)
+
+
+class ElongatedImageError(ValueError):
+    """An image so elongated that the resize to the network input makes one side 0 px (torchvision fails too).
+
+    ``index`` is the image's position in the dataset, so the caller can name it.
+    """
+
+    def __init__(self, index: int, message: str) -> None:
+        self.index = index
+        super().__init__(f"{message}; fix its width/height or drop it")
+
+
+def size_groups(heights: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (height, width) pairs, exactly, and the group of each image.
+
+    Returns:
+        (U, 2) int64 sorted distinct ``(height, width)`` rows, and (I,) int64 the row of each image.
+
+    Example:
+        >>> uniq, inv = size_groups(np.array([480, 480, 2**32]), np.array([640, 640, 1]))
+        >>> uniq.tolist(), inv.tolist()
+        ([[480, 640], [4294967296, 1]], [0, 0, 1])
+    """
+    hw = np.stack([np.asarray(heights, np.int64), np.asarray(widths, np.int64)], axis=1).reshape(-1, 2)
+    uniq, inv = np.unique(hw, axis=0, return_inverse=True)
+    return uniq, inv.reshape(-1)
+
+
+def geometry(heights: np.ndarray, widths: np.ndarray, config: AnchorConfig) -> Geometry:
+    """The :class:`Geometry` of images of the given original sizes (I,) under ``config``'s resize rule and anchors.
+
+    Raises:
+        ElongatedImageError: an image resizes to 0 px on one side.
+    """
+    n = len(heights)
+    num_levels = config.num_levels
+    uniq, inv = size_groups(heights, widths)
+    sizes = np.zeros((len(uniq), 2), np.int64)
+    grid_rows = np.zeros((len(uniq), 6, num_levels), np.float64)
+    counts = np.zeros((len(uniq), num_levels), np.int64)
+    cells: list[np.ndarray] | None = None
+    cache: dict[tuple[int, int], tuple] = {}
+    for u, (h, w) in enumerate(uniq.tolist()):
+        try:
+            rh, rw = resized_size(h, w, config)
+        except ValueError as err:  # resizes to 0 px on one side
+            raise ElongatedImageError(int(np.flatnonzero(inv == u)[0]), str(err)) from None
+        sizes[u] = (rh, rw)
+        if (rh, rw) not in cache:
+            grids = level_grids(rh, rw, config)
+            cache[(rh, rw)] = (
+                np.array(
+                    [
+                        [g.grid_hw[0] for g in grids],
+                        [g.grid_hw[1] for g in grids],
+                        [g.stride_hw[0] for g in grids],
+                        [g.stride_hw[1] for g in grids],
+                        [g.offset_hw[0] for g in grids],
+                        [g.offset_hw[1] for g in grids],
+                    ],
+                    np.float64,
+                ),
+                np.array([g.num_anchors for g in grids], np.int64),
+            )
+            if cells is None:
+                cells = [g.cell_anchors.astype(np.float32) for g in grids]
+        grid_rows[u], counts[u] = cache[(rh, rw)]
+    if cells is None:
+        grids = level_grids(config.min_size or 32, config.max_size or 32, config)
+        cells = [g.cell_anchors.astype(np.float32) for g in grids]
+    input_h = sizes[inv, 0] if n else np.zeros(0, np.int64)
+    input_w = sizes[inv, 1] if n else np.zeros(0, np.int64)
+    g = grid_rows[inv] if n else np.zeros((0, 6, num_levels))
+    level_start = np.zeros((n, num_levels + 1), np.int64)
+    if n:
+        np.cumsum(counts[inv], axis=1, out=level_start[:, 1:])
+    # torchvision's resize_boxes: ratio = float32(new) / float32(original), per axis.
+    ratio_h = input_h.astype(np.float32) / heights.astype(np.float32)
+    ratio_w = input_w.astype(np.float32) / widths.astype(np.float32)
+    integral = (
+        all(bool(np.all(c == np.round(c))) for c in cells)
+        and not np.any(g[:, 4:6])
+        and max(int(input_h.max(initial=0)), int(input_w.max(initial=0))) + 4096 < 2**24
+        and all(float(np.abs(c).max(initial=0)) < 2**20 for c in cells)
+    )
+    return Geometry(
+        integral=integral,
+        input_h=input_h,
+        input_w=input_w,
+        ratio_h=ratio_h,
+        ratio_w=ratio_w,
+        gh=g[:, 0].astype(np.int64),
+        gw=g[:, 1].astype(np.int64),
+        sh=g[:, 2].astype(np.int64),
+        sw=g[:, 3].astype(np.int64),
+        oy=g[:, 4],
+        ox=g[:, 5],
+        level_start=level_start,
+        level_numbers=config.levels,
+        cells=cells,
+    )
+
+
+def coord(
+    idx: np.ndarray, stride: np.ndarray, offset: np.ndarray, cell: np.ndarray | np.float32, integral: bool
+) -> np.ndarray:
+    """float32 anchor coordinate of grid index ``idx``, as the generator computes it: float32(idx * stride +
+    offset) + cell, a float32 add. On an integral grid (integer cells, zero offsets, coordinates < 2**24, as
+    torchvision's) this is the exact integer ``idx * stride + cell``, computed directly."""
+    if integral:
+        return (idx * stride + cell).astype(np.float32)
+    shift = (idx * stride + offset).astype(np.float32)
+    return shift + np.asarray(cell, dtype=np.float32)
+
+
+def anchor_coords(
+    anchor: np.ndarray, a_img: np.ndarray, a_lv: np.ndarray, geo: Geometry, sel: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """float32 (x1, y1, x2, y2) of flat anchor indices (within their image)."""
+    x1 = np.empty(len(anchor), np.float32)
+    y1, x2, y2 = np.empty_like(x1), np.empty_like(x1), np.empty_like(x1)
+    rows = sel[a_img]
+    for lv in np.unique(a_lv).tolist():
+        m = a_lv == lv
+        cells = geo.cells[lv]
+        A = len(cells)
+        r = rows[m]
+        local = anchor[m] - geo.level_start[r, lv]
+        a = local % A
+        loc = local // A
+        gw = geo.gw[r, lv]
+        i, j = loc // gw, loc % gw
+        x1[m] = coord(j, geo.sw[r, lv], geo.ox[r, lv], cells[a, 0], geo.integral)
+        y1[m] = coord(i, geo.sh[r, lv], geo.oy[r, lv], cells[a, 1], geo.integral)
+        x2[m] = coord(j, geo.sw[r, lv], geo.ox[r, lv], cells[a, 2], geo.integral)
+        y2[m] = coord(i, geo.sh[r, lv], geo.oy[r, lv], cells[a, 3], geo.integral)
+    return x1, y1, x2, y2

@@ -1,0 +1,50 @@
+"""The scan result's tables and aggregates agree with each other; the CLI summary prints them."""
+
+from __future__ import annotations
+
+import pytest
+
+from explorer import synthetic
+from explorer.dataset.coco import load_coco
+from explorer.dataset.scan import scan_dataset
+from explorer.dataset.scan_result import format_summary
+
+
+def test_aggregates_are_consistent(tmp_path):
+    coco, _ = synthetic.make_dataset(12, seed=8)
+    ds = load_coco(coco)
+    result = scan_dataset(ds, device="cpu")
+    im = result.images
+    labels = im[["positives", "ignored", "hard_negatives", "easy_negatives"]].sum(axis=1)
+    assert (labels == im["anchors"]).all()
+    assert (im[[c for c in im.columns if c.startswith("pos_P")]].sum(axis=1) == im["positives"]).all()
+    assert (im[["small", "medium", "large"]].sum(axis=1) == im["boxes"]).all()
+    lv = result.per_level()
+    assert lv["anchors"].sum() == im["anchors"].sum()
+    assert (lv[["positives", "ignored", "hard_negatives", "easy_negatives"]].sum(axis=1) == lv["anchors"]).all()
+    pc = result.per_class()
+    assert pc["instances"].sum() == im["boxes"].sum()
+    assert pc["positives"].sum() == result.boxes["num_positive"].sum() == im["positives"].sum()
+    assert set(pc["tag"]) <= {"", "under-represented", "over-represented", "absent"}
+    # the synthetic long tail: the most frequent class is over-represented, the rarest under-represented
+    assert pc.loc[pc["instances"].idxmax(), "tag"] == "over-represented"
+    assert pc.loc[pc["instances"].idxmin(), "tag"] in ("under-represented", "absent")
+    sz = result.per_size()
+    assert sz["boxes"].sum() == len(result.boxes) and list(sz["size"]) == ["small", "medium", "large"]
+    s = result.summary()
+    assert s["images"] == 12 and s["boxes"] == len(result.boxes)
+    shares = s["positive_share"] + s["ignored_share"] + s["hard_negative_share"] + s["easy_negative_share"]
+    assert shares == pytest.approx(1.0)
+    text = format_summary(result)
+    assert "negatives per positive" in text and "P3" in text and "small" in text
+    no_pos = result.boxes_without_positive()
+    assert len(no_pos) == im["boxes_no_positive"].sum()
+
+
+def test_empty_dataset():
+    ds = load_coco({"images": [], "annotations": [], "categories": [{"id": 1, "name": "a"}]})
+    result = scan_dataset(ds, device="cpu")
+    assert len(result.images) == 0 and len(result.boxes) == 0
+    assert result.summary()["images"] == 0
+    assert result.per_class()["tag"].tolist() == ["absent"]
+    format_summary(result)
