@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from explorer.dataset.image_stores import coverage_message
+from explorer.dataset.view import filter_images, image_boxes, no_positive_rows
 from explorer.figures import dataset as figs
 from explorer.labels import ratio_text
 from ui import dataset as ui
@@ -49,7 +51,7 @@ st.caption(
     + (f", {result.reference_images} image(s) on the reference path" if result.reference_images else "")
     + ")"
 )
-if source.images is not None and (missing := ui.coverage_message(source.images, ds.file_names)):
+if source.images is not None and (missing := coverage_message(source.images, ds.file_names)):
     st.warning(missing)
 n_err = ds.counts.get("errors", 0)
 if n_err:
@@ -118,7 +120,7 @@ with tabs[3]:
         key=kept("dd_sort"),
     )
     descending = c4.toggle("Descending", value=True, key=kept("dd_desc"))
-    table = ui.filter_images(
+    table = filter_images(
         result.images, only_problem=only_problem, min_boxes=int(min_boxes), sort_by=sort_by, descending=descending
     )
     st.caption(f"{len(table):,} image(s) shown. Select a row to see the image with its labeled anchors.")
@@ -139,7 +141,7 @@ with tabs[3]:
         if source.images is None:
             st.info("No images for this dataset: upload a zip of the images (or pick an images folder) to see them.")
         else:
-            boxes, classes = ui.image_boxes(ds, result, index)
+            boxes, classes = image_boxes(ds, result, index)
             show_ignored = st.checkbox("Show ignored anchors", value=True, key=kept("dd_show_ignored"))
             picture, summary, message = ui.anchor_view(
                 f"{source.key}:{index}",
@@ -181,7 +183,7 @@ with tabs[4]:
         gallery = ui.crops(
             f"{source.key}:{config!r}",
             source.images,
-            ui.no_positive_rows(ds, result, config.pos_thresh),
+            no_positive_rows(ds, result, config.pos_thresh),
         )
         if gallery:
             shown = "all of them" if len(gallery) == len(no_pos) else f"the {len(gallery)} smallest of {len(no_pos):,}"

@@ -11,11 +11,9 @@ import contextlib
 import hashlib
 import io
 import os
-import threading
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -23,10 +21,11 @@ import streamlit as st
 from explorer.anchors.grid import CONVENTIONS, default_config
 from explorer.cache import TooLargeError
 from explorer.dataset.coco import CocoDataset, load_coco
+from explorer.dataset.image_stores import FolderImages, ImageStore, ZipImages, guess_images_dir, safe_join
 from explorer.dataset.scan import scan_dataset
 from explorer.dataset.scan_config import ScanConfig
 from explorer.dataset.scan_result import ScanResult
-from explorer.dataset.view import box_crop, iou_text, labeled_anchor_image
+from explorer.dataset.view import box_crop, labeled_anchor_image
 from explorer.images import decode_image
 from explorer.settings import limits
 from ui.common import cached, digest, kept, kept_file, pixel_limit_help, sample_dataset_path, shared_cache
@@ -34,11 +33,8 @@ from ui.common import cached, digest, kept, kept_file, pixel_limit_help, sample_
 DATA_ROOT_ENV = "FOCALSCOPE_DATA_ROOT"
 MAX_JSON_BYTES = 1_000_000_000
 MAX_ZIP_BYTES = 2_000_000_000
-MAX_IMAGE_BYTES = 60_000_000
 #: Scans kept in memory (per server process, within ``limits().cache_bytes``): a COCO-train scan holds about 200 MB.
 SCAN_CACHE_ENTRIES = 3
-#: Crops shown in the gallery of boxes without a positive (the smallest first; the table lists them all).
-GALLERY_SIZE = 24
 #: Rows shown in the page's tables of boxes (the exports hold every row).
 TABLE_ROWS = 2000
 #: Zip image stores kept (within ``limits().cache_bytes``): each holds its whole archive.
@@ -48,125 +44,10 @@ ZIP_CACHE_ENTRIES = 2
 # ---------------------------------------------------------------- image stores
 
 
-class ImageStore:
-    """Where the images of a dataset come from; ``read`` returns the bytes of a ``file_name`` or None.
-
-    ``identity`` names the content (a zip's digest, a folder's path and modification time): every cache that reads
-    a store is keyed on it, so that two stores with the same annotation file never share pixels.
-    """
-
-    description = ""
-    identity = ""
-
-    def read(self, file_name: str) -> bytes | None:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def has(self, file_name: str) -> bool:  # pragma: no cover - interface
-        raise NotImplementedError
-
-
-class FolderImages(ImageStore):
-    """Images in a folder; a ``file_name`` that would resolve outside the folder is refused."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder.resolve()
-        self.description = f"folder {folder.name}/"
-        try:
-            mtime = self.folder.stat().st_mtime_ns
-        except OSError:
-            mtime = 0
-        self.identity = f"folder:{self.folder}:{mtime}"
-
-    def _path(self, file_name: str) -> Path | None:
-        try:
-            path = (self.folder / file_name).resolve()
-            if not path.is_relative_to(self.folder) or not path.is_file():
-                # COCO file names are often bare; fall back on the base name inside the folder
-                path = (self.folder / PurePosixPath(file_name).name).resolve()
-                if not path.is_relative_to(self.folder) or not path.is_file():
-                    return None
-        except (OSError, ValueError):
-            return None
-        return path
-
-    def has(self, file_name: str) -> bool:
-        return self._path(file_name) is not None
-
-    def read(self, file_name: str) -> bytes | None:
-        path = self._path(file_name)
-        if path is None or path.stat().st_size > MAX_IMAGE_BYTES:
-            return None
-        return path.read_bytes()
-
-
-class ZipImages(ImageStore):
-    """Images inside an uploaded zip, looked up by path or by base name; members are read one at a time.
-    ``key`` is the digest of ``data`` when the caller has it (hashing a 300 MB zip takes about a second)."""
-
-    def __init__(self, data: bytes, key: str | None = None) -> None:
-        if not data:
-            raise ValueError("the images file is empty")
-        if not zipfile.is_zipfile(io.BytesIO(data)):
-            raise ValueError("the images file is not a zip archive")
-        try:
-            self.zip = zipfile.ZipFile(io.BytesIO(data))
-            infos = [i for i in self.zip.infolist() if not i.is_dir()]
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise ValueError(f"the zip archive cannot be read: {exc}") from None
-        self.by_name = {i.filename: i for i in infos}
-        self.by_base = {}
-        for i in infos:
-            self.by_base.setdefault(PurePosixPath(i.filename).name, i)
-        self.lock = threading.Lock()
-        self.size = len(data)
-        self.description = f"zip with {len(infos):,} files"
-        self.identity = f"zip:{key or digest(data)}"
-
-    def __sizeof__(self) -> int:
-        """The archive's bytes plus about 200 bytes per member (what the cache bounds by)."""
-        return self.size + 200 * len(self.by_name)
-
-    def _info(self, file_name: str) -> zipfile.ZipInfo | None:
-        return self.by_name.get(file_name) or self.by_base.get(PurePosixPath(file_name).name)
-
-    def has(self, file_name: str) -> bool:
-        return self._info(file_name) is not None
-
-    def read(self, file_name: str) -> bytes | None:
-        info = self._info(file_name)
-        if info is None or info.file_size > MAX_IMAGE_BYTES:
-            return None
-        with self.lock:
-            try:
-                return self.zip.read(info)
-            except (zipfile.BadZipFile, OSError, RuntimeError, ValueError):
-                return None
-
-
 def zip_store(key: str, data: bytes) -> ZipImages:
     """The zip image store of an upload, once per content digest ``key`` (raises ValueError if not a zip), in the
     shared cache bounded by ``limits().cache_bytes`` (a zip store holds the whole archive)."""
     return cached("zips", key, lambda: ZipImages(data, key), max_entries=ZIP_CACHE_ENTRIES)
-
-
-def image_coverage(store: ImageStore, file_names: list[str], limit: int = 500) -> tuple[int, int]:
-    """How many of the first ``limit`` non-empty file names the store holds: ``(found, checked)``."""
-    names = [f for f in file_names[: max(limit, 0) * 2] if f][:limit]
-    return sum(store.has(f) for f in names), len(names)
-
-
-def coverage_message(store: ImageStore, file_names: list[str], limit: int = 500) -> str | None:
-    """A warning when the images do not match the annotation file's ``file_name`` values; None when they do."""
-    found, checked = image_coverage(store, file_names, limit)
-    if checked == 0 or found == checked:
-        return None
-    if found == 0:
-        example = next(f for f in file_names if f)
-        return (
-            f"None of the annotation file's image names (e.g. {example!r}) is in the {store.description}: "
-            "the image views stay empty. Are these the images of another split?"
-        )
-    return f"Only {found:,} of the {checked:,} image names checked are in the {store.description}."
 
 
 # ---------------------------------------------------------------- sources
@@ -208,14 +89,6 @@ def data_root() -> Path | None:
     return root if root.is_dir() else None
 
 
-def safe_join(root: Path, relative: str) -> Path:
-    """``root / relative`` resolved, refusing anything that leaves ``root`` (.., absolute paths, symlinks)."""
-    path = (root / relative).resolve()
-    if not path.is_relative_to(root.resolve()):
-        raise ValueError(f"{relative!r} is outside the data root")
-    return path
-
-
 @st.cache_data(ttl=60, max_entries=4, show_spinner=False)
 def server_entries(root: str, max_depth: int = 4, limit: int = 2000) -> tuple[list[str], list[str]]:
     """JSON files and folders under the data root (relative paths, sorted, bounded)."""
@@ -231,22 +104,6 @@ def server_entries(root: str, max_depth: int = 4, limit: int = 2000) -> tuple[li
         if len(files) + len(dirs) > limit:
             break
     return sorted(files), sorted(dirs)
-
-
-def _guess_images_dir(json_rel: str, dirs: list[str]) -> int:
-    """Index (in ["(none)"] + dirs) of the folder most likely to hold the images of an annotation file."""
-    stem = PurePosixPath(json_rel).stem
-    parent = PurePosixPath(json_rel).parent
-    base = parent.parent if parent.name == "annotations" else parent
-    for k, d in enumerate(dirs):
-        p = PurePosixPath(d)
-        if p.parent == base and p.name in stem and p.name != "annotations":
-            return k + 1
-    for k, d in enumerate(dirs):
-        p = PurePosixPath(d)
-        if p.parent == base and p.name in ("images", "img", "imgs"):
-            return k + 1
-    return 0
 
 
 def source_widget() -> Source | None:
@@ -290,7 +147,7 @@ def source_widget() -> Source | None:
     c1, c2 = st.columns(2)
     rel = c1.selectbox("Annotation file", files, key="dd_server_json")
     img_choice = c2.selectbox(
-        "Images folder", ["(none)", *dirs], index=_guess_images_dir(rel, dirs), key=f"dd_server_images:{rel}"
+        "Images folder", ["(none)", *dirs], index=guess_images_dir(rel, dirs), key=f"dd_server_images:{rel}"
     )
     try:
         path = safe_join(root, rel)
@@ -438,43 +295,6 @@ def _crops(
         except ValueError:
             continue
     return out
-
-
-# ---------------------------------------------------------------- tables
-
-
-def filter_images(images, *, only_problem: bool, min_boxes: int, sort_by: str, descending: bool, limit: int = 5000):
-    """The per-image table filtered (images with a box that has no positive, at least ``min_boxes`` boxes),
-    sorted, and cut to ``limit`` rows for display."""
-    df = images
-    if only_problem:
-        df = df[df["boxes_no_positive"] > 0]
-    if min_boxes > 0:
-        df = df[df["boxes"] >= min_boxes]
-    df = df.sort_values(sort_by, ascending=not descending, kind="stable")
-    return df.head(limit)
-
-
-def no_positive_rows(ds: CocoDataset, result: ScanResult, pos_thresh: float, limit: int = GALLERY_SIZE) -> list:
-    """(file_name, original-scale box, caption) of the smallest boxes without a positive anchor; the best IoU is
-    written with enough digits to read below ``pos_thresh``."""
-    b = result.boxes_without_positive().head(limit)
-    names = dict(zip(ds.category_ids.tolist(), ds.category_names, strict=True))
-    rows = []
-    for r in b.itertuples():
-        box = tuple(float(v) for v in ds.boxes_xyxy[r.ann_row])
-        name, iou = names.get(r.category_id, r.category_id), iou_text(r.best_iou, pos_thresh)
-        caption = f"{name} · {r.width:.0f}×{r.height:.0f} px · best IoU {iou}"
-        rows.append((ds.file_names[r.image_index], box, caption))
-    return rows
-
-
-def image_boxes(ds: CocoDataset, result: ScanResult, index: int) -> tuple[np.ndarray, list[str]]:
-    """Input-scale boxes (K, 4) float32 and class names of image ``index`` (non-crowd, file order)."""
-    b = result.boxes[result.boxes["image_index"] == index]
-    names = dict(zip(ds.category_ids.tolist(), ds.category_names, strict=True))
-    boxes = b[["x1", "y1", "x2", "y2"]].to_numpy(np.float32)
-    return boxes, [names.get(c, str(c)) for c in b["category_id"].tolist()]
 
 
 @st.cache_data(max_entries=6, show_spinner="Preparing the file…")

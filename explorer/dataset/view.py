@@ -1,4 +1,5 @@
-"""Images for Dataset diagnostics: one image with its labeled anchors, crops of boxes that have no positive.
+"""Views of Dataset diagnostics: one image with its labeled anchors, crops of boxes that have no positive, and the
+tables behind the image list and the gallery.
 
 Uses the Anchor lab's core (:mod:`explorer.anchors.lab`) so an image selected in the dataset table is shown exactly
 as the Anchor lab would show it.
@@ -12,7 +13,12 @@ import numpy as np
 
 from explorer import overlay
 from explorer.anchors import lab as anchor_lab
+from explorer.dataset.coco import CocoDataset
 from explorer.dataset.scan_config import ScanConfig
+from explorer.dataset.scan_result import ScanResult
+
+#: Crops shown in the gallery of boxes without a positive (the smallest first; the table lists them all).
+GALLERY_SIZE = 24
 
 
 def labeled_anchor_image(
@@ -95,3 +101,37 @@ def iou_text(iou: float, threshold: float, *, digits: int = 2) -> str:
         digits += 1
         text = f"{iou:.{digits}f}"
     return text
+
+
+def filter_images(images, *, only_problem: bool, min_boxes: int, sort_by: str, descending: bool, limit: int = 5000):
+    """The per-image table filtered (images with a box that has no positive, at least ``min_boxes`` boxes),
+    sorted, and cut to ``limit`` rows for display."""
+    df = images
+    if only_problem:
+        df = df[df["boxes_no_positive"] > 0]
+    if min_boxes > 0:
+        df = df[df["boxes"] >= min_boxes]
+    df = df.sort_values(sort_by, ascending=not descending, kind="stable")
+    return df.head(limit)
+
+
+def no_positive_rows(ds: CocoDataset, result: ScanResult, pos_thresh: float, limit: int = GALLERY_SIZE) -> list:
+    """(file_name, original-scale box, caption) of the smallest boxes without a positive anchor; the best IoU is
+    written with enough digits to read below ``pos_thresh``."""
+    b = result.boxes_without_positive().head(limit)
+    names = dict(zip(ds.category_ids.tolist(), ds.category_names, strict=True))
+    rows = []
+    for r in b.itertuples():
+        box = tuple(float(v) for v in ds.boxes_xyxy[r.ann_row])
+        name, iou = names.get(r.category_id, r.category_id), iou_text(r.best_iou, pos_thresh)
+        caption = f"{name} · {r.width:.0f}×{r.height:.0f} px · best IoU {iou}"
+        rows.append((ds.file_names[r.image_index], box, caption))
+    return rows
+
+
+def image_boxes(ds: CocoDataset, result: ScanResult, index: int) -> tuple[np.ndarray, list[str]]:
+    """Input-scale boxes (K, 4) float32 and class names of image ``index`` (non-crowd, file order)."""
+    b = result.boxes[result.boxes["image_index"] == index]
+    names = dict(zip(ds.category_ids.tolist(), ds.category_names, strict=True))
+    boxes = b[["x1", "y1", "x2", "y2"]].to_numpy(np.float32)
+    return boxes, [names.get(c, str(c)) for c in b["category_id"].tolist()]

@@ -3,9 +3,7 @@ helpers (image stores, path guards, anchor view, crops, figures)."""
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +13,11 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from explorer import synthetic
+from explorer.dataset import view as dataset_view
 from explorer.dataset.coco import load_coco
 from explorer.dataset.scan import scan_dataset
 from explorer.dataset.scan_config import ScanConfig
-from explorer.dataset.view import box_crop, iou_text, labeled_anchor_image
+from explorer.dataset.view import box_crop, labeled_anchor_image
 from explorer.figures import dataset as figs
 from ui import dataset as ui
 
@@ -83,50 +82,6 @@ def test_server_data_root_lists_files_and_reports_bad_json(tmp_path, monkeypatch
     at.selectbox(key="dd_server_json").set_value("broken.json").run()
     assert not at.exception
     assert any("invalid JSON at line 1" in e.value for e in at.error)
-
-
-def test_path_guards(tmp_path):
-    (tmp_path / "inside").mkdir()
-    (tmp_path / "inside" / "a.jpg").write_bytes(b"x")
-    (tmp_path / "secret.txt").write_text("no")
-    assert ui.safe_join(tmp_path, "inside/a.jpg") == (tmp_path / "inside" / "a.jpg").resolve()
-    for bad in ("../etc/passwd", "/etc/passwd", "inside/../../x"):
-        with pytest.raises(ValueError, match="outside the data root"):
-            ui.safe_join(tmp_path, bad)
-    store = ui.FolderImages(tmp_path / "inside")
-    assert store.read("a.jpg") == b"x"
-    assert store.read("some/dir/a.jpg") == b"x"  # base-name fallback inside the folder
-    assert store.read("../secret.txt") is None
-    assert store.read("/etc/passwd") is None
-
-
-def test_zip_images(tmp_path):
-    with pytest.raises(ValueError, match="not a zip"):
-        ui.ZipImages(b"PK\x03\x04 definitely not a zip")
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("imgs/000001.jpg", b"abc")
-    store = ui.ZipImages(buf.getvalue())
-    assert store.read("000001.jpg") == b"abc"
-    assert store.read("imgs/000001.jpg") == b"abc"
-    assert store.read("missing.jpg") is None
-    assert store.has("000001.jpg") and not store.has("missing.jpg")
-    with pytest.raises(ValueError, match="empty"):
-        ui.ZipImages(b"")
-
-
-def test_images_that_do_not_match_the_annotations_are_reported(tmp_path):
-    (tmp_path / "a.jpg").write_bytes(b"x")
-    (tmp_path / "b.jpg").write_bytes(b"x")
-    store = ui.FolderImages(tmp_path)
-    assert store.has("a.jpg") and store.has("val2017/b.jpg") and not store.has("c.jpg")
-    assert ui.image_coverage(store, ["a.jpg", "", "c.jpg"]) == (1, 2)
-    assert ui.coverage_message(store, ["a.jpg", "b.jpg"]) is None
-    assert ui.coverage_message(store, []) is None
-    none = ui.coverage_message(store, ["x.jpg", "y.jpg"])
-    assert none is not None and "None of" in none and "'x.jpg'" in none
-    partial = ui.coverage_message(store, ["a.jpg", "y.jpg"])
-    assert partial is not None and "Only 1 of the 2" in partial
 
 
 def test_anchor_view_agrees_with_the_scan():
@@ -197,14 +152,6 @@ def test_an_upload_kept_for_the_session_can_be_cleared(monkeypatch):
     assert any("Upload a COCO instances JSON" in i.value for i in at.info)
 
 
-@pytest.mark.parametrize(
-    ("iou", "threshold", "text"),
-    [(0.43, 0.5, "0.43"), (0.4996, 0.5, "0.4996"), (0.49999999, 0.5, "0.49999999"), (0.5, 0.5, "0.50")],
-)
-def test_iou_text_never_reads_as_reaching_the_threshold(iou, threshold, text):
-    assert iou_text(iou, threshold) == text
-
-
 def test_gallery_says_how_many_boxes_it_shows_and_writes_ious_below_the_threshold(monkeypatch):
     """Low-quality matches off: the sample has more boxes without a positive than the gallery's 24 crops."""
     monkeypatch.chdir(ROOT)
@@ -215,11 +162,12 @@ def test_gallery_says_how_many_boxes_it_shows_and_writes_ious_below_the_threshol
     ds = load_coco(synthetic.sample_dataset())
     result = scan_dataset(ds, ScanConfig(low_quality=False))
     total = len(result.boxes_without_positive())
-    assert total > ui.GALLERY_SIZE
+    assert total > dataset_view.GALLERY_SIZE
     captions = [c.value for c in at.caption]
-    assert f"Crops of the {ui.GALLERY_SIZE} smallest of {total:,}, with the best IoU any anchor reaches" in " ".join(
-        captions
+    assert (
+        f"Crops of the {dataset_view.GALLERY_SIZE} smallest of {total:,}, with the best IoU any anchor reaches"
+        in " ".join(captions)
     )
-    rows = ui.no_positive_rows(ds, result, 0.5)
+    rows = dataset_view.no_positive_rows(ds, result, 0.5)
     ious = [float(caption.rsplit("best IoU ", 1)[1]) for _, _, caption in rows]
-    assert len(rows) == ui.GALLERY_SIZE and all(v < 0.5 for v in ious)
+    assert len(rows) == dataset_view.GALLERY_SIZE and all(v < 0.5 for v in ious)
