@@ -73,6 +73,7 @@ def line_panels(
     column ``x`` (one shared legend entry per line). ``dashes`` maps a line's label to its dash (default solid); a
     line whose column is all NaN is left out of that panel."""
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[t for _, t in panels], horizontal_spacing=spacing)
+    fig.update_annotations(font_size=13)  # panel titles: at 800 px the default 16 px ran into each other
     labels = list(dict.fromkeys(df[group]))
     colors = line_colors(labels)
     for label in labels:
