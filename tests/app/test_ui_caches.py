@@ -4,7 +4,6 @@ upload reach another user), and the large ones are bounded by bytes."""
 from __future__ import annotations
 
 import io
-import zipfile
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ from explorer.dataset import image_stores as stores
 from explorer.dataset.scan_config import ScanConfig
 from explorer.detection import architectures
 from explorer.detection.architectures import LoadedModel
+from tests.helpers import zip_bytes
 from ui import anchors as ui_anchors
 from ui import common as ui_common
 from ui import dataset as ui_dataset
@@ -28,19 +28,11 @@ def _png(color: int, size: int = 64) -> bytes:
     return buf.getvalue()
 
 
-def _zip(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for name, data in files.items():
-            z.writestr(name, data)
-    return buf.getvalue()
-
-
 def test_image_stores_have_an_identity_of_their_content(tmp_path):
-    a = stores.ZipImages(_zip({"private_photo.png": _png(200)}))
-    b = stores.ZipImages(_zip({"other.png": _png(10)}))
+    a = stores.ZipImages(zip_bytes({"private_photo.png": _png(200)}))
+    b = stores.ZipImages(zip_bytes({"other.png": _png(10)}))
     assert a.identity != b.identity
-    assert a.identity == stores.ZipImages(_zip({"private_photo.png": _png(200)})).identity
+    assert a.identity == stores.ZipImages(zip_bytes({"private_photo.png": _png(200)})).identity
     (tmp_path / "x").mkdir()
     (tmp_path / "y").mkdir()
     assert stores.FolderImages(tmp_path / "x").identity != stores.FolderImages(tmp_path / "y").identity
@@ -50,8 +42,8 @@ def test_crops_of_one_store_never_reach_another_with_the_same_annotations():
     """Issue 9.1: session A's zip holds the image, session B's (same JSON) does not; B must get no crops."""
     rows = [("private_photo.png", (8.0, 8.0, 40.0, 40.0), "cat")]
     key = "same-json-digest:same-config"
-    store_a = stores.ZipImages(_zip({"private_photo.png": _png(200)}))
-    store_b = stores.ZipImages(_zip({"unrelated.png": _png(10)}))
+    store_a = stores.ZipImages(zip_bytes({"private_photo.png": _png(200)}))
+    store_b = stores.ZipImages(zip_bytes({"unrelated.png": _png(10)}))
     assert len(ui_dataset.crops(key, store_a, rows)) == 1
     assert ui_dataset.crops(key, store_b, rows) == []
 
@@ -59,8 +51,8 @@ def test_crops_of_one_store_never_reach_another_with_the_same_annotations():
 def test_anchor_view_of_one_store_never_reaches_another():
     config = ScanConfig(anchors=default_config("torchvision", min_size=128, max_size=128))
     boxes, classes = np.array([[8.0, 8.0, 40.0, 40.0]], np.float32), ["cat"]
-    store_a = stores.ZipImages(_zip({"private_photo.png": _png(200)}))
-    store_b = stores.ZipImages(_zip({"unrelated.png": _png(10)}))
+    store_a = stores.ZipImages(zip_bytes({"private_photo.png": _png(200)}))
+    store_b = stores.ZipImages(zip_bytes({"unrelated.png": _png(10)}))
     args = ("same-json-digest:0", "private_photo.png", config, True)
     picture, _, _ = ui_dataset.anchor_view(*args, store_a, boxes, classes)
     assert picture is not None
@@ -71,7 +63,7 @@ def test_anchor_view_of_one_store_never_reaches_another():
 def test_image_views_are_keyed_on_the_servers_pixel_budget(monkeypatch):
     """A cached picture decoded under one budget is not served once the budget no longer allows that image."""
     config = ScanConfig(anchors=default_config("torchvision", min_size=128, max_size=128))
-    store = stores.ZipImages(_zip({"photo.png": _png(200)}))
+    store = stores.ZipImages(zip_bytes({"photo.png": _png(200)}))
     args = ("digest:0", "photo.png", config, True, store, np.array([[8.0, 8.0, 40.0, 40.0]], np.float32), ["cat"])
     rows = [("photo.png", (8.0, 8.0, 40.0, 40.0), "cat")]
     assert ui_dataset.anchor_view(*args)[0] is not None and len(ui_dataset.crops("digest:cfg", store, rows)) == 1
@@ -170,7 +162,7 @@ def test_zip_stores_are_bounded_by_the_bytes_they_hold(monkeypatch):
     monkeypatch.setenv("FOCALSCOPE_CACHE_MB", "1")
     ui_common._shared_cache.clear()
     rng = np.random.default_rng(0)
-    zips = [_zip({f"{k}.bin": rng.bytes(600_000)}) for k in range(2)]  # 600 KB each, incompressible
+    zips = [zip_bytes({f"{k}.bin": rng.bytes(600_000)}) for k in range(2)]  # 600 KB each, incompressible
     for data in zips:
         store = ui_dataset.zip_store(ui_common.digest(data), data)
         assert stores.ZipImages.__sizeof__(store) >= 600_000

@@ -13,6 +13,7 @@ import torch
 
 from explorer.detection import checkpoints, loading
 from explorer.detection.checkpoints import read_state_dict
+from tests.helpers import zip_bytes
 
 
 def _save(obj, **kwargs) -> bytes:
@@ -28,14 +29,6 @@ def _rezip(data: bytes, *, compression: int = zipfile.ZIP_STORED, edit=None) -> 
         for info in src.infolist():
             payload = src.read(info.filename)
             dst.writestr(info.filename, edit(info.filename, payload) if edit else payload)
-    return out.getvalue()
-
-
-def _zip(entries: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as archive:
-        for name, payload in entries.items():
-            archive.writestr(name, payload)
     return out.getvalue()
 
 
@@ -135,7 +128,7 @@ def test_storage_declared_larger_than_its_record_is_refused(loads):
 
 
 def test_zip_listing_millions_of_entries_is_refused_before_listing():
-    payload = _zip({f"archive/{i:07d}": b"" for i in range(20_000)})
+    payload = zip_bytes({f"archive/{i:07d}": b"" for i in range(20_000)})
     with pytest.raises(ValueError, match=r"lists 1\.\d MB of file entries"):
         read_state_dict(payload)
 
@@ -180,11 +173,15 @@ GARBAGE = [
     ("pickle", pickle.dumps({"w": [1.0, 2.0]}), "not a PyTorch checkpoint: a plain pickle or a legacy torch.save"),
     ("legacy", _save({"w": torch.zeros(2)}, _use_new_zipfile_serialization=False), "legacy torch.save file"),
     ("truncated-zip", _save({"w": torch.zeros(100)})[:300], "not a PyTorch checkpoint: a damaged or truncated zip"),
-    ("other-zip", _zip({"notes/readme.txt": b"hi"}), "not a PyTorch checkpoint: a zip archive without the data.pkl"),
-    ("garbage-index", _zip({"archive/data.pkl": b"\x80\x02garbage"}), "refused this checkpoint|not a PyTorch"),
+    (
+        "other-zip",
+        zip_bytes({"notes/readme.txt": b"hi"}),
+        "not a PyTorch checkpoint: a zip archive without the data.pkl",
+    ),
+    ("garbage-index", zip_bytes({"archive/data.pkl": b"\x80\x02garbage"}), "refused this checkpoint|not a PyTorch"),
     (
         "torchscript",  # torch.jit.save's layout (torch.jit itself is deprecated)
-        _zip({"m/data.pkl": pickle.dumps({}), "m/constants.pkl": pickle.dumps(())}),
+        zip_bytes({"m/data.pkl": pickle.dumps({}), "m/constants.pkl": pickle.dumps(())}),
         "not a PyTorch checkpoint: a TorchScript archive",
     ),
     ("model-object", _save(torch.nn.Linear(2, 2)), r"needs the Python object torch\.nn\.modules\.linear\.Linear"),

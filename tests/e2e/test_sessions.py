@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import io
 import json
-import zipfile
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from tests.e2e.harness import Server, problems, wait_until_done
+from tests.helpers import zip_bytes
 
 pytestmark = pytest.mark.e2e
 
@@ -33,14 +33,6 @@ IMAGES = "Images"
 def _png(rgb: tuple[int, int, int], size: int = 64) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (size, size), rgb).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _zip(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for name, data in members.items():
-            z.writestr(name, data)
     return buf.getvalue()
 
 
@@ -129,8 +121,8 @@ def _panel_images(page) -> list[bytes]:
 
 
 def test_second_session_never_sees_the_first_sessions_pixels(browser):
-    zip_a = _zip({PRIVATE: _png(MAGENTA)})
-    zip_b = _zip({"unrelated.png": _png((0, 160, 0))})
+    zip_a = zip_bytes({PRIVATE: _png(MAGENTA)})
+    zip_b = zip_bytes({"unrelated.png": _png((0, 160, 0))})
     views = {
         "crops ('Boxes without a positive')": _open_crops,
         "anchor view ('Images', row selected)": _open_anchor_view,
