@@ -15,12 +15,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image
+
+from explorer.boxes import xywh_to_xyxy
 
 #: Shape classes, in category-id order. Ids start at 1 as in COCO.
 CLASS_NAMES: tuple[str, ...] = (
@@ -247,25 +250,34 @@ def make_dataset(n_images: int, seed: int, config: SceneConfig | None = None) ->
         raise ValueError(f"n_images must be >= 0, got {n_images}")
     cfg = config or SceneConfig()
     seeds = np.random.default_rng(seed).integers(0, 2**31 - 1, size=n_images)
-    coco: dict = {
-        "info": {"description": "FocalScope synthetic shapes", "version": str(SAMPLE_VERSION), "seed": seed},
-        "images": [],
-        "annotations": [],
-        "categories": categories(),
-    }
-    arrays = []
+    scenes = [make_scene(int(s), cfg) for s in seeds]
+    info = {"description": "FocalScope synthetic shapes", "version": str(SAMPLE_VERSION), "seed": seed}
+    return scenes_to_coco([anns for _, anns in scenes], cfg, info=info), [arr for arr, _ in scenes]
+
+
+def scenes_to_coco(
+    scene_annotations: Sequence[Sequence[dict]], config: SceneConfig, *, info: dict | None = None
+) -> dict:
+    """The COCO dict of scenes drawn with ``config``: image ids 1..n, ``file_name`` ``"%06d.jpg" % id``,
+    annotation ids 1.. in scene order, the shape categories."""
+    coco: dict = {"info": info} if info is not None else {}
+    coco.update(images=[], annotations=[], categories=categories())
     ann_id = 1
-    for i, s in enumerate(seeds):
+    for i, anns in enumerate(scene_annotations):
         image_id = i + 1
-        arr, anns = make_scene(int(s), cfg)
-        arrays.append(arr)
         coco["images"].append(
-            {"id": image_id, "file_name": f"{image_id:06d}.jpg", "width": cfg.width, "height": cfg.height}
+            {"id": image_id, "file_name": f"{image_id:06d}.jpg", "width": config.width, "height": config.height}
         )
         for ann in anns:
             coco["annotations"].append({"id": ann_id, "image_id": image_id, **ann})
             ann_id += 1
-    return coco, arrays
+    return coco
+
+
+def scene_targets(annotations: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """A scene's boxes (M, 4) float32 xyxy (:func:`explorer.boxes.xywh_to_xyxy`) and (M,) int64 category ids."""
+    boxes = xywh_to_xyxy([a["bbox"] for a in annotations])
+    return boxes, np.array([a["category_id"] for a in annotations], np.int64)
 
 
 def write_dataset(

@@ -15,7 +15,8 @@ import numpy as np
 
 from explorer.anchors.assignment import Assignment, build_assignment
 from explorer.anchors.grid import LevelGrid
-from explorer.anchors.iou import CHUNK_PAIRS, SparseIoU, as_boxes, iou_pairs, sparse_iou
+from explorer.anchors.iou import SparseIoU, sparse_iou
+from explorer.boxes import CHUNK_PAIRS, as_boxes, iou_pairs
 from explorer.labels import BELOW_LOW_THRESHOLD
 
 

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from explorer.boxes import resize_factor, resized_hw
+
 CONVENTIONS: tuple[str, ...] = ("torchvision", "mmdet", "detectron2")
 
 #: Largest anchor size, stride, ``min_size`` or ``max_size`` (px) a configuration may ask for: beyond it the grid
@@ -206,7 +208,7 @@ def resize_scale(height: int, width: int, config: AnchorConfig) -> float:
     check_size(height, width)
     if not config.resize:
         return 1.0
-    return min(config.min_size / min(height, width), config.max_size / max(height, width))
+    return resize_factor(height, width, config.min_size, config.max_size)
 
 
 def resized_size(height: int, width: int, config: AnchorConfig) -> tuple[int, int]:
@@ -223,8 +225,7 @@ def resized_size(height: int, width: int, config: AnchorConfig) -> tuple[int, in
     if not config.resize:
         return int(height), int(width)
     if config.convention == "torchvision":
-        scale = resize_scale(height, width, config)
-        out = math.floor(float(height) * scale), math.floor(float(width) * scale)
+        out = resized_hw(height, width, config.min_size, config.max_size)
     elif config.convention == "detectron2":
         scale = config.min_size * 1.0 / min(height, width)
         newh, neww = (config.min_size, scale * width) if height < width else (scale * height, config.min_size)
@@ -359,20 +360,6 @@ def generate_anchors(resized_h: int, resized_w: int, config: AnchorConfig) -> tu
 def level_offsets(grids: list[LevelGrid]) -> np.ndarray:
     """Index of the first anchor of each level in the flat anchor array, plus the total: (L + 1,) int64."""
     return np.concatenate([[0], np.cumsum([g.num_anchors for g in grids])]).astype(np.int64)
-
-
-def scale_boxes(boxes_xyxy: np.ndarray, original_hw: tuple[int, int], resized_hw: tuple[int, int]) -> np.ndarray:
-    """Map (M, 4) boxes from the original image to the resized input, as torchvision's ``resize_boxes``.
-
-    The ratios are computed per axis in float32 (resized / original), so boxes follow the floored size exactly.
-
-    Returns:
-        (M, 4) float32 xyxy, a new array.
-    """
-    boxes = np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4)
-    rh = np.float32(resized_hw[0]) / np.float32(original_hw[0])
-    rw = np.float32(resized_hw[1]) / np.float32(original_hw[1])
-    return boxes * np.array([rw, rh, rw, rh], dtype=np.float32)
 
 
 def anchors_at_point(x: float, y: float, grids: list[LevelGrid]) -> np.ndarray:

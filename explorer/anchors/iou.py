@@ -1,4 +1,4 @@
-"""IoU of anchors and GT boxes in torchvision's float32 order: the dense :func:`box_iou` and the sparse IoU.
+"""The sparse IoU of anchors and GT boxes, in torchvision's float32 order (:mod:`explorer.boxes`).
 
 Labeling only needs the (anchor, GT) pairs whose boxes intersect. Only anchors near a box can overlap it, so with
 the anchor grid (:func:`explorer.anchors.grid.level_grids`) the pairs are found per level by binary search on the
@@ -24,69 +24,7 @@ from functools import cached_property
 import numpy as np
 
 from explorer.anchors.grid import LevelGrid, level_offsets
-
-#: Pairs of boxes per chunk in the dense IoU (bounds memory: about 40 bytes per pair).
-CHUNK_PAIRS = 4_000_000
-
-
-def as_boxes(boxes: np.ndarray, name: str) -> np.ndarray:
-    """``boxes`` as an (N, 4) float32 array ((0, 4) when empty); ``ValueError`` naming ``name`` if the shape is
-    wrong or a coordinate is NaN or infinite."""
-    arr = np.asarray(boxes, dtype=np.float32)
-    if arr.size == 0:
-        return np.zeros((0, 4), np.float32)
-    if arr.ndim != 2 or arr.shape[1] != 4:
-        raise ValueError(f"{name} must have shape (N, 4), got {arr.shape}")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or infinite coordinates")
-    return arr
-
-
-def iou_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of a[k] with b[k], (K,) float32, with torchvision's float32 operation order.
-
-    Args:
-        a, b: (K, 4) float32 xyxy.
-    """
-    w = np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0])
-    h = np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1])
-    inter = np.maximum(w, 0) * np.maximum(h, 0)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / (area_a + area_b - inter)
-
-
-def box_iou(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
-    """Pairwise IoU, the same float32 arithmetic as ``torchvision.ops.box_iou``; chunked to bound memory.
-
-    Args:
-        boxes1: (N, 4) xyxy.
-        boxes2: (M, 4) xyxy.
-
-    Returns:
-        (N, M) float32. Pairs of two zero-area boxes give NaN, as in torchvision.
-
-    Example:
-        >>> box_iou(np.array([[0, 0, 10, 10]]), np.array([[0, 0, 10, 10], [5, 5, 15, 15], [20, 0, 30, 10]])).round(6)
-        array([[1.      , 0.142857, 0.      ]], dtype=float32)
-    """
-    b1 = as_boxes(boxes1, "boxes1")
-    b2 = as_boxes(boxes2, "boxes2")
-    n, m = len(b1), len(b2)
-    out = np.empty((n, m), np.float32)
-    if n == 0 or m == 0:
-        return out
-    area1 = (b1[:, 2] - b1[:, 0]) * (b1[:, 3] - b1[:, 1])
-    area2 = (b2[:, 2] - b2[:, 0]) * (b2[:, 3] - b2[:, 1])
-    step = max(1, CHUNK_PAIRS // m)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        for s in range(0, n, step):
-            c = b1[s : s + step]
-            w = np.minimum(c[:, None, 2], b2[None, :, 2]) - np.maximum(c[:, None, 0], b2[None, :, 0])
-            h = np.minimum(c[:, None, 3], b2[None, :, 3]) - np.maximum(c[:, None, 1], b2[None, :, 1])
-            inter = np.maximum(w, 0) * np.maximum(h, 0)
-            out[s : s + step] = inter / (area1[s : s + step, None] + area2[None, :] - inter)
-    return out
+from explorer.boxes import CHUNK_PAIRS, area, as_boxes, box_iou, iou_from_areas_, ragged_arange
 
 
 @dataclass(frozen=True)
@@ -174,18 +112,6 @@ def _empty_sparse(n: int, m: int) -> SparseIoU:
     return SparseIoU(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32), n, m)
 
 
-def _ragged_arange(starts: np.ndarray, lengths: np.ndarray, step: int = 1, out: np.ndarray | None = None) -> np.ndarray:
-    """Concatenation of ``starts[r] + step * arange(lengths[r])`` over runs r (all lengths > 0)."""
-    total = int(lengths.sum())
-    if out is None:
-        out = np.empty(total, np.int64)
-    out.fill(step)
-    first = np.cumsum(lengths) - lengths
-    out[first[0]] = starts[0]
-    out[first[1:]] = starts[1:] - (starts[:-1] + step * (lengths[:-1] - 1))
-    return np.cumsum(out, out=out)
-
-
 @dataclass(frozen=True)
 class _Chunk:
     """The pairs of one (level, cell-anchor shape): GTs with a non-empty column and row range."""
@@ -251,14 +177,14 @@ def _chunk_pairs(
     gx1, gy1, gx2, gy2 = gt[:, 0], gt[:, 1], gt[:, 2], gt[:, 3]
     k = c.num_pairs
     # Per (GT, column): intersection width and anchor width.
-    jv = _ragged_arange(c.j_lo, c.nj)
+    jv = ragged_arange(c.j_lo, c.nj)
     jq = np.repeat(c.g_ok, c.nj)
     col_x1, col_x2 = c.cx1[jv], c.cx2[jv]
     iw_col = np.minimum(col_x2, gx2[jq]) - np.maximum(col_x1, gx1[jq])
     aw_col = col_x2 - col_x1
     col_start = np.cumsum(c.nj) - c.nj
     # Per (GT, row): intersection height, anchor height; each row is one run of nj pairs.
-    iv = _ragged_arange(c.i_lo, c.ni)
+    iv = ragged_arange(c.i_lo, c.ni)
     rq = np.repeat(np.arange(len(c.g_ok)), c.ni)
     iq = c.g_ok[rq]
     row_y1, row_y2 = c.ry1[iv], c.ry2[iv]
@@ -275,12 +201,10 @@ def _chunk_pairs(
     inter = iou_out
     np.take(iw_col, within, out=inter, mode="clip")
     inter *= np.repeat(ih_row, run)  # iw * ih
-    area = float_tmp
-    np.take(aw_col, within, out=area, mode="clip")
-    area *= np.repeat(ah_row, run)  # (x2 - x1) * (y2 - y1)
-    area += np.repeat(area_g[iq], run)
-    area -= inter  # union = area_anchor + area_gt - inter
-    np.divide(inter, area, out=inter)
+    area_a = float_tmp
+    np.take(aw_col, within, out=area_a, mode="clip")
+    area_a *= np.repeat(ah_row, run)  # (x2 - x1) * (y2 - y1)
+    iou_from_areas_(inter, area_a, np.repeat(area_g[iq], run))
 
 
 def sparse_iou_grid(anchors: np.ndarray, gt_boxes: np.ndarray, grids: Sequence[LevelGrid]) -> SparseIoU:
@@ -316,7 +240,7 @@ def sparse_iou_grid(anchors: np.ndarray, gt_boxes: np.ndarray, grids: Sequence[L
     col = np.empty(total, np.int64)
     tmp = np.empty(total, np.float32)
     ramp = np.arange(max((c.num_pairs for c in chunks), default=0), dtype=np.int64)
-    area_g = (gt[:, 2] - gt[:, 0]) * (gt[:, 3] - gt[:, 1])
+    area_g = area(gt[:, 0], gt[:, 1], gt[:, 2], gt[:, 3])
     pos = 0
     for c in chunks:
         sl = slice(pos, pos + c.num_pairs)

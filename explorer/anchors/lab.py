@@ -29,11 +29,11 @@ from explorer.anchors.grid import (
     level_offsets,
     padded_size,
     resized_size,
-    scale_boxes,
 )
 from explorer.anchors.iou import SparseIoU, sparse_iou_grid
 from explorer.anchors.max_iou import assign_from_sparse
 from explorer.anchors.stats import best_possible_recall, per_level_counts
+from explorer.boxes import scale_boxes
 from explorer.labels import HARD_NEGATIVE, IGNORED, LABEL_NAMES, LABEL_RGB, POSITIVE, negatives_per_positive
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from explorer.boxes import xywh_to_xyxy
 from explorer.dataset.coco_problems import (
     MISSING,
     Problems,
@@ -247,9 +248,7 @@ def _clamped_xyxy(
     """(N, 4) float32 xyxy clamped to the image, as torchvision's ConvertCocoPolysToMask: beyond float32 or empty
     after clamping is dropped, sticking out is a warning."""
     n, keep = rows.n, rows.keep
-    with np.errstate(over="ignore", invalid="ignore"):
-        b32 = boxes.astype(np.float32)
-        b32[:, 2:] += b32[:, :2]
+    b32 = xywh_to_xyxy(boxes)
     too_big = ~np.isfinite(b32).all(axis=1)
     rows.drop(
         np.flatnonzero(too_big & keep),

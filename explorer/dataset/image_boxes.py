@@ -20,6 +20,7 @@ import numpy as np
 
 from explorer.dataset.coco import parse_json_lean
 from explorer.dataset.coco_problems import as_float, image_side_problem
+from explorer.synthetic import scene_targets
 
 TABLE_COLUMNS: tuple[str, ...] = ("x1", "y1", "x2", "y2", "label")
 
@@ -315,10 +316,6 @@ def _row_float(value: object) -> float:
 
 def boxes_from_scene(annotations: Sequence[Mapping], width: int, height: int, class_names: Sequence[str]) -> BoxSet:
     """Boxes of a synthetic scene (COCO-style dicts with xywh ``bbox`` and 1-based ``category_id``)."""
-    boxes, classes = [], []
-    for ann in annotations:
-        x, y, w, h = ann["bbox"]
-        boxes.append([x, y, x + w, y + h])
-        cid = int(ann["category_id"])
-        classes.append(class_names[cid - 1] if 0 < cid <= len(class_names) else str(cid))
+    boxes, ids = scene_targets(annotations)
+    classes = [class_names[c - 1] if 0 < c <= len(class_names) else str(c) for c in ids.tolist()]
     return sanitize_boxes(boxes, classes, width, height)

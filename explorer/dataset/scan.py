@@ -52,6 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from explorer.boxes import apply_ratios
 from explorer.dataset.coco import SIZE_BUCKETS, CocoDataset
 from explorer.dataset.scan_config import ScanConfig
 from explorer.dataset.scan_geometry import ElongatedImageError, Geometry, geometry
@@ -78,10 +79,7 @@ AUTO_CUDA_MIN_IMAGES = 50_000
 def input_boxes(ds: CocoDataset, geo_ratio_h: np.ndarray, geo_ratio_w: np.ndarray) -> np.ndarray:
     """All boxes of ``ds`` scaled to the input as torchvision's ``resize_boxes`` (float32 multiply by the
     per-axis float32 ratio). (B, 4) float32."""
-    rh = geo_ratio_h[ds.ann_image]
-    rw = geo_ratio_w[ds.ann_image]
-    scale = np.stack([rw, rh, rw, rh], axis=1)
-    return ds.boxes_xyxy.astype(np.float32) * scale
+    return apply_ratios(ds.boxes_xyxy, geo_ratio_h[ds.ann_image], geo_ratio_w[ds.ann_image])
 
 
 def _workers(requested: int | None, chunks: int) -> int:

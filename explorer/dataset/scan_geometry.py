@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from explorer.anchors.grid import AnchorConfig, level_grids, resized_size
+from explorer.boxes import scale_ratios
 
 
 @dataclass
@@ -113,9 +114,7 @@ def geometry(heights: np.ndarray, widths: np.ndarray, config: AnchorConfig) -> G
     level_start = np.zeros((n, num_levels + 1), np.int64)
     if n:
         np.cumsum(counts[inv], axis=1, out=level_start[:, 1:])
-    # torchvision's resize_boxes: ratio = float32(new) / float32(original), per axis.
-    ratio_h = input_h.astype(np.float32) / heights.astype(np.float32)
-    ratio_w = input_w.astype(np.float32) / widths.astype(np.float32)
+    ratio_h, ratio_w = scale_ratios(heights, widths, input_h, input_w)
     integral = (
         all(bool(np.all(c == np.round(c))) for c in cells)
         and not np.any(g[:, 4:6])

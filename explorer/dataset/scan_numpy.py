@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from explorer.boxes import iou_coords, iou_from_areas, ragged_arange
 from explorer.dataset.scan_geometry import Geometry, anchor_coords, coord
 from explorer.dataset.scan_union import union_counts
 
@@ -164,13 +165,14 @@ def _lower_best_iou(cb: _ChunkBoxes, geo: Geometry) -> np.ndarray:
         o_x, o_y = cb.ox[:, lv, None], cb.oy[:, lv, None]
         j0 = np.clip(np.rint((bcx[:, None] - o_x - c0x) / s_w), 0, cb.gw[:, lv, None] - 1).astype(np.int64)
         i0 = np.clip(np.rint((bcy[:, None] - o_y - c0y) / s_h), 0, cb.gh[:, lv, None] - 1).astype(np.int64)
-        iou = _iou_f32(
-            boxes[:, None, :],
+        b = boxes[:, None, :]
+        iou = iou_coords(
+            b[..., 0], b[..., 1], b[..., 2], b[..., 3],
             coord(j0, s_w, o_x, cells[:, 0], integral),
             coord(i0, s_h, o_y, cells[:, 1], integral),
             coord(j0, s_w, o_x, cells[:, 2], integral),
             coord(i0, s_h, o_y, cells[:, 3], integral),
-        )
+        )  # fmt: skip
         np.maximum(lower, np.nan_to_num(iou.max(axis=1), nan=0.0), out=lower)
     return lower
 
@@ -237,11 +239,10 @@ def _level_candidates(
     # pairs: every row runs over its (box, shape)'s columns
     run = nj[owner]
     col_start = np.cumsum(nj) - nj
-    cs = _ragged(col_start[owner], run)
+    cs = ragged_arange(col_start[owner], run)
     inter = iw[cs] * np.repeat(ih, run)
     area_a = aw[cs] * np.repeat(ah, run)
-    union = (np.repeat(area_b32[gr], run) + area_a) - inter
-    iou = inter / union
+    iou = iou_from_areas(inter, np.repeat(area_b32[gr], run), area_a)
     keep = iou >= np.repeat(t32[gr], run)
     row_base = lstart[cb.b_img[gr], lv] + iv * cb.gw[gr, lv] * A + ar
     anchor = np.repeat(row_base, run) + jv[cs] * A
@@ -307,31 +308,6 @@ def _label_pairs(
     return np.bincount(s_img[non_hard] * L + s_lv[non_hard], minlength=n_img * L).reshape(n_img, L)
 
 
-def _ragged(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Concatenation of ``arange(starts[r], starts[r] + lengths[r])`` over r (lengths >= 0), int64."""
-    total = int(lengths.sum())
-    if total == 0:
-        return np.zeros(0, np.int64)
-    keep = lengths > 0
-    starts, lengths = starts[keep].astype(np.int64), lengths[keep].astype(np.int64)
-    out = np.ones(total, np.int64)
-    first = np.cumsum(lengths) - lengths
-    out[0] = starts[0]
-    out[first[1:]] = starts[1:] - (starts[:-1] + lengths[:-1] - 1)
-    return np.cumsum(out, out=out)
-
-
-def _iou_f32(b: np.ndarray, ax1: np.ndarray, ay1: np.ndarray, ax2: np.ndarray, ay2: np.ndarray) -> np.ndarray:
-    """IoU of boxes ``b`` (..., 4) float32 with anchors given by their float32 coordinates, torchvision's order:
-    inter / ((area_gt + area_anchor) - inter)."""
-    w = np.minimum(b[..., 2], ax2) - np.maximum(b[..., 0], ax1)
-    h = np.minimum(b[..., 3], ay2) - np.maximum(b[..., 1], ay1)
-    inter = np.maximum(w, np.float32(0)) * np.maximum(h, np.float32(0))
-    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    area_a = (ax2 - ax1) * (ay2 - ay1)
-    return inter / (area_b + area_a - inter)
-
-
 def _axis_overlaps(
     g: np.ndarray, a: np.ndarray, start: np.ndarray, count: np.ndarray, stride: np.ndarray, offset: np.ndarray,
     cells: np.ndarray, boxes: np.ndarray, axis: int, integral: bool,
@@ -341,7 +317,7 @@ def _axis_overlaps(
     grid index, float32 overlap with the box and float32 anchor extent. ``stride``, ``offset``: (G,) per box."""
     owner = np.repeat(np.arange(len(start)), count)
     go, ao = g[owner], a[owner]
-    idx = _ragged(start, count)
+    idx = ragged_arange(start, count)
     st, of = stride[go], offset[go]
     lo = coord(idx, st, of, cells[ao, axis], integral)
     hi = coord(idx, st, of, cells[ao, axis + 2], integral)
@@ -360,7 +336,8 @@ def _full_argmax(
     reps = K[a_img]
     owner = np.repeat(np.arange(n), reps)
     gidx = np.repeat(first_box[a_img], reps) + (np.arange(int(reps.sum())) - np.repeat(np.cumsum(reps) - reps, reps))
-    iou = _iou_f32(boxes[gidx], *(c[owner] for c in coords))
+    b = boxes[gidx]
+    iou = iou_coords(b[:, 0], b[:, 1], b[:, 2], b[:, 3], *(c[owner] for c in coords))
     seg_start = np.cumsum(reps) - reps
     mx = np.maximum.reduceat(iou, seg_start)
     cand = np.where(iou == mx[owner], np.arange(len(iou)), len(iou))

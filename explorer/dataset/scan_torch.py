@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from explorer.boxes import area, iou_from_areas
 from explorer.dataset.scan_geometry import size_groups
 
 #: IoU elements (B * K * N) per batch: about 4 bytes each, times a few live intermediates.
@@ -79,7 +80,7 @@ def scan_torch(
             row = int(group[0])
             anchors, levels = _anchors_for(geo, row, torch, dev)
             N = len(anchors)
-            area_a = (anchors[:, 2] - anchors[:, 0]) * (anchors[:, 3] - anchors[:, 1])
+            area_a = area(anchors[:, 0], anchors[:, 1], anchors[:, 2], anchors[:, 3])
             empty = group[K[group] == 0]
             res["easy"][empty] = N
             res["level_easy"][empty] = np.diff(geo.level_start[row])
@@ -116,14 +117,13 @@ def _batch(
     valid = torch.from_numpy(idx >= 0).to(dev)
     gt = boxes_t[torch.from_numpy(np.maximum(idx, 0)).to(dev)]  # (B, kmax, 4)
     # torchvision's box_iou, float32, same operation order
-    area_g = (gt[..., 2] - gt[..., 0]) * (gt[..., 3] - gt[..., 1])  # (B, k)
+    area_g = area(gt[..., 0], gt[..., 1], gt[..., 2], gt[..., 3])  # (B, k)
     w = torch.minimum(gt[..., 2, None], anchors[:, 2]) - torch.maximum(gt[..., 0, None], anchors[:, 0])
     h = torch.minimum(gt[..., 3, None], anchors[:, 3]) - torch.maximum(gt[..., 1, None], anchors[:, 1])
     inter = w.clamp_(min=0) * h.clamp_(min=0)
     del w, h
-    union = area_g[..., None] + area_a - inter
-    iou = inter / union  # (B, k, N)
-    del inter, union
+    iou = iou_from_areas(inter, area_g[..., None], area_a)  # (B, k, N)
+    del inter
     iou.masked_fill_(~valid[..., None], -1.0)
     matched_vals, argmax = iou.max(dim=1)  # (B, N): first GT on ties
     gt_best = iou.max(dim=2).values  # (B, k)

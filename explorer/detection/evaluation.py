@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from explorer.anchors.iou import box_iou
+from explorer.boxes import box_iou
 from explorer.detection.outputs import Detections
 
 

@@ -41,6 +41,7 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import boxes as box_ops
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from explorer.boxes import resize_factor
 from explorer.detection.outputs import level_candidates
 
 BBOX_XFORM_CLIP = math.log(1000.0 / 16)
@@ -163,7 +164,7 @@ class FastRetinaNet:
     def _resize(self, image: torch.Tensor) -> torch.Tensor:
         """Normalise, then resize exactly as torchvision's GeneralizedRCNNTransform. (3, h, w) float32."""
         h, w = image.shape[-2:]
-        scale = min(self.min_size / min(h, w), self.max_size / max(h, w))
+        scale = resize_factor(int(h), int(w), self.min_size, self.max_size)
         normed = (image - self.mean) / self.std
         return F.interpolate(
             normed[None], scale_factor=scale, mode="bilinear", recompute_scale_factor=True, align_corners=False

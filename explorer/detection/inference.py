@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torchvision.models.detection import RetinaNet
 
+from explorer.boxes import resized_hw
 from explorer.detection.architectures import LoadedModel, device_name
 from explorer.detection.outputs import (
     DETECTIONS_PER_IMG,
@@ -79,8 +80,7 @@ def check_input_size(height: int, width: int, min_size: float, max_size: float) 
     Raises:
         ValueError: a side of the resized image would be below 1 px; the message names the image size.
     """
-    scale = min(min_size / min(height, width), max_size / max(height, width))
-    h, w = int(np.floor(height * scale)), int(np.floor(width * scale))
+    h, w = resized_hw(height, width, min_size, max_size)
     if h < 1 or w < 1:
         raise ValueError(
             f"image is too elongated: {width}x{height} px would be resized to {w}x{h} px at the model's input size "

@@ -18,8 +18,8 @@ import pandas as pd
 import torch
 
 from explorer.anchors.assignment import Assignment
-from explorer.anchors.iou import box_iou
 from explorer.anchors.max_iou import assign_max_iou
+from explorer.boxes import box_iou
 from explorer.detection.evaluation import gt_arrays
 from explorer.detection.outputs import DenseOutputs
 from explorer.labels import EASY_NEGATIVE, HARD_NEGATIVE, IGNORED, LABEL_NAMES, POSITIVE

@@ -17,7 +17,7 @@ import torch
 from torchvision.models.detection._utils import BoxCoder
 from torchvision.ops import boxes as box_ops
 
-from explorer.anchors.grid import scale_boxes
+from explorer.boxes import scale_boxes
 
 #: Postprocessing defaults (torchvision's RetinaNet).
 SCORE_THRESH = 0.05
@@ -95,7 +95,7 @@ class DenseOutputs:
     def to_input(self, boxes: np.ndarray) -> np.ndarray:
         """Original-image xyxy boxes -> network-input pixels, (M, 4) float32.
 
-        Exactly torchvision's ``resize_boxes`` (:func:`explorer.anchors.grid.scale_boxes`: float32 ratio input /
+        Exactly torchvision's ``resize_boxes`` (:func:`explorer.boxes.scale_boxes`: float32 ratio input /
         original, multiplied), so the labels of anchors at an IoU threshold tie are torchvision's.
         """
         return scale_boxes(boxes, self.image_size, self.input_size)

@@ -37,7 +37,7 @@ from explorer.detection.demo_model import (
     build_demo_model,
     scene_seeds,
 )
-from explorer.synthetic import CLASS_NAMES, SceneConfig, categories, make_scene
+from explorer.synthetic import CLASS_NAMES, SceneConfig, categories, make_scene, scene_targets, scenes_to_coco
 
 TORCH_SEED = 0
 
@@ -53,27 +53,15 @@ def build_dataset(seeds: list[int], config: SceneConfig, workers: int) -> tuple[
             scenes = pool.map(_scene, [(s, config) for s in seeds], chunksize=16)
     else:
         scenes = [make_scene(s, config) for s in seeds]
-    coco: dict = {"images": [], "annotations": [], "categories": categories()}
-    ann_id = 1
-    for i, (_arr, anns) in enumerate(scenes):
-        coco["images"].append(
-            {"id": i + 1, "file_name": f"{i + 1:06d}.jpg", "width": config.width, "height": config.height}
-        )
-        for ann in anns:
-            coco["annotations"].append({"id": ann_id, "image_id": i + 1, **ann})
-            ann_id += 1
-    return coco, [arr for arr, _ in scenes]
+    return scenes_to_coco([anns for _, anns in scenes], config), [arr for arr, _ in scenes]
 
 
 def targets_xyxy(coco: dict, n_images: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per image (ids 1..n_images), its (M, 4) float32 xyxy boxes and (M,) int64 category ids."""
-    per_image: list[tuple[list, list]] = [([], []) for _ in range(n_images)]
+    per_image: list[list[dict]] = [[] for _ in range(n_images)]
     for ann in coco["annotations"]:
-        x, y, w, h = ann["bbox"]
-        boxes, labels = per_image[ann["image_id"] - 1]
-        boxes.append([x, y, x + w, y + h])
-        labels.append(ann["category_id"])
-    return [(np.asarray(b, np.float32).reshape(-1, 4), np.asarray(lab, np.int64)) for b, lab in per_image]
+        per_image[ann["image_id"] - 1].append(ann)
+    return [scene_targets(anns) for anns in per_image]
 
 
 def train_step(

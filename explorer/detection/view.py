@@ -21,7 +21,7 @@ from explorer.detection.demo_model import DEMO_SCENE_CONFIG, HELDOUT_SEED, scene
 from explorer.detection.evaluation import Matching
 from explorer.detection.outputs import Detections
 from explorer.overlay import LEVEL_COLORS, draw_boxes, palette
-from explorer.synthetic import make_scene
+from explorer.synthetic import make_scene, scene_targets
 
 TP_COLOR = (0, 200, 83)
 FP_COLOR = (230, 0, 0)
@@ -46,8 +46,7 @@ def sample_scene(index: int) -> Scene:
         raise ValueError(f"sample scene index must be in 0..{NUM_SAMPLE_SCENES - 1}, got {index}")
     seed = scene_seeds(index + 1, HELDOUT_SEED)[index]
     image, anns = make_scene(seed, DEMO_SCENE_CONFIG)
-    boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)], np.float32).reshape(-1, 4)
-    labels = np.array([a["category_id"] for a in anns], np.int64)
+    boxes, labels = scene_targets(anns)
     return Scene(f"held-out scene {index + 1}", image, boxes, labels)
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
-from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from explorer.anchors.counts import anchor_count
 from explorer.anchors.grid import (
@@ -23,7 +23,6 @@ from explorer.anchors.grid import (
     octave_sizes,
     padded_size,
     resized_size,
-    scale_boxes,
 )
 
 
@@ -171,13 +170,6 @@ def test_center_offset() -> None:
     anchors, _ = generate_anchors(64, 64, cfg)
     first = anchors[1]  # detectron2 order: size 32, ratio 1.0
     np.testing.assert_allclose([(first[0] + first[2]) / 2, (first[1] + first[3]) / 2], [4.0, 4.0], atol=1e-5)
-
-
-def test_scale_boxes_matches_torchvision() -> None:
-    boxes = np.array([[10.5, 20.25, 300.0, 400.0], [0, 0, 640, 480]], np.float32)
-    ours = scale_boxes(boxes, (480, 640), (800, 1066))
-    theirs = resize_boxes(torch.from_numpy(boxes), [480, 640], [800, 1066]).numpy()
-    np.testing.assert_array_equal(ours, theirs)
 
 
 def test_anchors_at_point_and_offsets() -> None:
