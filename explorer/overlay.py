@@ -31,6 +31,8 @@ LEVEL_COLORS: tuple[Color, ...] = (
 
 
 UNMATCHED_COLOR: Color = (230, 0, 0)
+#: Crowd (ignore) regions: hatched light grey.
+CROWD_COLOR: Color = (215, 215, 215)
 
 
 def palette(n: int) -> list[Color]:
@@ -222,6 +224,45 @@ def highlight_boxes(
         base[~inside] = (base[~inside] * (1.0 - dim)).astype(np.uint8)
     halo = draw_boxes(base, boxes, colors=(255, 255, 255), thickness=thickness + 2)
     return draw_boxes(halo, boxes, labels=labels, colors=color, thickness=thickness)
+
+
+def draw_ignore_regions(
+    image: np.ndarray,
+    boxes_xyxy: np.ndarray,
+    *,
+    label: str = "crowd",
+    color: Color = CROWD_COLOR,
+    spacing: int = 10,
+) -> np.ndarray:
+    """Ignore regions (COCO crowd boxes): diagonal hatching clipped to each box, a thin outline and a tab.
+
+    Hatching keeps them apart from objects at a glance: a crowd box is not an object to detect, and the labeling
+    leaves it out of matching.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        boxes_xyxy: (C, 4) pixel coordinates.
+        label: the tab text of each region ("" for none).
+        color: hatch and outline colour.
+        spacing: pixels between hatch lines.
+    """
+    out = _check_image(image)
+    boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    h, w = out.shape[:2]
+    for box in boxes:
+        if not np.isfinite(box).all():
+            continue
+        x1, y1, x2, y2 = np.round(box).astype(np.int64).clip(-(2**30), 2**30).tolist()
+        cx1, cy1, cx2, cy2 = max(0, x1), max(0, y1), min(w, x2), min(h, y2)
+        if cx2 <= cx1 or cy2 <= cy1:
+            continue
+        patch = np.ascontiguousarray(out[cy1:cy2, cx1:cx2])
+        ph, pw = patch.shape[:2]
+        for c in range(-ph, pw, max(2, spacing)):
+            cv2.line(patch, (c, ph), (c + ph, 0), color, 1, cv2.LINE_AA)
+        out[cy1:cy2, cx1:cx2] = patch
+    labels = [label] * len(boxes) if label else None
+    return draw_boxes(out, boxes, labels=labels, colors=color, thickness=1)
 
 
 def draw_marker(image: np.ndarray, x: float, y: float, *, color: Color = (255, 255, 255), size: int = 12) -> np.ndarray:

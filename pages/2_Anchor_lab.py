@@ -62,7 +62,9 @@ boxes_in = scene.to_input(gts.boxes)
 bkey = ui.boxes_key(boxes_in)
 sparse = ui.sparse_iou(h0, w0, config, bkey, boxes_in)
 result = lab.label_anchors(scene, boxes_in, sparse, **params)
-img_in = ui.input_image(inp.key, scene.resized_hw, scene.padded_hw, inp.image)
+img_in = lab.crowd_image(
+    ui.input_image(inp.key, scene.resized_hw, scene.padded_hw, inp.image), scene.to_input(gts.crowd)
+)
 pos_thr = params["pos_thresh"]
 stats = lab.summary(result, pos_thr)
 

@@ -141,7 +141,7 @@ with tabs[3]:
         if source.images is None:
             st.info("No images for this dataset: upload a zip of the images (or pick an images folder) to see them.")
         else:
-            boxes, classes = image_boxes(ds, result, index)
+            boxes, classes, crowd = image_boxes(ds, result, index)
             show_ignored = st.checkbox("Show ignored anchors", value=True, key=kept("dd_show_ignored"))
             picture, summary, message = ui.anchor_view(
                 f"{source.key}:{index}",
@@ -151,6 +151,7 @@ with tabs[3]:
                 source.images,
                 boxes,
                 classes,
+                crowd,
             )
             if picture is None:
                 st.warning(message)

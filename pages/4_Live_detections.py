@@ -61,7 +61,7 @@ for notice in loaded.notices:
     st.warning(notice)
 
 # ----------------------------------------------------------------------------------------------- the image
-image, image_name, image_key, gt = None, "", "", None
+image, image_name, image_key, gt, crowd = None, "", "", None, None
 # Why there is no ground truth, for the loss section (which needs it).
 no_gt = "upload a COCO JSON whose image file names match your uploads in the sidebar, or pick a sample scene"
 if source == "Sample scenes":
@@ -86,14 +86,17 @@ elif uploads:
         try:
             gt_data = gt_file.data
             coco = ui.read_coco(ui.digest(gt_data), gt_data)
-            gt = detection_view.gt_for_image(coco, image_name)
+            index = coco.index_of(image_name)
+            if index is not None:
+                ann = coco.image_annotations(index)
+                gt, crowd = (ann.boxes_xyxy, ann.category_ids), (ann.crowd_xyxy, ann.crowd_category_ids)
             if gt is None:
                 no_gt = f"{gt_file.name} has no image named {image_name!r}"
                 st.warning(
                     f"{gt_file.name} has no image named {image_name!r}: showing detections without ground truth."
                 )
             elif mismatch := detection_view.category_mismatch(coco, gt[1], loaded.class_names):
-                gt = None
+                gt, crowd = None, None
                 no_gt = f"the categories of {gt_file.name} are not this model's classes (see the warning above)"
                 st.warning(f"{mismatch} Showing detections without ground truth; pick a model trained on them.")
         except ValueError as err:
@@ -141,9 +144,15 @@ with left:
             keep = np.isin(gt[1], list(classes))
             gt_shown = (gt[0][keep], gt[1][keep])
         if gt_shown is not None:
-            matching = evaluation.match_detections(shown_final, gt_shown[0], gt_shown[1], iou_thresh=0.5)
+            crowd_args = {"crowd_boxes": crowd[0], "crowd_labels": crowd[1]} if crowd is not None else {}
+            matching = evaluation.match_detections(shown_final, gt_shown[0], gt_shown[1], iou_thresh=0.5, **crowd_args)
         canvas = detection_view.draw_detections(
-            image, shown_final, names, matching=matching, gt_boxes=gt_shown[0] if gt_shown is not None else None
+            image,
+            shown_final,
+            names,
+            matching=matching,
+            gt_boxes=gt_shown[0] if gt_shown is not None else None,
+            crowd_boxes=crowd[0] if crowd is not None else None,
         )
         caption = f"{len(shown_final)} detections after NMS"
         if matching is not None:
@@ -152,6 +161,8 @@ with left:
                 f" · green TP {counts['true positives']}, red FP {counts['false positives']}, "
                 f"yellow missed {counts['missed']} (IoU 0.5, same class)"
             )
+            if counts.get("on crowd (ignored)"):
+                caption += f" · grey on a crowd region {counts['on crowd (ignored)']} (ignored, as COCOeval does)"
         table = detection_view.detections_table(shown_final, names, matching)
     else:
         canvas = detection_view.draw_detections(

@@ -13,8 +13,18 @@ from explorer.anchors.grid import AnchorConfig, octave_sizes
 from explorer.anchors.iou import SparseIoU
 from explorer.anchors.stats import threshold_sweep
 from explorer.dataset import image_boxes as boxio
+from explorer.dataset.coco import CocoDataset, load_coco
 from explorer.images import UPLOAD_EXTENSIONS
-from ui.common import decode_upload, digest, kept, kept_file, pixel_limit_help, sample_coco, sample_dataset_image
+from ui.common import (
+    MAX_JSON_BYTES,
+    decode_upload,
+    digest,
+    kept,
+    kept_file,
+    pixel_limit_help,
+    sample_dataset,
+    sample_dataset_image,
+)
 
 
 @dataclass(frozen=True)
@@ -31,10 +41,10 @@ class ImageInput:
 
 
 @st.cache_resource(max_entries=1, show_spinner="Reading the COCO file…")
-def parsed_coco(key: str, _data: bytes) -> dict:
-    """A COCO JSON parsed once per content digest (``key``), not on every rerun (instances_val2017 is 25 MB).
-    Shared and read-only; raises ValueError for a malformed file (not cached)."""
-    return boxio.load_coco(_data)
+def parsed_coco(key: str, _data: bytes) -> CocoDataset:
+    """A COCO JSON read once per content digest (``key``) by the one COCO reader, not on every rerun
+    (instances_val2017 is 25 MB). Shared and read-only; raises ValueError for a malformed file (not cached)."""
+    return load_coco(_data, max_bytes=MAX_JSON_BYTES)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -192,11 +202,10 @@ def image_input_widget() -> ImageInput | None:
         own = boxio.boxes_from_scene(anns, img.shape[1], img.shape[0], synthetic.CLASS_NAMES)
         return ImageInput(img, f"scene-{seed}", f"scene_{seed}.png", own)
     if source == "dataset":
-        coco = sample_coco()
-        names = boxio.coco_file_names(coco)
-        name = st.selectbox("Sample image", names, key=kept("al_sample_name"))
+        ds = sample_dataset()
+        name = st.selectbox("Sample image", ds.file_names, key=kept("al_sample_name"))
         img = sample_dataset_image(name)
-        own = boxio.boxes_from_coco(coco, name, img.shape[1], img.shape[0])
+        own = boxio.boxes_from_coco(ds, name, img.shape[1], img.shape[0])
         return ImageInput(img, f"sample-{name}", name, own)
     up = kept_file("Image file", key="al_upload", type=list(UPLOAD_EXTENSIONS), help=pixel_limit_help())
     if up is None:

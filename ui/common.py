@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import re
 from collections.abc import Callable, Hashable
 from contextlib import nullcontext
@@ -20,6 +19,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from explorer import synthetic
 from explorer.cache import BoundedCache
+from explorer.dataset.coco import CocoDataset, load_coco
 from explorer.images import decode_image
 from explorer.settings import limits
 
@@ -35,6 +35,8 @@ PAGES: tuple[tuple[str, str, str], ...] = (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The largest COCO JSON a page reads (instances_train2017.json is 448 MB).
+MAX_JSON_BYTES = 1_000_000_000
 
 #: Layout rules for a laptop and a narrow window. Streamlit's columns shrink without limit, so four metrics in a
 #: 480 px main area read "163,..." and a segmented control loses its last option: a column narrower than 8.5rem
@@ -85,10 +87,10 @@ def sample_dataset_path() -> Path:
     return synthetic.sample_dataset()
 
 
-@st.cache_data(max_entries=1, show_spinner=False)
-def sample_coco() -> dict:
-    """The sample dataset's COCO dict."""
-    return json.loads(Path(sample_dataset_path()).read_text())
+@st.cache_resource(max_entries=1, show_spinner=False)
+def sample_dataset() -> CocoDataset:
+    """The sample dataset, read by the one COCO reader (shared, read-only)."""
+    return load_coco(sample_dataset_path())
 
 
 @st.cache_data(max_entries=4, show_spinner=False)

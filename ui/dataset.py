@@ -28,10 +28,18 @@ from explorer.dataset.scan_result import ScanResult
 from explorer.dataset.view import box_crop, labeled_anchor_image
 from explorer.images import decode_image
 from explorer.settings import limits
-from ui.common import cached, digest, kept, kept_file, pixel_limit_help, sample_dataset_path, shared_cache
+from ui.common import (
+    MAX_JSON_BYTES,
+    cached,
+    digest,
+    kept,
+    kept_file,
+    pixel_limit_help,
+    sample_dataset_path,
+    shared_cache,
+)
 
 DATA_ROOT_ENV = "FOCALSCOPE_DATA_ROOT"
-MAX_JSON_BYTES = 1_000_000_000
 MAX_ZIP_BYTES = 2_000_000_000
 #: Scans kept in memory (per server process, within ``limits().cache_bytes``): a COCO-train scan holds about 200 MB.
 SCAN_CACHE_ENTRIES = 3
@@ -230,11 +238,13 @@ def anchor_view(
     store: ImageStore,
     boxes_input: np.ndarray,
     classes: list[str],
+    crowd_input: np.ndarray,
 ) -> tuple[np.ndarray | None, dict, str]:
     """(picture, summary, message) for one image of the dataset, cached per dataset key (annotation digest and
-    image row), file, config, image store (its ``identity``) and the server's pixel budget."""
+    image row: the boxes, classes and crowd regions come from them), file, config, image store (its ``identity``)
+    and the server's pixel budget."""
     args = (key, file_name, config, show_ignored, store.identity, limits().max_pixels)
-    return _anchor_view(*args, store, boxes_input, classes)
+    return _anchor_view(*args, store, boxes_input, classes, crowd_input)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -248,6 +258,7 @@ def _anchor_view(
     _store: ImageStore,
     _boxes_input: np.ndarray,
     _classes: list[str],
+    _crowd_input: np.ndarray,
 ) -> tuple[np.ndarray | None, dict, str]:
     data = _store.read(file_name)
     if data is None:
@@ -256,7 +267,9 @@ def _anchor_view(
         image = decode_image(data, max_pixels=max_pixels)
     except ValueError as exc:
         return None, {}, f"{file_name}: {exc}"
-    picture, summary = labeled_anchor_image(image, _boxes_input, config, classes=_classes, show_ignored=show_ignored)
+    picture, summary = labeled_anchor_image(
+        image, _boxes_input, config, classes=_classes, crowd_input=_crowd_input, show_ignored=show_ignored
+    )
     return picture, summary, ""
 
 

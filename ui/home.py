@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -15,17 +13,17 @@ from explorer.anchors.counts import anchor_count
 from explorer.anchors.max_iou import assign_max_iou
 from explorer.dataset.coco import AREA_SMALL
 from explorer.dataset.image_boxes import boxes_from_coco
-from ui.common import sample_coco, sample_dataset_image, sample_dataset_path
+from ui.common import sample_dataset, sample_dataset_image, sample_dataset_path
 
 
 @st.cache_data(max_entries=1, show_spinner=False)
 def anchor_facts() -> dict:
     """Anchor counts for the default torchvision RetinaNet and the labels of sample scene 1."""
     cfg = anchors.AnchorConfig()
-    img = sample_coco()["images"][0]
-    h, w = img["height"], img["width"]
+    ds = sample_dataset()
+    h, w = int(ds.heights[0]), int(ds.widths[0])
     scene = anchor_lab.prepare_scene(h, w, cfg)
-    gts = boxes_from_coco(sample_coco(), img["file_name"], w, h)
+    gts = boxes_from_coco(ds, ds.file_names[0], w, h)
     result = assign_max_iou(scene.anchors, scene.to_input(gts.boxes), levels=scene.levels, grids=scene.grids)
     stats = anchor_lab.summary(result, 0.5)
     return {
@@ -47,26 +45,22 @@ def anchor_facts() -> dict:
 @st.cache_data(max_entries=1, show_spinner=False)
 def sample_info() -> dict:
     """Summary of the sample dataset: sizes, per-class counts and a preview image with boxes."""
-    coco = sample_coco()
-    names = {c["id"]: c["name"] for c in coco["categories"]}
-    counts = Counter(a["category_id"] for a in coco["annotations"])
-    per_class = pd.DataFrame({"class": list(names.values()), "boxes": [counts.get(k, 0) for k in names]}).sort_values(
-        "boxes", ascending=False
-    )
-    areas = np.array([a["area"] for a in coco["annotations"]])
+    ds = sample_dataset()
+    counts = [int((ds.ann_category == c).sum()) for c in ds.category_ids.tolist()]
+    per_class = pd.DataFrame({"class": ds.category_names, "boxes": counts}).sort_values("boxes", ascending=False)
     tiles = []
-    for img in coco["images"][:2]:
-        arr = sample_dataset_image(img["file_name"])
-        gts = boxes_from_coco(coco, img["file_name"], arr.shape[1], arr.shape[0])
+    for name in ds.file_names[:2]:
+        arr = sample_dataset_image(name)
+        gts = boxes_from_coco(ds, name, arr.shape[1], arr.shape[0])
         tiles.append(overlay.draw_boxes(arr, gts.boxes, labels=gts.classes))
-    sizes = {(i["width"], i["height"]) for i in coco["images"]}
+    sizes = set(zip(ds.widths.tolist(), ds.heights.tolist(), strict=True))
     return {
         "path": str(sample_dataset_path().parent),
-        "images": len(coco["images"]),
+        "images": ds.num_images,
         "size": ", ".join(f"{w}×{h}" for w, h in sorted(sizes)),
-        "boxes": len(coco["annotations"]),
-        "classes": len(names),
-        "small_share": float((areas < AREA_SMALL).mean()) if len(areas) else 0.0,
+        "boxes": ds.num_annotations,
+        "classes": len(ds.category_ids),
+        "small_share": float((ds.areas < AREA_SMALL).mean()) if ds.num_annotations else 0.0,
         "per_class": per_class,
         "preview": np.concatenate(tiles, axis=1),
     }

@@ -284,6 +284,11 @@ def _anchors_with(
     return idx[:: max(1, -(-len(idx) // max_boxes))]
 
 
+def crowd_image(image: np.ndarray, crowd_input: np.ndarray) -> np.ndarray:
+    """The image with crowd regions (input scale) hatched as ignore regions (never matched); as is without any."""
+    return overlay.draw_ignore_regions(image, crowd_input, label="crowd: not matched") if len(crowd_input) else image
+
+
 def gt_image(image: np.ndarray, boxes_input: np.ndarray, classes: Sequence[str], assignment: Assignment) -> np.ndarray:
     """GT boxes with "index class" tabs; GTs with no positive anchor are highlighted in red."""
     cols = overlay.palette(len(boxes_input))

@@ -31,18 +31,16 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from functools import cached_property
+from pathlib import PurePosixPath
 
 import numpy as np
 import pandas as pd
 
 from explorer.dataset.coco_annotations import Annotations, parse_annotations
+from explorer.dataset.coco_json import DEFAULT_MAX_BYTES, CocoFormatError, parse_json_lean, read_bytes
 from explorer.dataset.coco_problems import MISSING, SEVERITIES, Problems
 from explorer.dataset.coco_records import ImageRecords, id_array, parse_categories, parse_images
 
@@ -51,25 +49,25 @@ AREA_SMALL = 32.0**2
 AREA_MEDIUM = 96.0**2
 SIZE_BUCKETS: tuple[str, ...] = ("small", "medium", "large")
 
-#: Default cap on the size of an annotation file (bytes).
-DEFAULT_MAX_BYTES = 2_000_000_000
 
-# A polygon segmentation value: a list of lists of plain numbers. Only that shape is cut out; anything else (RLE
-# dicts, odd formatting) stays and is parsed normally, so a miss costs speed, never correctness.
-_POLYGON_SEGMENTATION = re.compile(rb'"segmentation"\s*:\s*\[\s*\[[^\[\]{}"]*\](?:\s*,\s*\[[^\[\]{}"]*\])*\s*\]')
-
-
-class CocoFormatError(ValueError):
-    """The input is not a COCO dict at all (not JSON, not an object, no ``images`` list).
+@dataclass(frozen=True)
+class ImageAnnotations:
+    """One image's annotations from :meth:`CocoDataset.image_annotations`, at the original scale.
 
     Attributes:
-        line, column: 1-based position of a JSON syntax error, else ``None``.
+        boxes_xyxy: (K, 4) float32 non-crowd boxes (clamped to the image); category_ids: (K,) int64; ann_ids: (K,).
+        crowd_xyxy: (C, 4) float32 crowd regions (``iscrowd = 1``); crowd_category_ids: (C,) int64.
     """
 
-    def __init__(self, message: str, *, line: int | None = None, column: int | None = None) -> None:
-        super().__init__(message)
-        self.line = line
-        self.column = column
+    boxes_xyxy: np.ndarray
+    category_ids: np.ndarray
+    ann_ids: np.ndarray
+    crowd_xyxy: np.ndarray
+    crowd_category_ids: np.ndarray
+
+
+def _base_name(name: str) -> str:
+    return PurePosixPath(name.replace("\\", "/")).name
 
 
 @dataclass
@@ -125,6 +123,44 @@ class CocoDataset:
         """Rows of image ``index`` (0-based position, not id) in the annotation arrays."""
         return slice(int(self.ann_offsets[index]), int(self.ann_offsets[index + 1]))
 
+    def index_of(self, file_name: str) -> int | None:
+        """Position of the image named ``file_name``, or None: the full ``file_name`` first, then the base name
+        (COCO files often store ``folder/name.jpg``; uploads carry the base name), then the base name ignoring
+        case. The first image in file order wins on duplicates."""
+        full, base, folded = self._name_lookup
+        name = str(file_name)
+        short = _base_name(name)
+        for table, key in ((full, name), (base, short), (folded, short.casefold())):
+            if key in table:
+                return table[key]
+        return None
+
+    @cached_property
+    def _name_lookup(self) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+        full: dict[str, int] = {}
+        base: dict[str, int] = {}
+        folded: dict[str, int] = {}
+        for i, name in enumerate(self.file_names):
+            short = _base_name(name)
+            full.setdefault(name, i)
+            base.setdefault(short, i)
+            folded.setdefault(short.casefold(), i)
+        return full, base, folded
+
+    def image_annotations(self, index: int) -> ImageAnnotations:
+        """The box set of image ``index``: non-crowd boxes (matched, drawn as objects) and crowd regions (left out of
+        matching as torchvision's references do, drawn as ignore regions), file order within each."""
+        rows = self.annotations_of(index)
+        crowd = self.iscrowd[rows]
+        boxes, cats, ids = self.boxes_xyxy[rows], self.ann_category[rows], self.ann_ids[rows]
+        return ImageAnnotations(
+            boxes_xyxy=boxes[~crowd].astype(np.float32),
+            category_ids=cats[~crowd].astype(np.int64),
+            ann_ids=ids[~crowd],
+            crowd_xyxy=boxes[crowd].astype(np.float32),
+            crowd_category_ids=cats[crowd].astype(np.int64),
+        )
+
     def category_name(self, category_id: int) -> str:
         lookup = dict(zip(self.category_ids.tolist(), self.category_names, strict=True))
         return lookup.get(int(category_id), f"id {category_id}")
@@ -177,112 +213,6 @@ class CocoDataset:
         return out.sort_values(["severity", "count"], key=lambda s: s.map(order) if s.name == "severity" else -s)
 
 
-def _mb(n: float) -> str:
-    """A byte count in MB, with a decimal below 10 MB so that small limits do not read as 0."""
-    mb = n / 1e6
-    return f"{mb:.0f} MB" if mb >= 10 else f"{mb:.2g} MB"
-
-
-#: Leading bytes of files that people upload by mistake instead of a COCO JSON.
-_MAGIC: dict[bytes, str] = {
-    b"PK\x03\x04": "a zip archive",
-    b"\x1f\x8b": "a gzip file (decompress it first)",
-    b"\x89PNG": "a PNG image",
-    b"\xff\xd8\xff": "a JPEG image",
-    b"%PDF": "a PDF document",
-    b"PAR1": "a Parquet file",
-}
-
-
-def _read_bytes(source: bytes | bytearray | memoryview | str | os.PathLike, max_bytes: int) -> tuple[bytes, str]:
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-        name = "uploaded JSON"
-    else:
-        path = Path(source)
-        if path.is_dir():
-            raise CocoFormatError(f"{path} is a folder, not an annotation file")
-        if not path.is_file():
-            raise CocoFormatError(f"annotation file not found: {path}")
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise CocoFormatError(f"annotation file {path.name} is {_mb(size)}, over the {_mb(max_bytes)} limit")
-        data = path.read_bytes()
-        name = path.name
-    if len(data) > max_bytes:
-        raise CocoFormatError(f"annotation data is {_mb(len(data))}, over the {_mb(max_bytes)} limit")
-    return data, name
-
-
-def _json_error(err: json.JSONDecodeError) -> CocoFormatError:
-    return CocoFormatError(
-        f"invalid JSON at line {err.lineno}, column {err.colno} (character {err.pos}): {err.msg}",
-        line=err.lineno,
-        column=err.colno,
-    )
-
-
-def parse_json_lean(data: bytes) -> Any:
-    """Parse COCO JSON bytes, replacing every polygon ``segmentation`` by an empty list before parsing.
-
-    Args:
-        data: the file's bytes (UTF-8, UTF-16 or UTF-32, as ``json.loads`` accepts).
-
-    Returns:
-        The parsed object; polygon segmentations are ``[]``, RLE segmentations are kept.
-
-    Raises:
-        CocoFormatError: not valid JSON (the message gives the line and column in the original bytes), nested
-            too deeply for Python's parser, or holding an integer of more than 4,300 digits.
-    """
-    head = data[:4096].lstrip(b" \t\r\n\xef\xbb\xbf")
-    if not head:
-        raise CocoFormatError("the annotation file is empty")
-    utf8 = not (data[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(data) > 1 and data[1] == 0) or data[0] == 0)
-    if utf8 and head[:1] not in (b"{", b"["):
-        kind = next((what for magic, what in _MAGIC.items() if head.startswith(magic)), None)
-        if kind is not None:
-            raise CocoFormatError(f"not a COCO JSON file: this is {kind}")
-        text = head[:20].decode("utf-8", "replace")
-        snippet = "".join(c if c.isprintable() else "?" for c in text)
-        raise CocoFormatError(f"not a COCO JSON file: it starts with {snippet!r}, not with '{{'")
-    lean = _POLYGON_SEGMENTATION.sub(b'"segmentation":[]', data) if utf8 else data
-    try:
-        return _loads(lean)
-    except UnicodeDecodeError as err:
-        raise CocoFormatError(f"not a UTF-8 JSON file: {err.reason} at byte {err.start}") from None
-    except json.JSONDecodeError as err:
-        if lean is data:
-            raise _json_error(err) from None
-    del lean
-    # Report the position in the original text: parse it again (only on failure).
-    try:
-        return _loads(data)
-    except json.JSONDecodeError as err:
-        raise _json_error(err) from None
-
-
-def _loads(text: bytes) -> Any:
-    """``json.loads``, with the failures that are not syntax errors turned into :class:`CocoFormatError`.
-
-    Python's parser recurses once per nesting level, so ``[[[[...]]]]`` thousands deep raises ``RecursionError``
-    (the parse is abandoned as a whole; nothing of it is kept); an integer of more than 4,300 digits raises
-    Python's own ``ValueError`` about ``sys.set_int_max_str_digits``.
-    """
-    try:
-        return json.loads(text)
-    except RecursionError:
-        raise CocoFormatError(
-            "the JSON is nested too deeply to read (hundreds of levels of [ or {; a COCO file needs 5)"
-        ) from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise
-    except ValueError as err:
-        if "integer string conversion" not in str(err):
-            raise
-        raise CocoFormatError(f"a number in the JSON has more than {sys.get_int_max_str_digits():,} digits") from None
-
-
 def load_coco(
     source: bytes | bytearray | memoryview | str | os.PathLike | dict,
     *,
@@ -306,7 +236,7 @@ def load_coco(
     if isinstance(source, dict):
         data, default_name = source, "COCO dict"
     else:
-        raw, default_name = _read_bytes(source, max_bytes)
+        raw, default_name = read_bytes(source, max_bytes)
         data = parse_json_lean(raw)
         del raw
     if not isinstance(data, dict):

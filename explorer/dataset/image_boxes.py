@@ -1,4 +1,4 @@
-"""Ground-truth box input for the Anchor lab: COCO JSON (matched by file name), YOLO .txt, table rows.
+"""One image's ground-truth boxes, from a loaded COCO file (by file name), a YOLO .txt, table rows or a sample scene.
 
 Problems are reported as data (:attr:`BoxSet.notes`: clipped boxes; :attr:`BoxSet.warnings`: skipped boxes,
 bad lines), not as crashes; a file that cannot be used at all raises ``ValueError`` naming the problem.
@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import PurePath
+from dataclasses import dataclass, field, replace
+from pathlib import PurePosixPath
 
 import numpy as np
 
-from explorer.dataset.coco import parse_json_lean
-from explorer.dataset.coco_problems import as_float, image_side_problem
+from explorer.dataset.coco import CocoDataset
 from explorer.synthetic import scene_targets
 
 TABLE_COLUMNS: tuple[str, ...] = ("x1", "y1", "x2", "y2", "label")
@@ -39,6 +38,7 @@ class BoxSet:
         notes: informational notices (boxes clipped to the image, size mismatches).
         warnings: what was rejected and why (skipped boxes, bad lines named by line number).
         skipped: the rejected entries as ``(source index or line, reason)``.
+        crowd: (C, 4) float32 crowd regions (COCO ``iscrowd = 1``): drawn as ignore regions, never matched.
     """
 
     boxes: np.ndarray
@@ -46,6 +46,7 @@ class BoxSet:
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     skipped: list[tuple[int, str]] = field(default_factory=list)
+    crowd: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -116,7 +117,7 @@ def sanitize_boxes(
         keep_boxes.append(clipped)
         keep_cls.append(str(c))
     boxes = np.asarray(keep_boxes, dtype=np.float32).reshape(-1, 4)
-    return BoxSet(boxes, keep_cls, out_notes, out_warn, out_skipped)
+    return BoxSet(boxes, keep_cls, notes=out_notes, warnings=out_warn, skipped=out_skipped)
 
 
 def parse_yolo(text: str | bytes, width: int, height: int, *, class_names: Sequence[str] | None = None) -> BoxSet:
@@ -191,96 +192,39 @@ def _class_id(token: str) -> int | None:
     return int(value) if math.isfinite(value) and value.is_integer() else None
 
 
-def load_coco(data: bytes | str | Mapping) -> dict:
-    """Load and minimally validate a COCO detection JSON (``images``, ``annotations``; ``categories`` optional).
+def boxes_from_coco(ds: CocoDataset, file_name: str, width: int, height: int) -> BoxSet:
+    """The box set of the image named ``file_name`` in a loaded COCO file (:meth:`CocoDataset.index_of`).
 
-    Bytes are parsed with :func:`explorer.dataset.coco.parse_json_lean`: polygon segmentations, most of a COCO file, are
-    never built as Python objects.
-
-    Raises:
-        ValueError: not JSON, or the structure is not COCO detection.
-    """
-    if isinstance(data, Mapping):
-        coco = dict(data)
-    else:
-        try:
-            coco = parse_json_lean(data.encode() if isinstance(data, str) else bytes(data))
-        except ValueError as err:
-            raise ValueError(f"the annotation file is not valid JSON: {err}") from err
-    if not isinstance(coco, dict):
-        raise ValueError(f"COCO JSON must be an object at the top level, got {type(coco).__name__}")
-    for key in ("images", "annotations"):
-        if not isinstance(coco.get(key), list):
-            raise ValueError(f"COCO JSON needs a list under {key!r}")
-    return coco
-
-
-def coco_file_names(coco: Mapping) -> list[str]:
-    """The ``file_name`` of every image entry."""
-    return [str(im.get("file_name", "")) for im in coco.get("images", []) if isinstance(im, Mapping)]
-
-
-def boxes_from_coco(coco: Mapping, file_name: str, width: int, height: int) -> BoxSet:
-    """The boxes of the image whose ``file_name`` matches (same base name; case-insensitive as a fallback).
-
-    COCO ``bbox`` is ``[x, y, w, h]`` in pixels. Crowd boxes (``iscrowd=1``) are skipped with a notice, as the
-    reference loaders do. Annotations with a malformed bbox are listed and skipped.
+    The boxes are the reader's (xywh -> xyxy in float32, clamped to the entry's size, records checked); crowd
+    regions go to :attr:`BoxSet.crowd` (drawn as ignore regions, left out of matching). The file's problems for
+    this image are listed: dropped annotations as warnings, repaired ones (clamped to the image) as notes. When the
+    entry's size differs from the image's, a note says so and the boxes are clipped to the image.
 
     Raises:
-        ValueError: if no image entry matches ``file_name``, or its ``width`` / ``height`` is present but not a
-            whole number of pixels (NaN, Infinity, 1e30: the file is corrupt for this image).
+        ValueError: no usable image of that name in the file (the message gives a few of its names).
     """
-    want = PurePath(file_name).name
-    images = [im for im in coco.get("images", []) if isinstance(im, Mapping)]
-    match = [im for im in images if PurePath(str(im.get("file_name", ""))).name == want]
-    if not match:
-        match = [im for im in images if PurePath(str(im.get("file_name", ""))).name.lower() == want.lower()]
-    if not match:
-        sample = ", ".join(coco_file_names(coco)[:5]) or "none"
-        raise ValueError(f"no image named {want!r} in the COCO file ({len(images)} images; e.g. {sample})")
-    entry = match[0]
-    notes = _size_notes(entry, want, width, height)
-    cats = {
-        c["id"]: str(c.get("name", c["id"]))
-        for c in coco.get("categories", [])
-        if isinstance(c, Mapping) and type(c.get("id")) in (int, str)
-    }
-    boxes, classes, names, warnings, skipped = [], [], [], [], []
-    for k, ann in enumerate(coco.get("annotations", [])):
-        if not isinstance(ann, Mapping) or ann.get("image_id") != entry.get("id"):
-            continue
-        label = f"annotation {ann.get('id', k)}"
-        bbox = ann.get("bbox")
-        if not isinstance(bbox, list | tuple) or len(bbox) != 4 or not all(type(v) in (int, float) for v in bbox):
-            warnings.append(f"{label}: skipped, bbox must be 4 numbers [x, y, w, h], got {bbox!r}")
-            skipped.append((k, "malformed bbox"))
-            continue
-        if ann.get("iscrowd", 0):
-            warnings.append(f"{label}: crowd region skipped")
-            skipped.append((k, "iscrowd"))
-            continue
-        x, y, w, h = map(as_float, bbox)  # 10**400 -> inf: skipped below as non-finite
-        boxes.append([x, y, x + w, y + h])
-        cid = ann.get("category_id")
-        classes.append(cats.get(cid, str(cid)) if type(cid) in (int, str) else f"category {type(cid).__name__}")
-        names.append(label)
-    return sanitize_boxes(boxes, classes, width, height, names=names, notes=notes, warnings=warnings, skipped=skipped)
-
-
-def _size_notes(entry: Mapping, name: str, width: int, height: int) -> list[str]:
-    """A notice when the COCO entry's size differs from the image's.
-
-    Raises:
-        ValueError: the entry's width or height is present but not a whole number in 1..100,000 (NaN, Infinity).
-    """
-    ew, eh = entry.get("width"), entry.get("height")
-    for key, value in (("width", ew), ("height", eh)):
-        why = None if value is None else image_side_problem(value)
-        if why is not None:
-            raise ValueError(f"the COCO entry of {name!r} has an invalid {key}: {why}")
-    if ew is not None and eh is not None and (int(ew), int(eh)) != (width, height):
-        return [f"the COCO entry says {int(ew)}x{int(eh)} but the image is {width}x{height}"]
-    return []
+    index = ds.index_of(file_name)
+    want = PurePosixPath(str(file_name).replace("\\", "/")).name
+    if index is None:
+        sample = ", ".join(ds.file_names[:5]) or "none"
+        raise ValueError(f"no usable image named {want!r} in the COCO file ({ds.num_images} images; e.g. {sample})")
+    ann = ds.image_annotations(index)
+    notes = []
+    entry_hw = (int(ds.heights[index]), int(ds.widths[index]))
+    if entry_hw != (height, width):
+        notes.append(f"the COCO entry says {entry_hw[1]}x{entry_hw[0]} but the image is {width}x{height}")
+    if len(ann.crowd_xyxy):
+        notes.append(f"{len(ann.crowd_xyxy)} crowd region(s): drawn hatched, left out of matching (as torchvision)")
+    image_id = ds.image_ids[index]
+    rows = ds.problems[(ds.problems["image_id"] == image_id).fillna(False).astype(bool)]
+    problems = list(zip(rows["severity"], rows["annotation_id"], rows["message"], strict=True))
+    warnings = [f"annotation {a}: {msg}" for sev, a, msg in problems if sev == "error"]  # dropped
+    notes += [f"annotation {a}: {msg}" for sev, a, msg in problems if sev != "error"]  # repaired
+    classes = [ds.category_name(c) for c in ann.category_ids.tolist()]
+    names = [f"annotation {a}" for a in ann.ann_ids.tolist()]
+    out = sanitize_boxes(ann.boxes_xyxy, classes, width, height, names=names, notes=notes, warnings=warnings)
+    crowd = np.clip(ann.crowd_xyxy, 0, np.array([width, height, width, height], np.float32))
+    return replace(out, crowd=crowd[(crowd[:, 2] > crowd[:, 0]) & (crowd[:, 3] > crowd[:, 1])])
 
 
 def boxes_from_rows(rows: Sequence[Mapping], width: int, height: int) -> BoxSet:

@@ -13,6 +13,7 @@ import numpy as np
 
 from explorer import overlay
 from explorer.anchors import lab as anchor_lab
+from explorer.boxes import scale_boxes
 from explorer.dataset.coco import CocoDataset
 from explorer.dataset.scan_config import ScanConfig
 from explorer.dataset.scan_result import ScanResult
@@ -27,6 +28,7 @@ def labeled_anchor_image(
     config: ScanConfig,
     *,
     classes: Sequence[str] | None = None,
+    crowd_input: np.ndarray | None = None,
     show_ignored: bool = True,
 ) -> tuple[np.ndarray, dict[str, float]]:
     """The image resized as the network sees it, with positive (and ignored) anchors and the GT boxes.
@@ -36,6 +38,7 @@ def labeled_anchor_image(
         boxes_input: (K, 4) float32 non-crowd boxes at the input scale (from the scan's boxes table).
         config: the scan configuration (anchors, thresholds, low-quality rule).
         classes: one label per box (drawn on the GT tab).
+        crowd_input: (C, 4) crowd regions at the input scale, hatched (left out of matching).
         show_ignored: also draw ignored anchors.
 
     Returns:
@@ -54,6 +57,8 @@ def labeled_anchor_image(
         low_quality=config.low_quality,
     )
     resized = overlay.resize_image(image, *scene.resized_hw)
+    if crowd_input is not None:
+        resized = anchor_lab.crowd_image(resized, np.asarray(crowd_input, np.float32).reshape(-1, 4))
     picture = anchor_lab.positives_image(resized, scene, boxes, assignment, show_ignored=show_ignored)
     labels = list(classes) if classes is not None else [""] * len(boxes)
     picture = anchor_lab.gt_image(picture, boxes, labels, assignment)
@@ -129,9 +134,14 @@ def no_positive_rows(ds: CocoDataset, result: ScanResult, pos_thresh: float, lim
     return rows
 
 
-def image_boxes(ds: CocoDataset, result: ScanResult, index: int) -> tuple[np.ndarray, list[str]]:
-    """Input-scale boxes (K, 4) float32 and class names of image ``index`` (non-crowd, file order)."""
+def image_boxes(ds: CocoDataset, result: ScanResult, index: int) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Input-scale boxes (K, 4) float32 and class names of image ``index`` (non-crowd, file order, from the scan's
+    boxes table), and its crowd regions (C, 4) float32 scaled to the input as torchvision scales boxes."""
     b = result.boxes[result.boxes["image_index"] == index]
     names = dict(zip(ds.category_ids.tolist(), ds.category_names, strict=True))
     boxes = b[["x1", "y1", "x2", "y2"]].to_numpy(np.float32)
-    return boxes, [names.get(c, str(c)) for c in b["category_id"].tolist()]
+    row = result.images.loc[index]
+    original_hw = (int(ds.heights[index]), int(ds.widths[index]))
+    input_hw = (int(row["input_height"]), int(row["input_width"]))
+    crowd = scale_boxes(ds.image_annotations(index).crowd_xyxy, original_hw, input_hw)
+    return boxes, [names.get(c, str(c)) for c in b["category_id"].tolist()], crowd

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from explorer.boxes import box_iou
+from explorer.boxes import area, box_iou, intersection
 from explorer.detection.outputs import Detections
 
 
@@ -41,23 +41,40 @@ class Matching:
         matched_gt: (D,) int64 GT index or -1.
         iou: (D,) float32 IoU with the matched GT (0 if none).
         missed: (M,) bool, GT not matched by any detection.
+        on_crowd: (D,) bool, unmatched but inside a crowd region of its label: neither TP nor FP (COCOeval ignores
+            it).
     """
 
     is_tp: np.ndarray
     matched_gt: np.ndarray
     iou: np.ndarray
     missed: np.ndarray
+    on_crowd: np.ndarray | None = None
+
+    @property
+    def is_fp(self) -> np.ndarray:
+        """(D,) bool: neither matched nor on a crowd region."""
+        return ~self.is_tp if self.on_crowd is None else ~self.is_tp & ~self.on_crowd
 
     def counts(self) -> dict[str, int]:
-        return {
+        out = {
             "true positives": int(self.is_tp.sum()),
-            "false positives": int((~self.is_tp).sum()),
+            "false positives": int(self.is_fp.sum()),
             "missed": int(self.missed.sum()),
         }
+        if self.on_crowd is not None:
+            out["on crowd (ignored)"] = int(self.on_crowd.sum())
+        return out
 
 
 def match_detections(
-    dets: Detections, gt_boxes: np.ndarray, gt_labels: np.ndarray, *, iou_thresh: float = 0.5
+    dets: Detections,
+    gt_boxes: np.ndarray,
+    gt_labels: np.ndarray,
+    *,
+    iou_thresh: float = 0.5,
+    crowd_boxes: np.ndarray | None = None,
+    crowd_labels: np.ndarray | None = None,
 ) -> Matching:
     """Match detections to ground truth: highest score first, each GT at most once, same label, IoU >= thresh.
 
@@ -65,6 +82,9 @@ def match_detections(
         dets: detections in original-image pixels.
         gt_boxes: (M, 4) xyxy; gt_labels: (M,) label ids.
         iou_thresh: IoU for a match (0.5).
+        crowd_boxes, crowd_labels: (C, 4) crowd regions and (C,) labels. A detection left unmatched whose overlap
+            with a crowd region of its label, ``intersection / detection area`` (COCOeval's IoU for crowd GT), is
+            at least ``iou_thresh`` is marked :attr:`Matching.on_crowd`, not a false positive.
     """
     boxes, labels = gt_arrays(gt_boxes, gt_labels)
     d = len(dets)
@@ -81,4 +101,15 @@ def match_detections(
             if row[j] >= iou_thresh:
                 taken[j] = True
                 is_tp[i], matched[i], ious[i] = True, j, row[j]
-    return Matching(is_tp, matched, ious, ~taken)
+    if crowd_boxes is None:
+        return Matching(is_tp, matched, ious, ~taken)
+    crowd, crowd_lab = gt_arrays(crowd_boxes, crowd_labels if crowd_labels is not None else [])
+    on_crowd = np.zeros(d, bool)
+    if d and len(crowd):
+        inter = intersection(dets.boxes[:, None, :], crowd[None, :, :])
+        det_area = area(dets.boxes[:, 0], dets.boxes[:, 1], dets.boxes[:, 2], dets.boxes[:, 3])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cover = inter / det_area[:, None]
+        cover[dets.labels[:, None] != crowd_lab[None, :]] = -1.0
+        on_crowd = ~is_tp & (cover >= iou_thresh).any(axis=1)
+    return Matching(is_tp, matched, ious, ~taken, on_crowd)

@@ -1,6 +1,5 @@
-"""What the Live detections page shows, as arrays and tables: sample scenes with ground truth, ground truth
-looked up in a COCO file by image name, detection overlays (coloured by TP / FP / missed when GT is known) and
-the detection table.
+"""What the Live detections page shows, as arrays and tables: sample scenes with ground truth, detection overlays
+(coloured by TP / FP / missed when GT is known, crowd regions hatched) and the detection table.
 
 Example:
     >>> scene = sample_scene(0)
@@ -11,7 +10,6 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 
 import numpy as np
 import pandas as pd
@@ -20,7 +18,7 @@ from explorer.dataset.coco import CocoDataset
 from explorer.detection.demo_model import DEMO_SCENE_CONFIG, HELDOUT_SEED, scene_seeds
 from explorer.detection.evaluation import Matching
 from explorer.detection.outputs import Detections
-from explorer.overlay import LEVEL_COLORS, draw_boxes, palette
+from explorer.overlay import CROWD_COLOR, LEVEL_COLORS, draw_boxes, draw_ignore_regions, palette
 from explorer.synthetic import make_scene, scene_targets
 
 TP_COLOR = (0, 200, 83)
@@ -50,24 +48,6 @@ def sample_scene(index: int) -> Scene:
     return Scene(f"held-out scene {index + 1}", image, boxes, labels)
 
 
-def gt_for_image(ds: CocoDataset, file_name: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """The non-crowd GT boxes and category ids of the image whose ``file_name`` matches, or None.
-
-    Matches the full name first, then the base name (COCO files often store ``folder/name.jpg``).
-    """
-    names = list(ds.file_names)
-    base = PurePosixPath(file_name.replace("\\", "/")).name
-    index = names.index(file_name) if file_name in names else None
-    if index is None:
-        bases = [PurePosixPath(n.replace("\\", "/")).name for n in names]
-        index = bases.index(base) if base in bases else None
-    if index is None:
-        return None
-    rows = ds.annotations_of(index)
-    keep = ~ds.iscrowd[rows]
-    return ds.boxes_xyxy[rows][keep].astype(np.float32), ds.ann_category[rows][keep].astype(np.int64)
-
-
 def category_mismatch(ds: CocoDataset, labels: np.ndarray, class_names: dict[int, str]) -> str | None:
     """Why a COCO JSON's categories cannot be compared with a model's classes, or None when they can.
 
@@ -77,7 +57,7 @@ def category_mismatch(ds: CocoDataset, labels: np.ndarray, class_names: dict[int
 
     Args:
         ds: the uploaded annotations.
-        labels: (K,) int64 category ids of the image's boxes (:func:`gt_for_image`).
+        labels: (K,) int64 category ids of the image's boxes (:meth:`CocoDataset.image_annotations`).
         class_names: the model's class id -> name.
 
     Returns:
@@ -115,6 +95,7 @@ def draw_detections(
     *,
     matching: Matching | None = None,
     gt_boxes: np.ndarray | None = None,
+    crowd_boxes: np.ndarray | None = None,
     color_by: str = "class",
     show_labels: bool = True,
     thickness: int = 2,
@@ -127,6 +108,7 @@ def draw_detections(
         class_names: label id -> name.
         matching: with ground truth, colours TP green and FP red, and draws missed GT (yellow, dashed-free).
         gt_boxes: (M, 4) the GT boxes that ``matching`` refers to.
+        crowd_boxes: (C, 4) crowd regions, hatched; detections on them (``matching.on_crowd``) are drawn grey.
         color_by: ``"class"`` or ``"level"`` (when no matching is given).
         show_labels: draw the name/score tabs (off for hundreds of candidates).
         thickness: line width.
@@ -137,13 +119,18 @@ def draw_detections(
     if color_by not in ("class", "level"):
         raise ValueError(f"color_by must be 'class' or 'level', got {color_by!r}")
     if matching is not None:
-        colors = [TP_COLOR if tp else FP_COLOR for tp in matching.is_tp.tolist()]
+        colors = [
+            TP_COLOR if tp else FP_COLOR if fp else CROWD_COLOR
+            for tp, fp in zip(matching.is_tp.tolist(), matching.is_fp.tolist(), strict=True)
+        ]
     elif color_by == "level":
         colors = [LEVEL_COLORS[int(lv) % len(LEVEL_COLORS)] for lv in dets.levels.tolist()]
     else:
         pal = palette(max(class_names, default=0) + 1 if class_names else 1)
         colors = [pal[int(lab) % len(pal)] for lab in dets.labels.tolist()]
     out = image
+    if crowd_boxes is not None and len(crowd_boxes):
+        out = draw_ignore_regions(out, crowd_boxes, label="crowd" if show_labels else "")
     if matching is not None and gt_boxes is not None and matching.missed.any():
         missed = np.asarray(gt_boxes, np.float32).reshape(-1, 4)[matching.missed]
         out = draw_boxes(
@@ -160,7 +147,7 @@ def draw_detections(
 
 
 def detections_table(dets: Detections, class_names: dict[int, str], matching: Matching | None = None) -> pd.DataFrame:
-    """One row per detection: class, score, level, box (and TP/FP with IoU when matched)."""
+    """One row per detection: class, score, level, box (and TP / FP / on crowd with IoU when matched)."""
     b = dets.boxes
     df = pd.DataFrame(
         {
@@ -175,6 +162,6 @@ def detections_table(dets: Detections, class_names: dict[int, str], matching: Ma
         }
     )
     if matching is not None:
-        df["result"] = np.where(matching.is_tp, "TP", "FP")
+        df["result"] = np.where(matching.is_tp, "TP", np.where(matching.is_fp, "FP", "on crowd"))
         df["IoU"] = np.round(matching.iou, 3)
     return df

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,20 @@ def test_upload_prompt_states_the_servers_pixel_budget(app: AppTest, monkeypatch
     at.radio(key="al_source").set_value("upload").run()
     _ok(at)
     assert any("Images up to 16 megapixels" in c.value for c in at.caption), [c.value for c in at.caption]
+
+
+def test_crowd_regions_are_noted_and_left_out_of_matching(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A COCO file with a crowd region over the image: the page says so, and the labels are those without it."""
+    monkeypatch.chdir(ROOT)
+    coco = json.loads(Path(synthetic.sample_dataset()).read_text())
+    first = coco["images"][0]
+    at = app.run()
+    at.radio(key="al_source").set_value("dataset").run()
+    at.selectbox(key="al_sample_name").set_value(first["file_name"]).run()
+    own = _ok(at)
+    crowd = {"id": 10**6, "image_id": first["id"], "category_id": 1, "bbox": [0, 0, 300, 200], "iscrowd": 1}
+    coco["annotations"].append({**crowd, "area": 60000})
+    at.session_state["al_coco_file"] = ("with_crowd.json", json.dumps(coco).encode())
+    at.radio(key="al_boxsrc_True").set_value("coco").run()
+    assert _ok(at) == own  # the crowd region labels no anchor
+    assert any("1 crowd region(s): drawn hatched, left out of matching" in i.value for i in at.info)

@@ -54,9 +54,10 @@ def test_anchor_view_of_one_store_never_reaches_another():
     store_a = stores.ZipImages(zip_bytes({"private_photo.png": _png(200)}))
     store_b = stores.ZipImages(zip_bytes({"unrelated.png": _png(10)}))
     args = ("same-json-digest:0", "private_photo.png", config, True)
-    picture, _, _ = ui_dataset.anchor_view(*args, store_a, boxes, classes)
+    no_crowd = np.zeros((0, 4), np.float32)
+    picture, _, _ = ui_dataset.anchor_view(*args, store_a, boxes, classes, no_crowd)
     assert picture is not None
-    picture, _, message = ui_dataset.anchor_view(*args, store_b, boxes, classes)
+    picture, _, message = ui_dataset.anchor_view(*args, store_b, boxes, classes, no_crowd)
     assert picture is None and "not among the images" in message
 
 
@@ -64,7 +65,8 @@ def test_image_views_are_keyed_on_the_servers_pixel_budget(monkeypatch):
     """A cached picture decoded under one budget is not served once the budget no longer allows that image."""
     config = ScanConfig(anchors=default_config("torchvision", min_size=128, max_size=128))
     store = stores.ZipImages(zip_bytes({"photo.png": _png(200)}))
-    args = ("digest:0", "photo.png", config, True, store, np.array([[8.0, 8.0, 40.0, 40.0]], np.float32), ["cat"])
+    boxes, no_crowd = np.array([[8.0, 8.0, 40.0, 40.0]], np.float32), np.zeros((0, 4), np.float32)
+    args = ("digest:0", "photo.png", config, True, store, boxes, ["cat"], no_crowd)
     rows = [("photo.png", (8.0, 8.0, 40.0, 40.0), "cat")]
     assert ui_dataset.anchor_view(*args)[0] is not None and len(ui_dataset.crops("digest:cfg", store, rows)) == 1
     monkeypatch.setenv("FOCALSCOPE_MAX_PIXELS", "100")

@@ -13,7 +13,8 @@ import pytest
 from pycocotools.coco import COCO
 
 from explorer import synthetic
-from explorer.dataset.coco import CocoFormatError, load_coco, parse_json_lean
+from explorer.dataset.coco import load_coco
+from explorer.dataset.coco_json import CocoFormatError, parse_json_lean
 from tests.dataset.coco_cases import ann_rec, coco_dict, image_rec, only
 
 

@@ -1,4 +1,5 @@
-"""Tests for explorer.dataset.image_boxes: YOLO, COCO-by-file-name and table input, clipping and skipping."""
+"""Tests for explorer.dataset.image_boxes: YOLO, COCO (the one reader, by file name, crowd regions) and table
+input, clipping and skipping."""
 
 from __future__ import annotations
 
@@ -7,13 +8,12 @@ import json
 import numpy as np
 import pytest
 
+from explorer.dataset.coco import load_coco
 from explorer.dataset.image_boxes import (
     BoxSet,
     boxes_from_coco,
     boxes_from_rows,
     boxes_from_scene,
-    coco_file_names,
-    load_coco,
     parse_yolo,
     sanitize_boxes,
 )
@@ -114,26 +114,32 @@ def _coco() -> dict:
 
 
 def test_coco_matched_by_file_name() -> None:
-    coco = load_coco(json.dumps(_coco()).encode())
-    bs = boxes_from_coco(coco, "upload/a.jpg", 100, 50)
-    assert bs.boxes.tolist() == [[10, 10, 30, 20], [90, 40, 100, 50]]
+    ds = load_coco(json.dumps(_coco()).encode())
+    bs = boxes_from_coco(ds, "upload/a.jpg", 100, 50)
+    assert bs.boxes.tolist() == [[10, 10, 30, 20], [90, 40, 100, 50]]  # 11 clamped to the image by the reader
     assert bs.classes == ["person", "bike"]
+    assert bs.crowd.tolist() == [[1, 1, 3, 3]]  # annotation 13: a crowd region, not a box to match
     warned = " | ".join(bs.warnings)
-    assert "annotation 12" in warned and "annotation 13: crowd" in warned and "annotation 14" in warned
-    assert any("annotation 11" in n and "clipped" in n for n in bs.notes)
-    assert len(boxes_from_coco(coco, "b.jpg", 10, 10)) == 1  # case-insensitive fallback
-    assert coco_file_names(coco) == ["dir/a.jpg", "B.JPG"]
-    mismatch = boxes_from_coco(coco, "a.jpg", 200, 100)
-    assert any("says 100x50" in n for n in mismatch.notes)
+    assert "annotation 12: bbox [5, 5, 0, 3] has width or height <= 0; dropped" in warned
+    assert 'annotation 14: bbox "oops"' in warned and "annotation 11" not in warned
+    assert any(n.startswith("annotation 11:") and "clamped" in n for n in bs.notes)
+    assert any("1 crowd region" in n for n in bs.notes)
+    mismatch = boxes_from_coco(ds, "a.jpg", 95, 45)
+    assert any("says 100x50 but the image is 95x45" in n for n in mismatch.notes)
+    assert mismatch.boxes.tolist() == [[10, 10, 30, 20], [90, 40, 95, 45]]  # clipped to the image as it is
 
 
-@pytest.mark.parametrize(
-    ("data", "match"),
-    [(b"{not json", "not valid JSON"), (b"[1, 2]", "object at the top level"), (b'{"images": []}', "annotations")],
-)
-def test_coco_malformed(data: bytes, match: str) -> None:
-    with pytest.raises(ValueError, match=match):
-        load_coco(data)
+def test_coco_lookup_by_file_name_full_then_base_then_case() -> None:
+    coco = _coco()
+    coco["images"][1].update(width=10, height=10)
+    coco["images"].append({"id": 3, "file_name": "other/a.jpg", "width": 100, "height": 50})
+    ds = load_coco(coco)
+    assert ds.index_of("other/a.jpg") == 2  # the full name first
+    assert ds.index_of("a.jpg") == 0  # then the base name, first in file order
+    assert ds.index_of("C:\\photos\\a.jpg") == 0  # Windows paths too
+    assert ds.index_of("b.jpg") == 1  # then the base name ignoring case
+    assert ds.index_of("zzz.png") is None
+    assert len(boxes_from_coco(ds, "b.jpg", 10, 10)) == 1
 
 
 @pytest.mark.parametrize(
@@ -148,10 +154,10 @@ def test_coco_malformed(data: bytes, match: str) -> None:
 )
 def test_coco_entry_with_an_impossible_size_is_a_clear_value_error(token: str, reason: str) -> None:
     text = json.dumps(_coco()).replace('"width": 100', f'"width": {token}')
-    coco = load_coco(text.encode())
-    with pytest.raises(ValueError) as info:
-        boxes_from_coco(coco, "a.jpg", 100, 50)
-    assert str(info.value).startswith("the COCO entry of 'a.jpg' has an invalid width: ") and reason in str(info.value)
+    ds = load_coco(text.encode())
+    with pytest.raises(ValueError, match=r"no usable image named 'a\.jpg'"):
+        boxes_from_coco(ds, "a.jpg", 100, 50)
+    assert any(reason in m for m in ds.problems["message"])  # the reader says why the image is not usable
 
 
 def test_coco_values_python_cannot_hold_are_skipped_not_crashes() -> None:
@@ -160,8 +166,9 @@ def test_coco_values_python_cannot_hold_are_skipped_not_crashes() -> None:
     coco["annotations"][0]["category_id"] = {"id": 1}
     text = json.dumps(coco).replace("[90, 40, 20, 20]", f"[90, 40, {10**400}, 20]")
     bs = boxes_from_coco(load_coco(text.encode()), "a.jpg", 100, 50)
-    assert bs.boxes.tolist() == [[10, 10, 30, 20]] and bs.classes == ["category dict"]
-    assert any("annotation 11: skipped, non-finite" in w for w in bs.warnings)
+    assert bs.boxes.shape == (0, 4) and bs.crowd.tolist() == [[1, 1, 3, 3]]
+    warned = " | ".join(bs.warnings)
+    assert "annotation 10:" in warned and "annotation 11:" in warned
 
 
 def test_rows_and_sizes_python_cannot_hold() -> None:
@@ -172,8 +179,8 @@ def test_rows_and_sizes_python_cannot_hold() -> None:
 
 
 def test_coco_no_such_image() -> None:
-    with pytest.raises(ValueError, match=r"no image named 'zzz\.png'"):
-        boxes_from_coco(_coco(), "zzz.png", 10, 10)
+    with pytest.raises(ValueError, match=r"no usable image named 'zzz\.png' in the COCO file \(1 images; e\.g\. dir/a"):
+        boxes_from_coco(load_coco(_coco()), "zzz.png", 10, 10)
 
 
 def test_rows() -> None:
