@@ -214,7 +214,8 @@ def boxes_from_coco(ds: CocoDataset, file_name: str, width: int, height: int) ->
     if entry_hw != (height, width):
         notes.append(f"the COCO entry says {entry_hw[1]}x{entry_hw[0]} but the image is {width}x{height}")
     if len(ann.crowd_xyxy):
-        notes.append(f"{len(ann.crowd_xyxy)} crowd region(s): drawn hatched, left out of matching (as torchvision)")
+        crowd = len(ann.crowd_xyxy)
+        notes.append(f"{crowd} crowd region(s): drawn hatched, left out of matching as torchvision's references do")
     image_id = ds.image_ids[index]
     rows = ds.problems[(ds.problems["image_id"] == image_id).fillna(False).astype(bool)]
     problems = list(zip(rows["severity"], rows["annotation_id"], rows["message"], strict=True))
