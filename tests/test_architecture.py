@@ -11,6 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "explorer"
 MAX_LINES = 400
+MAX_FUNCTION_LINES = 80
 
 
 def _modules() -> dict[str, Path]:
@@ -81,3 +82,16 @@ def test_modules_stay_small():
     sizes = {name: len(path.read_text().splitlines()) for name, path in _modules().items()}
     over = {n: s for n, s in sizes.items() if s > MAX_LINES}
     assert not over, f"modules over {MAX_LINES} lines: {over}"
+
+
+def test_functions_stay_short():
+    """No function of the core, ui/ or the pages is over MAX_FUNCTION_LINES lines (docstring included)."""
+    paths = [*(_modules().values()), *sorted((ROOT / "ui").glob("*.py")), *sorted((ROOT / "pages").glob("*.py"))]
+    long = {}
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    long[f"{path.relative_to(ROOT)}:{node.name}"] = length
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines: {long}"
