@@ -1,4 +1,5 @@
-"""Command line: ``python -m explorer scan ANNOTATIONS.json [--out stats.parquet|stats.csv] [options]``.
+"""Command line: ``python -m explorer scan ANNOTATIONS.json [--out stats.parquet|stats.csv] [options]``, and
+``python -m explorer model-scan`` (:mod:`explorer.model_scan.cli`).
 
 Scans a COCO instances file with RetinaNet's anchors and label assignment (torchvision's defaults unless told
 otherwise), shows a progress bar on stderr, prints a summary table, and writes the per-image table (and optionally
@@ -21,6 +22,7 @@ from typing import NoReturn
 import pandas as pd
 
 from explorer.anchors.grid import CONVENTIONS, TORCHVISION_SIZES, default_config
+from explorer.model_scan import cli as model_scan_cli
 
 #: Tagged classes printed per tag.
 _SHOW_CLASSES = 8
@@ -115,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--workers", type=int, default=None, help="CPU threads (default: up to 2)")
     scan.add_argument("--max-mb", type=_positive, default=2000.0, help="refuse annotation files larger than this (MB)")
     scan.add_argument("--quiet", action="store_true", help="no progress bar")
+    model_scan_cli.add_parser(sub)
     return parser
 
 
@@ -229,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "scan":
             return run_scan(args)
+        if args.command == "model-scan":
+            return model_scan_cli.run(args)
     except ValueError as exc:  # includes CocoFormatError
         print(f"error: {' '.join(str(exc).splitlines())}", file=sys.stderr)
         return 2

@@ -1,0 +1,149 @@
+"""The model scan's driver, its on-disk parts (resume) and the CLI: rows per image, error rows, refusals, AP."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from explorer import synthetic
+from explorer.dataset.coco import load_coco
+from explorer.dataset.image_stores import FolderImages, ZipImages
+from explorer.detection.loading import load_demo_model
+from explorer.model_scan import cli
+from explorer.model_scan.ap import coco_ap
+from explorer.model_scan.run import ModelScan, ModelScanConfig, image_order
+from explorer.model_scan.store import ScanStore
+from tests.helpers import zip_bytes
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def sample() -> tuple[Path, Path]:
+    path = synthetic.sample_dataset()
+    return path, path.parent / "images"
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return load_demo_model(torch.device("cpu"))
+
+
+def test_missing_and_corrupt_images_are_error_rows_and_the_scan_goes_on(sample, demo):
+    path, images = sample
+    ds = load_coco(path)
+    names = ds.file_names[:3]
+    store = ZipImages(zip_bytes({names[0]: (images / names[0]).read_bytes(), names[1]: b"not a jpeg"}))
+    scan = ModelScan.run(ds, store, demo, ModelScanConfig(limit=3, seed=1))
+    rows = scan.images.set_index("file_name")
+    order = [ds.file_names[i] for i in image_order(ds, 3, 1)]
+    assert list(rows.index) == order
+    errors = {n: rows.loc[n, "error"] for n in order}
+    assert errors.get(names[0], "") == "" if names[0] in errors else True
+    bad = [e for n, e in errors.items() if n != names[0]]
+    assert all(e for e in bad) and any("not among the images" in e for e in bad)
+
+
+def test_categories_that_are_not_the_models_classes_are_refused_before_the_run(demo):
+    coco = {"images": [{"id": 1, "file_name": "a.jpg", "width": 10, "height": 10}],
+            "categories": [{"id": 1, "name": "person"}], "annotations": []}  # fmt: skip
+    with pytest.raises(ValueError, match="not the model's classes"):
+        ModelScan.run(load_coco(coco), FolderImages(ROOT), demo)
+
+
+def test_ap_of_perfect_detections_is_one():
+    coco, _ = synthetic.make_dataset(3, seed=2)
+    ds = load_coco(coco)
+    dets = pd.DataFrame(
+        [{"image_id": a["image_id"], "category_id": a["category_id"], "x": a["bbox"][0], "y": a["bbox"][1],
+          "w": a["bbox"][2], "h": a["bbox"][3], "score": 0.9} for a in coco["annotations"]]
+    )  # fmt: skip
+    assert coco_ap(ds, dets, [1, 2, 3]) == pytest.approx({"AP": 1.0, "AP50": 1.0})
+    assert coco_ap(ds, dets.iloc[:0], [1, 2, 3]) == {"AP": 0.0, "AP50": 0.0}
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "explorer", "model-scan", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_cli_resumes_where_a_stopped_run_was(sample, demo, tmp_path, monkeypatch, capsys):
+    path, images = sample
+    out = tmp_path / "stats.parquet"
+    argv = ["model-scan", str(path), "--images", str(images), "--model", "demo", "--out", str(out), "--quiet"]
+    monkeypatch.setattr(cli, "CHUNK", 2)
+    calls = {"n": 0}
+    real = cli._store
+
+    class Stop(Exception):
+        pass
+
+    def failing_store(p):
+        store = real(p)
+        read = store.read
+
+        def read_then_stop(name):
+            calls["n"] += 1
+            if calls["n"] == 4:
+                raise Stop  # a crash in the middle of the run: chunk 1 (2 images) and image 3 are written
+            return read(name)
+
+        store.read = read_then_stop
+        return store
+
+    from explorer.__main__ import main
+
+    monkeypatch.setattr(cli, "_store", failing_store)
+    with pytest.raises(Stop):
+        main([*argv, "--limit", "5"])
+    assert len(ScanStore(out).done_ids()) == 3
+    monkeypatch.setattr(cli, "_store", real)
+    assert main([*argv, "--limit", "5"]) == 0
+    resumed = pd.read_parquet(out)
+    assert len(resumed) == 5 and resumed["image_id"].is_unique
+    assert "COCO AP" in capsys.readouterr().out
+    fresh = tmp_path / "fresh.parquet"
+    assert main([*argv[:-2], str(fresh), "--quiet", "--limit", "5"]) == 0
+    a = resumed.sort_values("image_id").reset_index(drop=True)
+    b = pd.read_parquet(fresh).sort_values("image_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+    for kind in ("problems", "detections"):
+        assert ScanStore(out).sidecar(kind).exists()
+    bins = np.load(ScanStore(out).sidecar("bins"))
+    np.testing.assert_allclose(bins["s0"], np.load(ScanStore(fresh).sidecar("bins"))["s0"], rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "nope"], "--model must be demo"),
+        (["--model", "demo", "--out", "x.csv"], "must end in .parquet"),
+        (["--model", "demo", "--images", "README.md"], "--images must be a folder or a .zip"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_exit_2(sample, tmp_path, args, message):
+    path, images = sample
+    base = {"--images": str(images), "--out": str(tmp_path / "s.parquet")}
+    for k, v in zip(args[::2], args[1::2], strict=True):
+        base[k] = v
+    flat = [x for kv in base.items() for x in kv]
+    done = _cli(str(path), *flat, "--quiet", "--limit", "1")
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in done.stderr
+
+
+def test_cli_refuses_categories_before_running(tmp_path):
+    ann = tmp_path / "coco.json"
+    ann.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.jpg", "width": 8, "height": 8}],
+                               "categories": [{"id": 1, "name": "person"}], "annotations": []}))  # fmt: skip
+    done = _cli(str(ann), "--images", str(tmp_path), "--model", "demo", "--out", str(tmp_path / "s.parquet"))
+    assert done.returncode == 2 and "not the model's classes" in done.stderr
