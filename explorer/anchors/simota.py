@@ -56,17 +56,19 @@ def prior_strides(grids: Sequence[LevelGrid]) -> np.ndarray:
 def _candidates(
     centres: torch.Tensor, strides: torch.Tensor, gt: torch.Tensor, radius: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``get_in_gt_and_in_center_info``: (N,) bool valid priors and (K, M) bool in-box-and-in-centre of the valid."""
+    """``get_in_gt_and_in_center_info``: (N,) bool valid priors and (K, M) bool in-box-and-in-centre of the valid.
+
+    mmdet tests ``min(x - x1, y - y1, x2 - x, y2 - y) > 0``; for finite floats ``a - b > 0`` exactly when
+    ``a > b``, so the comparisons below decide the same, without (N, M) float temporaries. The centre region's
+    sides are computed as mmdet computes them (``gt_cx - radius * stride_x`` in float32).
+    """
     x, y = centres[:, :1], centres[:, 1:]
     sx, sy = strides[:, :1], strides[:, 1:]
-    in_gts = torch.minimum(torch.minimum(x - gt[:, 0], y - gt[:, 1]), torch.minimum(gt[:, 2] - x, gt[:, 3] - y)) > 0
+    in_gts = (x > gt[:, 0]) & (y > gt[:, 1]) & (x < gt[:, 2]) & (y < gt[:, 3])
     gt_cx = (gt[:, 0] + gt[:, 2]) / 2.0
     gt_cy = (gt[:, 1] + gt[:, 3]) / 2.0
-    cl = x - (gt_cx - radius * sx)
-    ct = y - (gt_cy - radius * sy)
-    cr = (gt_cx + radius * sx) - x
-    cb = (gt_cy + radius * sy) - y
-    in_cts = torch.minimum(torch.minimum(cl, ct), torch.minimum(cr, cb)) > 0
+    rx, ry = radius * sx, radius * sy  # (N, 1), as mmdet's center_radius * repeated_stride
+    in_cts = (x > gt_cx - rx) & (y > gt_cy - ry) & (x < gt_cx + rx) & (y < gt_cy + ry)
     valid = in_gts.any(dim=1) | in_cts.any(dim=1)
     return valid, in_gts[valid] & in_cts[valid]
 
