@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from explorer.anchors.grid import AnchorConfig, generate_anchors, level_grids
-from explorer.anchors.simota import SIMOTA_INF, assign_simota, prior_strides, simota_cost
+from explorer.anchors.simota import SIMOTA_INF, assign_simota, prior_strides, simota_cost, simota_decision
 from explorer.boxes import box_centres, box_iou
 from explorer.labels import EASY_NEGATIVE, HARD_NEGATIVE, POSITIVE
 from tests.anchors.helpers import golden_cases, golden_inputs, golden_outputs, prediction_args, random_boxes
@@ -134,3 +134,23 @@ def test_bad_strides() -> None:
         assign_simota(anchors, anchors, [0], np.full((1, 1), 0.5), anchors, strides=np.zeros((1, 2)))
     with pytest.raises(ValueError, match="strides"):
         assign_simota(anchors, anchors, [0], np.full((1, 1), 0.5), anchors, strides=np.ones((2, 2)))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fast_matching_equals_mmdet_literal(seed: int) -> None:
+    """The default path (only the deciding cost entries) against mmdet's steps run literally (``dense=True``), on
+    scenes with ties (the 9 anchors of a location share a prediction and the scores take 3 values, every other
+    seed) and tiny GTs (fewer in-both candidates than their k)."""
+    s = _scene(seed, m=14)
+    rng = np.random.default_rng(100 + seed)
+    gt = np.concatenate([s["gt"], np.array([[50, 50, 53, 52], [3, 100, 7, 104]], np.float32)])
+    labels = np.concatenate([s["labels"], [1, 2]])
+    scores, decoded = s["scores"], s["decoded"]
+    if seed % 2:
+        decoded = np.repeat(decoded[::9], 9, axis=0)
+        scores = rng.choice(np.array([0.2, 0.5, 0.8], np.float32), size=scores.shape)
+    args = (s["anchors"], gt, labels, scores, decoded, s["strides"])
+    fast, literal = simota_decision(*args), simota_decision(*args, dense=True)
+    for key in ("matched", "pred_iou", "dynamic_k"):
+        np.testing.assert_array_equal(fast[key], literal[key])
+    assert (fast["matched"] >= 0).sum() > 10
