@@ -8,8 +8,9 @@ bit for bit (``tests/test_boxes.py``).
 - :func:`xywh_to_xyxy`: ``x2 = x + w`` added in float32, as the torchvision detection references
   (``coco_utils.ConvertCocoPolysToMask``) do; adding in float64 and rounding differs by one ulp on some boxes.
 - :func:`iou_from_areas`: ``inter / (area1 + area2 - inter)``, ``torchvision.ops.box_iou``'s order; it is plain
-  arithmetic, so the numpy paths and the torch scan share it. :func:`box_iou` (dense, chunked) and
-  :func:`iou_pairs` (aligned pairs) are built on it.
+  arithmetic, so the numpy paths and the torch scan share it. :func:`box_iou` (dense, chunked; optionally with
+  mmdet's union floor, ``union_eps``) and :func:`iou_pairs` (aligned pairs) are built on it.
+- :func:`box_centres`: ``(x1 + x2) / 2`` in float32, the prior centres of ATSS, TAL and SimOTA.
 - :func:`resize_factor`, :func:`resized_hw`: ``GeneralizedRCNNTransform``'s ``min(min_size / short side,
   max_size / long side)`` in float64, the size floored (``interpolate(..., recompute_scale_factor=True)``).
 - :func:`scale_boxes` (:func:`scale_ratios`, :func:`apply_ratios`): ``transform.resize_boxes``: per-axis ratios
