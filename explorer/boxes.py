@@ -8,8 +8,9 @@ bit for bit (``tests/test_boxes.py``).
 - :func:`xywh_to_xyxy`: ``x2 = x + w`` added in float32, as the torchvision detection references
   (``coco_utils.ConvertCocoPolysToMask``) do; adding in float64 and rounding differs by one ulp on some boxes.
 - :func:`iou_from_areas`: ``inter / (area1 + area2 - inter)``, ``torchvision.ops.box_iou``'s order; it is plain
-  arithmetic, so the numpy paths and the torch scan share it. :func:`box_iou` (dense, chunked) and
-  :func:`iou_pairs` (aligned pairs) are built on it.
+  arithmetic, so the numpy paths and the torch scan share it. :func:`box_iou` (dense, chunked; optionally with
+  mmdet's union floor, ``union_eps``) and :func:`iou_pairs` (aligned pairs) are built on it.
+- :func:`box_centres`: ``(x1 + x2) / 2`` in float32, the prior centres of ATSS, TAL and SimOTA.
 - :func:`resize_factor`, :func:`resized_hw`: ``GeneralizedRCNNTransform``'s ``min(min_size / short side,
   max_size / long side)`` in float64, the size floored (``interpolate(..., recompute_scale_factor=True)``).
 - :func:`scale_boxes` (:func:`scale_ratios`, :func:`apply_ratios`): ``transform.resize_boxes``: per-axis ratios
@@ -47,6 +48,14 @@ def as_boxes(boxes: Any, name: str) -> np.ndarray:
     return arr
 
 
+def box_centres(boxes_xyxy: np.ndarray) -> np.ndarray:
+    """(N, 2) float32 centres ``((x1 + x2) / 2, (y1 + y2) / 2)`` of (N, 4) float32 boxes, summed and halved in
+    float32 as mmdet's and Ultralytics' assigners compute prior centres."""
+    b = np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4)
+    half = np.float32(2)
+    return np.stack([(b[:, 0] + b[:, 2]) / half, (b[:, 1] + b[:, 3]) / half], axis=1)
+
+
 def xywh_to_xyxy(boxes_xywh: Any) -> np.ndarray:
     """COCO ``[x, y, w, h]`` boxes (N, 4) -> float32 xyxy, ``x2 = x + w`` added in float32 as torchvision's
     references do. Values beyond float32 become infinite (callers reject them); nothing is clipped."""
@@ -66,6 +75,10 @@ def iou_from_areas(inter: Any, area1: Any, area2: Any) -> Any:
     ``inter / (area1 + area2 - inter)`` (numpy or torch; float addition is commutative, the order of the areas is
     not). Two zero-area boxes give NaN, as in torchvision."""
     return inter / (area1 + area2 - inter)
+
+
+#: mmdet's ``bbox_overlaps`` floor on the union (``eps=1e-6``): ``inter / max(union, eps)``.
+MMDET_IOU_EPS = 1e-6
 
 
 def iou_from_areas_(inter: np.ndarray, area1: np.ndarray, area2: np.ndarray) -> np.ndarray:
@@ -109,15 +122,17 @@ def iou_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return iou_xyxy(a, b)
 
 
-def box_iou(boxes1: Any, boxes2: Any) -> np.ndarray:
+def box_iou(boxes1: Any, boxes2: Any, *, union_eps: float | None = None) -> np.ndarray:
     """Pairwise IoU, the same float32 arithmetic as ``torchvision.ops.box_iou``; chunked to bound memory.
 
     Args:
         boxes1: (N, 4) xyxy.
         boxes2: (M, 4) xyxy.
+        union_eps: None (torchvision) or a floor on the union, ``inter / max(union, eps)``, as mmdet's
+            ``bbox_overlaps`` (:data:`MMDET_IOU_EPS`); the two agree wherever the union is at least ``eps``.
 
     Returns:
-        (N, M) float32. Pairs of two zero-area boxes give NaN, as in torchvision.
+        (N, M) float32. Without ``union_eps``, pairs of two zero-area boxes give NaN, as in torchvision.
 
     Example:
         >>> box_iou(np.array([[0, 0, 10, 10]]), np.array([[0, 0, 10, 10], [5, 5, 15, 15], [20, 0, 30, 10]])).round(6)
@@ -135,7 +150,11 @@ def box_iou(boxes1: Any, boxes2: Any) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         for s in range(0, n, step):
             inter = intersection(b1[s : s + step, None, :], b2[None, :, :])
-            out[s : s + step] = iou_from_areas(inter, area1[s : s + step, None], area2[None, :])
+            if union_eps is None:
+                out[s : s + step] = iou_from_areas(inter, area1[s : s + step, None], area2[None, :])
+            else:
+                union = area1[s : s + step, None] + area2[None, :] - inter
+                out[s : s + step] = inter / np.maximum(union, np.float32(union_eps))
     return out
 
 

@@ -127,3 +127,19 @@ def test_ragged_arange_equals_a_loop(runs: list[tuple[int, int]]) -> None:
     lengths = np.array([n for _, n in runs], np.int64)
     expected = [v for s, n in runs for v in range(s, s + n)]
     assert boxes.ragged_arange(starts, lengths).tolist() == expected
+
+
+def test_box_iou_union_eps_is_mmdets_floor() -> None:
+    """``union_eps`` floors the union as mmdet's bbox_overlaps (eps 1e-6): equal wherever the union is larger, 0
+    instead of NaN for two empty boxes."""
+    a = np.array([[0, 0, 10, 10], [5, 5, 5, 5]], np.float32)
+    b = np.array([[2, 3, 12, 9], [5, 5, 5, 5]], np.float32)
+    plain, floored = box_iou(a, b), box_iou(a, b, union_eps=boxes.MMDET_IOU_EPS)
+    np.testing.assert_array_equal(floored[0], plain[0])
+    assert np.isnan(plain[1, 1]) and floored[1, 1] == 0
+
+
+def test_box_centres_float32() -> None:
+    c = boxes.box_centres(np.array([[0, 0, 3, 5], [1e8, 0, 1e8 + 3, 1]], np.float32))
+    assert c.dtype == np.float32
+    assert c[0].tolist() == [1.5, 2.5] and c[1, 0] == np.float32((np.float32(1e8) + np.float32(1e8 + 3)) / 2)

@@ -1,10 +1,12 @@
-"""The one result type of every assigner (max-IoU, ATSS): per-anchor labels and per-GT counts, as mmdet's
-``AssignResult``.
+"""The one result type of every assigner (max-IoU, ATSS, TAL, SimOTA): per-anchor labels and per-GT counts, as
+mmdet's ``AssignResult``.
 
 Labels per anchor (int8, :mod:`explorer.labels`): :data:`EASY_NEGATIVE` (max IoU exactly 0), :data:`HARD_NEGATIVE`
 (0 < max IoU < neg threshold), :data:`IGNORED` (the band between thresholds) and :data:`POSITIVE`. An assigner
 decides the matched GT of every anchor (torchvision's codes: a GT index, :data:`BELOW_LOW_THRESHOLD` or
-:data:`BETWEEN_THRESHOLDS`) and :func:`build_assignment` turns that into an :class:`Assignment`.
+:data:`BETWEEN_THRESHOLDS`) and :func:`build_assignment` turns that into an :class:`Assignment`. The
+prediction-aware assigners (TAL, SimOTA) have no ignore band and add per-anchor soft targets, metrics and
+predicted-box IoUs (None for max-IoU and ATSS).
 """
 
 from __future__ import annotations
@@ -40,7 +42,13 @@ class Assignment:
         best_level: int64 level index of best_anchor, -1 if unknown.
         low_quality_only: bool, has positives but all of them come from the low-quality rule.
         no_positive: bool, no positive anchor at all.
-        threshold: float32 ATSS IoU threshold (mean + std) per GT, NaN for max-IoU.
+        threshold: float32 ATSS IoU threshold (mean + std) per GT, NaN for the other assigners.
+        dynamic_k: int64 SimOTA's dynamic k per GT, or None.
+    Per anchor, prediction-aware assigners only (None otherwise), 0 where not positive:
+        soft_target: float32 classification target of the matched class (TAL's normalized metric, SimOTA/YOLOX's
+            predicted-box IoU).
+        assign_metric: float32 TAL's alignment metric s**alpha * u**beta with the matched GT.
+        pred_iou: float32 overlap of the decoded predicted box with the matched GT (IoU; CIoU for Ultralytics).
     """
 
     label: np.ndarray
@@ -61,6 +69,10 @@ class Assignment:
     method: str = "max_iou"
     pos_thresh: float = 0.5
     neg_thresh: float = 0.4
+    soft_target: np.ndarray | None = None
+    assign_metric: np.ndarray | None = None
+    pred_iou: np.ndarray | None = None
+    dynamic_k: np.ndarray | None = None
 
     @property
     def num_anchors(self) -> int:
@@ -74,6 +86,9 @@ class Assignment:
         """Anchors per label name."""
         counts = np.bincount(self.label.astype(np.int64), minlength=4)
         return {LABEL_NAMES[k]: int(counts[k]) for k in LABEL_NAMES}
+
+
+_EXTRAS = frozenset({"soft_target", "assign_metric", "pred_iou", "dynamic_k"})
 
 
 def _matched_iou(sp: SparseIoU, matched: np.ndarray, max_iou: np.ndarray, argmax: np.ndarray) -> np.ndarray:
@@ -114,6 +129,7 @@ def build_assignment(
     levels: np.ndarray | None,
     method: str,
     threshold: np.ndarray | None = None,
+    **extras: np.ndarray | None,
 ) -> Assignment:
     """The :class:`Assignment` of an assigner's decision.
 
@@ -124,9 +140,15 @@ def build_assignment(
         best, best_anchor: per-GT best IoU and best anchor (:attr:`SparseIoU.gt_best`).
         pos_thresh, neg_thresh: the thresholds (a max-IoU positive below ``pos_thresh`` is low quality).
         levels: (N,) level index per anchor, or None.
-        method: ``"max_iou"`` or ``"atss"`` (ATSS has no low-quality rule).
+        method: ``"max_iou"``, ``"atss"``, ``"tal_mmdet"``, ``"tal_ultralytics"`` or ``"simota"`` (only max-IoU
+            has a low-quality rule).
         threshold: (M,) per-GT IoU threshold (ATSS); None gives NaN.
+        extras: the optional fields of the prediction-aware assigners (``soft_target``, ``assign_metric``,
+            ``pred_iou``, ``dynamic_k``).
     """
+    unknown = set(extras) - _EXTRAS
+    if unknown:
+        raise TypeError(f"unknown Assignment fields {sorted(unknown)}")
     n, m = sp.num_anchors, sp.num_gt
     positive = matched >= 0
     label = np.where(max_iou > 0, HARD_NEGATIVE, EASY_NEGATIVE).astype(np.int8)
@@ -162,4 +184,5 @@ def build_assignment(
         method=method,
         pos_thresh=float(pos_thresh),
         neg_thresh=float(neg_thresh),
+        **extras,
     )

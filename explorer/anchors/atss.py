@@ -16,7 +16,7 @@ import numpy as np
 from explorer.anchors.assignment import Assignment, build_assignment
 from explorer.anchors.grid import LevelGrid
 from explorer.anchors.iou import SparseIoU, sparse_iou
-from explorer.boxes import CHUNK_PAIRS, as_boxes, iou_pairs
+from explorer.boxes import CHUNK_PAIRS, as_boxes, box_centres, iou_pairs
 from explorer.labels import BELOW_LOW_THRESHOLD
 
 
@@ -26,11 +26,6 @@ def _level_slices(levels: np.ndarray) -> list[tuple[int, int]]:
         raise ValueError("levels must be sorted (anchors concatenated level by level)")
     bounds = np.concatenate([[0], np.cumsum(np.bincount(lv))]) if len(lv) else np.array([0])
     return [(int(bounds[i]), int(bounds[i + 1])) for i in range(len(bounds) - 1) if bounds[i + 1] > bounds[i]]
-
-
-def _centres(boxes: np.ndarray) -> np.ndarray:
-    """(N, 2) float32 box centres (x, y)."""
-    return np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], axis=1).astype(np.float32)
 
 
 def _atss_candidates_dense(centres: np.ndarray, gt_centres: np.ndarray, start: int, stop: int, k: int) -> np.ndarray:
@@ -94,7 +89,7 @@ def _candidates(
             cand_parts.append(_atss_candidates_grid(anchors, gt_centres, grids[li], s, k))
         else:
             if centres is None:
-                centres = _centres(anchors)
+                centres = box_centres(anchors)
             cand_parts.append(_atss_candidates_dense(centres, gt_centres, s, e, k))
     return np.concatenate(cand_parts, axis=1)
 
@@ -172,7 +167,7 @@ def assign_atss(
             method="atss", threshold=np.zeros(0, np.float32),
         )  # fmt: skip
     best, best_anchor, _ = sp.gt_best
-    cand = _candidates(anchors, _centres(gt), levels, grids, topk)  # (M, C)
+    cand = _candidates(anchors, box_centres(gt), levels, grids, topk)  # (M, C)
     g_rep = np.repeat(np.arange(m), cand.shape[1])
     cand_iou = iou_pairs(anchors[cand.ravel()], gt[g_rep]).reshape(m, -1)
     thr = _threshold(cand_iou)

@@ -26,6 +26,7 @@ __all__ = [
     "box_iou_pairs",
     "ciou",
     "ciou_loss",
+    "ciou_ultralytics",
     "diou",
     "diou_loss",
     "giou",
@@ -270,6 +271,40 @@ def _ciou_loss_mmdet(boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float) -> 
 def ciou(boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float = 1e-7, *, gated: bool = False) -> torch.Tensor:
     """Complete IoU, 1 - :func:`ciou_loss` (same arguments)."""
     return 1 - ciou_loss(boxes1, boxes2, eps, gated=gated)
+
+
+def ciou_ultralytics(box1: torch.Tensor, box2: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """Complete IoU as Ultralytics computes it (``ultralytics/utils/metrics.py::bbox_iou(xywh=False, CIoU=True)``,
+    8.4.190), operation by operation in its float32 order; its ``TaskAlignedAssigner`` calls it with the GT boxes as
+    ``box1`` and the predicted boxes as ``box2``.
+
+    Its eps sits elsewhere than torchvision's or mmdet's: on both heights (``h = y2 - y1 + eps``), on the union, on
+    the enclosing diagonal and in alpha's denominator. No input checks (the assigner's hot path).
+
+    Args:
+        box1, box2: (..., 4) float xyxy, broadcast against each other.
+        eps: 1e-7.
+
+    Returns:
+        (..., 1) CIoU (the trailing 1 as in Ultralytics).
+    """
+    b1_x1, b1_y1, b1_x2, b1_y2 = box1.chunk(4, -1)
+    b2_x1, b2_y1, b2_x2, b2_y2 = box2.chunk(4, -1)
+    w1, h1 = b1_x2 - b1_x1, b1_y2 - b1_y1 + eps
+    w2, h2 = b2_x2 - b2_x1, b2_y2 - b2_y1 + eps
+    inter = (b1_x2.minimum(b2_x2) - b1_x1.maximum(b2_x1)).clamp_(0) * (
+        b1_y2.minimum(b2_y2) - b1_y1.maximum(b2_y1)
+    ).clamp_(0)
+    union = w1 * h1 + w2 * h2 - inter + eps
+    iou = inter / union
+    cw = b1_x2.maximum(b2_x2) - b1_x1.minimum(b2_x1)
+    ch = b1_y2.maximum(b2_y2) - b1_y1.minimum(b2_y1)
+    c2 = cw.pow(2) + ch.pow(2) + eps
+    rho2 = ((b2_x1 + b2_x2 - b1_x1 - b1_x2).pow(2) + (b2_y1 + b2_y2 - b1_y1 - b1_y2).pow(2)) / 4
+    v = (4 / math.pi**2) * ((w2 / h2).atan() - (w1 / h1).atan()).pow(2)
+    with torch.no_grad():
+        alpha = v / (1 - iou + v + eps)
+    return iou - (rho2 / c2 + v * alpha)
 
 
 # --- Rectified IoU (reconstruction) -----------------------------------------------------------------------------

@@ -202,3 +202,18 @@ def test_docstring_examples() -> None:
     import doctest
 
     assert doctest.testmod(L, raise_on_error=False).failed == 0
+
+
+def test_ciou_ultralytics_is_ciou_with_its_own_eps() -> None:
+    """Ultralytics' CIoU (eps on heights, union, diagonal) equals torchvision's up to those eps on sizable boxes,
+    and keeps the trailing dimension of its ``chunk``."""
+    gen = torch.Generator().manual_seed(0)
+    xy = torch.rand(200, 2, generator=gen) * 100
+    b1 = torch.cat([xy, xy + 5 + torch.rand(200, 2, generator=gen) * 50], dim=1)
+    b2 = b1 + torch.randn(200, 4, generator=gen) * 4
+    b2 = torch.cat([torch.minimum(b2[:, :2], b2[:, 2:] - 1), b2[:, 2:]], dim=1)
+    ours = L.ciou_ultralytics(b1, b2)
+    assert ours.shape == (200, 1)
+    torch.testing.assert_close(ours[:, 0], L.ciou(b1, b2), rtol=0, atol=2e-5)
+    same = L.ciou_ultralytics(b1, b1)[:, 0]
+    assert (same > 1 - 1e-6).all() and (same <= 1).all()
