@@ -50,9 +50,11 @@ descriptions = {
     "per class, level and size; validation problems; the boxes no anchor catches.",
     "Live detections": "A RetinaNet on the GPU (CPU fallback) with overlays, candidates before NMS, "
     "per-level score maps and per-anchor loss maps from the model's dense outputs.",
+    "Model scan": "A detector over a whole dataset: where its loss goes (exactly as torchvision trains it), easy "
+    "and hard by the classifier's p_t against the IoU proxy, score-IoU consistency, likely label problems.",
 }
 pages = common.existing_pages()
-cols = st.columns(2) + st.columns(2)  # two cards a row: four in a row cut "Dataset diagnostics" at 800 px
+cols = [c for _ in range(0, len(pages), 2) for c in st.columns(2)]  # two cards a row: four cut titles at 800 px
 for col, (path, title, icon) in zip(cols, pages, strict=False):
     with col, st.container(border=True):
         st.page_link(path, label=f"**{title}**", icon=icon)

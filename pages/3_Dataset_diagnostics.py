@@ -9,7 +9,7 @@ from explorer.dataset.view import filter_images, image_boxes, no_positive_rows
 from explorer.figures import dataset as figs
 from explorer.labels import ratio_text
 from ui import dataset as ui
-from ui.common import kept, page_setup, plot
+from ui.common import kept, page_link, page_setup, plot
 
 page_setup("Dataset diagnostics", "📊")
 
@@ -18,6 +18,11 @@ st.markdown(
     "anchors matched to the boxes by IoU (**positive** ≥ pos, **ignored** in between, **hard negative** "
     "0 < IoU < neg, **easy negative** IoU = 0, low-quality matches on). The counts equal torchvision's "
     "`AnchorGenerator` + `box_iou` + `Matcher` exactly; crowd boxes are left out of matching."
+)
+page_link(
+    "pages/5_Model_scan.py",
+    "Easy and hard here are an IoU proxy: the Model scan runs a detector over this dataset and measures them",
+    ":material/analytics:",
 )
 
 with st.sidebar:

@@ -11,7 +11,7 @@ from explorer.detection import view as detection_view
 from explorer.detection.outputs import filter_detections
 from explorer.figures import detection as figs
 from ui import detection as ui
-from ui.common import download_buttons, kept, kept_file, kept_upload, page_setup, plot
+from ui.common import download_buttons, kept, kept_file, kept_upload, page_link, page_setup, plot
 
 page_setup("Live detections", "🎯")
 st.caption(
@@ -20,6 +20,7 @@ st.caption(
     "with ground truth split the per-anchor classification loss into easy negatives, hard negatives, positives "
     "and ignored anchors."
 )
+page_link("pages/5_Model_scan.py", "The same over a whole dataset: Model scan", ":material/analytics:")
 
 # ----------------------------------------------------------------------------------------------- inputs
 with st.sidebar:

@@ -32,6 +32,7 @@ PAGES: tuple[tuple[str, str, str], ...] = (
     ("pages/2_Anchor_lab.py", "Anchor lab", ":material/anchor:"),
     ("pages/3_Dataset_diagnostics.py", "Dataset diagnostics", ":material/query_stats:"),
     ("pages/4_Live_detections.py", "Live detections", ":material/my_location:"),
+    ("pages/5_Model_scan.py", "Model scan", ":material/analytics:"),
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,6 +69,12 @@ def page_setup(title: str, icon: str = "🔭") -> None:
             st.divider()
     material = next((m for _, label, m in entries if label == title), HOME[2])
     st.title(f"{material} {title}")
+
+
+def page_link(path: str, label: str, icon: str) -> None:
+    """A link to another page of the app (nothing when a page runs on its own, where links cannot resolve)."""
+    if _served_from_app():
+        st.page_link(path, label=label, icon=icon)
 
 
 def _served_from_app() -> bool:

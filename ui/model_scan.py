@@ -1,0 +1,158 @@
+"""Streamlit-aware helpers of the Model scan page: the run (progress, stop, partial results kept for the session)
+and its inputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import streamlit as st
+
+from explorer.dataset.coco import CocoDataset, load_coco
+from explorer.model_scan.image_stats import LossSettings
+from explorer.model_scan.run import Accumulator, ModelScan, ModelScanConfig, iter_scan
+from explorer.settings import limits
+from ui.common import MAX_JSON_BYTES, cached, kept
+from ui.dataset import Source
+from ui.detection import ServedModel
+
+STATE = "ms_run"
+RUNNING = "ms_running"
+#: Images a hosted server scans per run at most (a run holds one CPU of the server).
+HOSTED_MAX_IMAGES = 200
+
+
+@dataclass
+class RunState:
+    """The session's model scan: what it scans (``key``: dataset digest and name, model, configuration), the
+    results so far, how many images it covers, and whether it finished."""
+
+    key: str
+    total: int
+    acc: Accumulator = field(default_factory=Accumulator)
+    finished: bool = False
+
+    @property
+    def done(self) -> int:
+        return len(self.acc.rows)
+
+
+def dataset(source: Source) -> CocoDataset:
+    """The chosen dataset, read once per content digest and name (the shared cache the other pages use)."""
+    return cached(
+        "coco_ms", (source.key, source.name), lambda: load_coco(source.read(), name=source.name,
+                                                                 max_bytes=MAX_JSON_BYTES),
+        max_entries=2, spinner=f"Reading {source.name}…",
+    )  # fmt: skip
+
+
+def config_widgets(num_images: int) -> ModelScanConfig:
+    """Images to scan, the detection score and the p_t threshold (sidebar)."""
+    cap = min(num_images, HOSTED_MAX_IMAGES) if limits().hosted else num_images
+    limit = st.number_input(
+        "Images to scan", 1, max(1, cap), min(40, max(1, cap)), 10, key=kept("ms_limit"),
+        help="A seeded sample of the dataset (all of it when the number covers it). On the CPU the demo model "
+        "takes about half a second per image; torchvision's ResNet-50 several seconds.",
+    )  # fmt: skip
+    seed = st.number_input("Sample seed", 0, 10_000, 0, 1, key=kept("ms_seed"))
+    score = st.slider(
+        "Detection score", 0.05, 0.95, 0.5, 0.05, key=kept("ms_score"),
+        help="Detections at or above it count (TP / FP) and are 'confident' for label problems.",
+    )  # fmt: skip
+    pt = st.slider("Easy when p_t ≥", 0.3, 0.95, 0.6, 0.05, key=kept("ms_pt"),
+                   help="The focal-loss literature calls an example easy when p_t is above about 0.6.")  # fmt: skip
+    return ModelScanConfig(LossSettings(pt_thresh=float(pt)), float(score), int(limit), int(seed))
+
+
+def run_key(source: Source, served: ServedModel, config: ModelScanConfig) -> str:
+    return f"{source.key}:{source.name}:{served.key}:{config!r}"
+
+
+def _start(key: str, total: int) -> None:
+    state = st.session_state.get(STATE)
+    if state is None or state.key != key or state.finished:
+        st.session_state[STATE] = RunState(key, total)
+    st.session_state[RUNNING] = True
+
+
+def _stop() -> None:
+    st.session_state[RUNNING] = False
+
+
+def controls(key: str, total: int) -> RunState | None:
+    """Start / stop buttons; the session's run for ``key`` (None when it has not started)."""
+    state = st.session_state.get(STATE)
+    running = st.session_state.get(RUNNING, False)
+    c1, c2 = st.columns([1, 3], vertical_alignment="center")
+    if running:
+        c1.button("Stop", key="ms_stop", on_click=_stop, help="Keeps the images scanned so far.")
+    else:
+        label = "Continue the scan" if state is not None and state.key == key and not state.finished else "Run"
+        c1.button(label, key="ms_start", type="primary", on_click=_start, args=(key, total))
+    if state is not None and state.key != key:
+        c2.caption("The settings changed since the last run: run again to scan with these.")
+        return None
+    return state
+
+
+def run(state: RunState, ds: CocoDataset, served: ServedModel, source: Source, config: ModelScanConfig) -> None:
+    """Scan the images the session's run has not done yet, with a progress bar; a Stop click ends the run at the
+    next image and keeps what is done."""
+    if source.images is None:
+        st.session_state[RUNNING] = False
+        return
+    bar = st.progress(state.done / max(1, state.total), text="Starting…")
+    skip = {r["image_id"] for r in state.acc.rows}
+
+    def progress(done: int, total: int) -> None:
+        n = state.done
+        bar.progress(n / max(1, state.total), text=f"Scanned {n:,} / {state.total:,} images…")
+
+    for result in iter_scan(ds, source.images, served.model, config, skip=skip, progress=progress):
+        state.acc.add(result)
+    state.finished = True
+    st.session_state[RUNNING] = False
+    bar.empty()
+    st.rerun()  # draw the Run button again in place of Stop
+
+
+def results(state: RunState) -> ModelScan:
+    """The run's results so far (rebuilt from the accumulated rows on each rerun)."""
+    return state.acc.result()
+
+
+PROBLEM_TEXT = {
+    "missing_label": ("Confident detections on no box", "the object may be unlabelled", "score"),
+    "not_found": ("Boxes no detection finds", "a wrong box, or a very hard object", "score"),
+    "class_confusion": ("Boxes found as another class", "a wrong class, or a confusing one", "score"),
+}
+
+
+def problems_section(scan: ModelScan, ds: CocoDataset, source: Source, names: dict[int, str], key: str) -> None:
+    """Per kind of likely label problem: how many, the table, and crops of the first ones (ranked)."""
+    from ui.dataset import crops
+
+    problems = scan.problems
+    if not len(problems):
+        st.success("No likely label problem at this score.")
+        return
+    kind = st.radio(
+        "Kind", list(PROBLEM_TEXT), horizontal=True, key=kept("ms_problem"),
+        format_func=lambda k: f"{PROBLEM_TEXT[k][0]} ({int((problems['kind'] == k).sum()):,})",
+    )  # fmt: skip
+    title, meaning, _ = PROBLEM_TEXT[kind]
+    rows = problems[problems["kind"] == kind]
+    # missing labels and confusions: most confident first; boxes not found: the ones the model came closest to last
+    rows = rows.sort_values("score", ascending=kind == "not_found").reset_index(drop=True)
+    st.caption(f"{title}: {meaning}. Ranked by the detection's score; the crops show the first 24.")
+    items = []
+    for r in rows.head(24).itertuples():
+        label = names.get(int(r.label), str(r.label))
+        other = f" as {names.get(int(r.other_label), r.other_label)}" if r.other_label >= 0 else ""
+        items.append((r.file_name, (r.x1, r.y1, r.x2, r.y2), f"{label}{other} · score {r.score:.2f}"))
+    if source.images is not None:
+        shown = crops(f"{key}:{kind}", source.images, items)
+        cols = st.columns(6)
+        for k, (img, caption) in enumerate(shown):
+            cols[k % 6].image(img, caption=caption, width="stretch")
+    view = rows.assign(label=rows["label"].map(lambda c: names.get(int(c), c)))
+    st.dataframe(view.drop(columns=["kind"]), hide_index=True, width="stretch")
