@@ -139,7 +139,7 @@ def yaml_layout(path: Path, split: str | None = None) -> YoloLayout:
     data = read_data_yaml(path)
     names = class_names(data, path)
     root_value = data.get("path")
-    root = path.parent if root_value in (None, "") else path.parent / str(root_value)
+    root = path.parent if root_value in (None, "") else Path(os.path.normpath(path.parent / str(root_value)))
     splits = [s for s in SPLITS if data.get(s) not in (None, "", [])]
     chosen = _choose(splits, split, str(path))
     entries = data[chosen] if isinstance(data[chosen], list) else [data[chosen]]
@@ -185,7 +185,7 @@ def _folder_images(folder: Path) -> list[Path]:
 
 def _listed_images(list_file: Path) -> list[Path]:
     lines = [s.strip() for s in read_text(list_file, "image list").splitlines()]
-    paths = [Path(s) if Path(s).is_absolute() else list_file.parent / s for s in lines if s and not s.startswith("#")]
+    paths = [Path(os.path.normpath(list_file.parent / s)) for s in lines if s and not s.startswith("#")]
     return [p for p in paths if is_image_file(p)]
 
 
