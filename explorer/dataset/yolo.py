@@ -129,6 +129,8 @@ def _choose(splits: list[str], split: str | None, where: str) -> str:
         if split not in splits:
             raise ValueError(f"{where} has no split {split!r} (it has: {', '.join(splits) or 'none'})")
         return split
+    if not splits:
+        raise ValueError(f"{where} has no split (a data.yaml names its images under train, val or test)")
     if len(splits) != 1:
         raise ValueError(f"{where} has the splits {', '.join(splits)}: choose one (--split)")
     return splits[0]
