@@ -148,6 +148,11 @@ def _check_out(path: Path | None) -> None:
         raise ValueError(f"output file {path} is a folder")
 
 
+def _bytes(mb: float) -> int:
+    """``--max-mb`` in bytes (a huge value means no limit)."""
+    return int(min(mb * 1e6, sys.maxsize))
+
+
 def run_scan(args: argparse.Namespace) -> int:
     from explorer.dataset.formats import load_dataset
     from explorer.dataset.scan import _cuda_available, scan_dataset
@@ -175,8 +180,7 @@ def run_scan(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     if not args.quiet:
         print(f"loading {args.annotations} ...", file=err, flush=True)
-    max_bytes = int(min(args.max_mb * 1e6, sys.maxsize))
-    ds = load_dataset(args.annotations, format=args.format, split=args.split, max_bytes=max_bytes)
+    ds = load_dataset(args.annotations, format=args.format, split=args.split, max_bytes=_bytes(args.max_mb))
     t_load = time.perf_counter() - t0
     bar = None
     if not args.quiet:

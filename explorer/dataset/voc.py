@@ -169,7 +169,9 @@ def voc_files(path: Path, split: str | None) -> tuple[Path, list[Path], str]:
     return path, [ann / f"{i}.xml" for i in ids], f"{path.name} ({split})"
 
 
-def _read_records(files: list[Path], root: Path, problems: Problems) -> list[tuple[Path, VocRecord]]:
+def _read_records(files: list[Path], root: Path, problems: Problems, strict: bool) -> list[tuple[Path, VocRecord]]:
+    """The parsed files; one that cannot be read or parsed is a problem row (a ``ValueError`` when ``strict``:
+    the one file given)."""
     out = []
     for xml in files:
         shown = _relative(xml, root)
@@ -179,11 +181,15 @@ def _read_records(files: list[Path], root: Path, problems: Problems) -> list[tup
             data = xml.read_bytes()
         except (OSError, ValueError) as err:
             reason = err.strerror if isinstance(err, OSError) and err.strerror else err
+            if strict:
+                raise ValueError(f"{xml} cannot be read ({reason})") from None
             problems.add("error", "invalid_file", f"{shown}: cannot be read ({reason}); left out")
             continue
         try:
             out.append((xml, parse_voc_xml(data, str(xml))))
         except expat.ExpatError as err:
+            if strict:
+                raise ValueError(f"{xml} is not well-formed XML ({err})") from None
             problems.add("error", "invalid_xml", f"{shown}: not well-formed XML ({err}); left out")
     return out
 
@@ -258,12 +264,14 @@ def load_voc(
     Raises:
         ValueError: not a VOC folder, an unknown split, an XML whose root is not ``<annotation>``, a DOCTYPE.
     """
-    root, files, shown = voc_files(Path(path), split)
+    p = Path(path)
+    root, files, shown = voc_files(p, split)
     problems = Problems()
     for xml in files:
         if not xml.is_file():
             problems.add("error", "missing_annotation", f"{_relative(xml, root)} is listed but missing; left out")
-    table, records = _images(root, _read_records([f for f in files if f.is_file()], root, problems), problems, workers)
+    parsed = _read_records([f for f in files if f.is_file()], root, problems, strict=p.is_file())
+    table, records = _images(root, parsed, problems, workers)
     found = sorted({o.name for r in records for o in r.objects if not o.problem})
     names = list(classes) if classes is not None else found
     ids = {n: k + 1 for k, n in enumerate(names)}
