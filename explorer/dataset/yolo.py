@@ -3,8 +3,9 @@ read into the one dataset type, :class:`~explorer.dataset.coco.CocoDataset`.
 
 Layout, as Ultralytics reads it (``ultralytics/data/utils.py``: ``check_det_dataset``, ``img2label_paths``):
 
-- ``data.yaml``: ``path`` (the dataset root; relative to the yaml's folder here, where Ultralytics tries the
-  working directory and its datasets folder; absent: the yaml's folder), ``train`` / ``val`` / ``test`` (each a
+- ``data.yaml``: ``path`` (the dataset root, relative to the yaml's folder; absent or not a folder there: the yaml's
+  folder. Ultralytics tries the working directory and then its datasets folder, which would make the result
+  depend on where the command runs), ``train`` / ``val`` / ``test`` (each a
   folder of images, a ``.txt`` list of image paths, one image, or a list of those; relative paths are relative to
   the root, and relative lines of a list file to the list file's folder), ``names`` (a list, or a dict
   ``{id: name}``) or only ``nc`` (names ``class_0``...). With several splits, ``split`` chooses one.
@@ -141,7 +142,9 @@ def yaml_layout(path: Path, split: str | None = None) -> YoloLayout:
     data = read_data_yaml(path)
     names = class_names(data, path)
     root_value = data.get("path")
-    root = path.parent if root_value in (None, "") else Path(os.path.normpath(path.parent / str(root_value)))
+    root = path.parent
+    if root_value not in (None, "") and (given := Path(os.path.normpath(path.parent / str(root_value)))).is_dir():
+        root = given  # else the yaml's folder: Ultralytics' own yamls name a root under its datasets folder
     splits = [s for s in SPLITS if data.get(s) not in (None, "", [])]
     chosen = _choose(splits, split, str(path))
     entries = data[chosen] if isinstance(data[chosen], list) else [data[chosen]]

@@ -159,3 +159,11 @@ def test_classes_txt_names_a_bare_pair_and_split_subfolders(tmp_path) -> None:
         load_yolo(tmp_path)
     ds = load_yolo(tmp_path, split="val")
     assert ds.file_names == ["images/val/a.jpg"] and ds.category_names == ["cat", "dog"]
+
+
+def test_yaml_path_is_relative_to_the_yaml_and_falls_back_to_its_folder(tmp_path) -> None:
+    yolo_pair(tmp_path / "set", {"a": "0 0.5 0.5 0.5 0.5\n"})
+    outside = text(tmp_path / "configs" / "set.yaml", "path: ../set\ntrain: images\n")
+    assert load_yolo(outside).image_root == str(tmp_path / "set")
+    inside = text(tmp_path / "set" / "data.yaml", "path: coco8\ntrain: images\n")  # Ultralytics-style root name
+    assert load_yolo(inside).file_names == ["images/a.jpg"]
