@@ -111,15 +111,18 @@ def class_names(data: dict, path: Path) -> dict[int, str] | None:
         raise ValueError(f"{path}: 'nc' must be a non-negative integer, got {nc!r}")
     if names is None:
         return None if nc is None else {k: f"class_{k}" for k in range(nc)}
+    scalar = (str, int, float)  # never str() of a nested value: YAML aliases can make it exponentially long
     if isinstance(names, list):
-        out = dict(enumerate(str(n) for n in names))
+        out = dict(enumerate(str(n) if isinstance(n, scalar) else None for n in names))
     elif isinstance(names, dict):
         try:
-            out = {int(k): str(v) for k, v in names.items()}
+            out = {int(k): str(v) if isinstance(v, scalar) else None for k, v in names.items()}
         except (TypeError, ValueError):
             raise ValueError(f"{path}: the keys of 'names' must be class ids (integers)") from None
     else:
         raise ValueError(f"{path}: 'names' must be a list or a mapping, got a {type(names).__name__}")
+    if not all(type(v) is str for v in out.values()):
+        raise ValueError(f"{path}: the class names must be plain strings or numbers")
     if nc is not None and nc != len(out):
         raise ValueError(f"{path}: 'nc' is {nc} but 'names' has {len(out)} entries")
     return dict(sorted(out.items()))
@@ -142,6 +145,8 @@ def yaml_layout(path: Path, split: str | None = None) -> YoloLayout:
     data = read_data_yaml(path)
     names = class_names(data, path)
     root_value = data.get("path")
+    if root_value is not None and not isinstance(root_value, str):
+        raise ValueError(f"{path}: 'path' must be a folder name, got a {type(root_value).__name__}")
     root = path.parent
     if root_value not in (None, "") and (given := Path(os.path.normpath(path.parent / str(root_value)))).is_dir():
         root = given  # else the yaml's folder: Ultralytics' own yamls name a root under its datasets folder

@@ -167,3 +167,15 @@ def test_yaml_path_is_relative_to_the_yaml_and_falls_back_to_its_folder(tmp_path
     assert load_yolo(outside).image_root == str(tmp_path / "set")
     inside = text(tmp_path / "set" / "data.yaml", "path: coco8\ntrain: images\n")  # Ultralytics-style root name
     assert load_yolo(inside).file_names == ["images/a.jpg"]
+
+
+def test_yaml_aliases_cannot_blow_up_names_or_path(tmp_path) -> None:
+    yolo_pair(tmp_path, {"a": "0 0.5 0.5 0.5 0.5\n"})
+    levels = ["l0: &l0 [x, x, x, x, x, x, x, x, x, x]"]
+    for k in range(1, 9):
+        levels.append(f"l{k}: &l{k} [" + ", ".join([f"*l{k - 1}"] * 10) + "]")
+    bomb = "\n".join(levels)  # 10**9 strings if expanded
+    with pytest.raises(ValueError, match="class names must be plain strings or numbers"):
+        load_yolo(text(tmp_path / "data.yaml", f"{bomb}\ntrain: images\nnames: [*l8]\n"))
+    with pytest.raises(ValueError, match="'path' must be a folder name, got a list"):
+        load_yolo(text(tmp_path / "data.yaml", f"{bomb}\ntrain: images\npath: *l8\n"))
