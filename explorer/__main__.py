@@ -1,9 +1,12 @@
-"""Command line: ``python -m explorer scan ANNOTATIONS.json [--out stats.parquet|stats.csv] [options]``, and
-``python -m explorer model-scan`` (:mod:`explorer.model_scan.cli`).
+"""Command line: ``python -m explorer scan DATASET [--out stats.parquet|stats.csv] [options]``,
+``python -m explorer convert DATASET --to coco|yolo|voc OUT`` and ``python -m explorer model-scan``
+(:mod:`explorer.model_scan.cli`).
 
-Scans a COCO instances file with RetinaNet's anchors and label assignment (torchvision's defaults unless told
-otherwise), shows a progress bar on stderr, prints a summary table, and writes the per-image table (and optionally
-the per-box and per-class tables) as Parquet or CSV. Invalid input ends with exit status 2 and a one-line message,
+DATASET is a COCO JSON (or .json.gz), a YOLO data.yaml or images/ + labels/ folder, or a Pascal VOC folder
+(:func:`explorer.dataset.formats.load_dataset`). ``scan`` labels it with RetinaNet's anchors and label assignment
+(torchvision's defaults unless told otherwise), shows a progress bar on stderr, prints a summary table, and writes
+the per-image table (and optionally the per-box and per-class tables) as Parquet or CSV; ``convert`` writes it in
+another format (:mod:`explorer.dataset.convert`). Invalid input ends with exit status 2 and a one-line message,
 never a traceback.
 
 Example:
@@ -23,6 +26,7 @@ import pandas as pd
 
 from explorer.anchors.grid import CONVENTIONS, TORCHVISION_SIZES, default_config
 from explorer.model_scan import cli as model_scan_cli
+from explorer.dataset.convert import TARGETS, add_convert_command, run_convert
 
 #: Tagged classes printed per tag.
 _SHOW_CLASSES = 8
@@ -87,7 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
         "torchvision's RetinaNet labels them (Matcher with low-quality matches), plus per-class, per-level and "
         "per-size aggregates.",
     )
-    scan.add_argument("annotations", type=Path, help="COCO instances JSON file")
+    scan.add_argument("annotations", type=Path, help="COCO JSON (.json, .json.gz), YOLO data.yaml, or a dataset folder")
+    scan.add_argument("--format", choices=TARGETS, default=None, help="the dataset's format (default: found)")
+    scan.add_argument("--split", default=None, help="the split to scan (YOLO, VOC, or a folder of COCO files)")
     scan.add_argument("--out", type=Path, help="write the per-image table (.parquet or .csv)")
     scan.add_argument("--boxes-out", type=Path, help="write the per-box table (.parquet or .csv)")
     scan.add_argument("--classes-out", type=Path, help="write the per-class table (.parquet or .csv)")
@@ -118,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--max-mb", type=_positive, default=2000.0, help="refuse annotation files larger than this (MB)")
     scan.add_argument("--quiet", action="store_true", help="no progress bar")
     model_scan_cli.add_parser(sub)
+    add_convert_command(sub)
     return parser
 
 
@@ -144,8 +151,13 @@ def _check_out(path: Path | None) -> None:
         raise ValueError(f"output file {path} is a folder")
 
 
+def _bytes(mb: float) -> int:
+    """``--max-mb`` in bytes (a huge value means no limit)."""
+    return int(min(mb * 1e6, sys.maxsize))
+
+
 def run_scan(args: argparse.Namespace) -> int:
-    from explorer.dataset.coco import load_coco
+    from explorer.dataset.formats import load_dataset
     from explorer.dataset.scan import _cuda_available, scan_dataset
     from explorer.dataset.scan_config import ScanConfig
     from explorer.dataset.scan_result import format_summary
@@ -171,7 +183,7 @@ def run_scan(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     if not args.quiet:
         print(f"loading {args.annotations} ...", file=err, flush=True)
-    ds = load_coco(args.annotations, max_bytes=int(min(args.max_mb * 1e6, sys.maxsize)))
+    ds = load_dataset(args.annotations, format=args.format, split=args.split, max_bytes=_bytes(args.max_mb))
     t_load = time.perf_counter() - t0
     bar = None
     if not args.quiet:
@@ -234,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_scan(args)
         if args.command == "model-scan":
             return model_scan_cli.run(args)
+        if args.command == "convert":
+            return run_convert(args)
     except ValueError as exc:  # includes CocoFormatError
         print(f"error: {' '.join(str(exc).splitlines())}", file=sys.stderr)
         return 2

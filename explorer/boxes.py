@@ -7,6 +7,9 @@ bit for bit (``tests/test_boxes.py``).
 
 - :func:`xywh_to_xyxy`: ``x2 = x + w`` added in float32, as the torchvision detection references
   (``coco_utils.ConvertCocoPolysToMask``) do; adding in float64 and rounding differs by one ulp on some boxes.
+  :func:`xyxy_to_xywh` is its inverse for writing COCO files (exact for boxes that were read from xywh).
+- :func:`cxcywhn_to_xyxy`: YOLO's normalised ``cx cy w h`` -> pixel xyxy, computed in float64 and rounded to
+  float32 once; :func:`xyxy_to_cxcywhn` writes float32 boxes so that they read back bit for bit.
 - :func:`iou_from_areas`: ``inter / (area1 + area2 - inter)``, ``torchvision.ops.box_iou``'s order; it is plain
   arithmetic, so the numpy paths and the torch scan share it. :func:`box_iou` (dense, chunked; optionally with
   mmdet's union floor, ``union_eps``) and :func:`iou_pairs` (aligned pairs) are built on it.
@@ -63,6 +66,77 @@ def xywh_to_xyxy(boxes_xywh: Any) -> np.ndarray:
         out = np.array(boxes_xywh, dtype=np.float32).reshape(-1, 4)
         out[:, 2:] += out[:, :2]
     return out
+
+
+def xyxy_to_xywh(boxes_xyxy: Any) -> np.ndarray:
+    """(N, 4) float32 xyxy -> (N, 4) float64 COCO ``[x, y, w, h]``, ``w = x2 - x1`` rounded to float32 once.
+
+    For a box read from COCO (``x2 = x + w`` added in float32 by :func:`xywh_to_xyxy`) this gives a ``w`` that
+    reads back to the same ``x2`` (``tests/test_boxes.py`` checks 200,000 random ones). For other float32 boxes a
+    float32 sum ``x1 + w`` cannot reach every ``x2`` (at a tie it rounds to even), so a few per cent of random
+    boxes read back one ulp off; integer corners always read back. Written with ``repr`` (as ``json.dumps`` does),
+    the float64 values survive a file.
+
+    Example:
+        >>> b = xywh_to_xyxy([[0.1, 0.2, 600.5, 400.25]])
+        >>> bool((xywh_to_xyxy(xyxy_to_xywh(b)) == b).all())
+        True
+    """
+    b = np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4)
+    with np.errstate(over="ignore", invalid="ignore"):
+        wh = (b[:, 2:].astype(np.float64) - b[:, :2]).astype(np.float32)
+    return np.concatenate([b[:, :2], wh], axis=1).astype(np.float64)
+
+
+def cxcywhn_to_xyxy(boxes_cxcywhn: Any, width: Any, height: Any) -> np.ndarray:
+    """YOLO boxes, normalised ``cx cy w h`` (N, 4), -> (N, 4) float32 pixel xyxy.
+
+    ``x1 = (cx - w / 2) * width`` and so on, in float64, rounded to float32 once; nothing is clipped. ``width``
+    and ``height`` are scalars or (N,) per box. Ultralytics parses label files to float32 before this product;
+    keeping float64 is what lets :func:`xyxy_to_cxcywhn` write float32 boxes that read back bit for bit.
+
+    Example:
+        >>> cxcywhn_to_xyxy([[0.5, 0.5, 0.5, 0.5]], 100, 50).tolist()
+        [[25.0, 12.5, 75.0, 37.5]]
+    """
+    b = np.asarray(boxes_cxcywhn, dtype=np.float64).reshape(-1, 4)
+    w_img, h_img = np.asarray(width, np.float64), np.asarray(height, np.float64)
+    half_w, half_h = b[:, 2] / 2, b[:, 3] / 2
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.stack(
+            [
+                (b[:, 0] - half_w) * w_img,
+                (b[:, 1] - half_h) * h_img,
+                (b[:, 0] + half_w) * w_img,
+                (b[:, 1] + half_h) * h_img,
+            ],
+            axis=1,
+        )
+        return out.astype(np.float32)
+
+
+def xyxy_to_cxcywhn(boxes_xyxy: Any, width: Any, height: Any) -> np.ndarray:
+    """(N, 4) pixel xyxy -> (N, 4) float64 normalised YOLO ``cx cy w h`` (``width``, ``height``: scalars or (N,)).
+
+    ``cx = (x1 + x2) / 2 / width`` and ``w = (x2 - x1) / width`` in float64; written with ``repr`` (17 significant
+    digits), they read back through :func:`cxcywhn_to_xyxy` to the same float32 box for every box whose corners
+    are not tiny against its size (the tests check every box of coco-mini and of the sample dataset).
+
+    Example:
+        >>> xyxy_to_cxcywhn([[25, 12.5, 75, 37.5]], 100, 50).tolist()
+        [[0.5, 0.5, 0.5, 0.5]]
+    """
+    b = np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4).astype(np.float64)
+    w_img, h_img = np.asarray(width, np.float64), np.asarray(height, np.float64)
+    return np.stack(
+        [
+            (b[:, 0] + b[:, 2]) / 2 / w_img,
+            (b[:, 1] + b[:, 3]) / 2 / h_img,
+            (b[:, 2] - b[:, 0]) / w_img,
+            (b[:, 3] - b[:, 1]) / h_img,
+        ],
+        axis=1,
+    )
 
 
 def area(x1: Any, y1: Any, x2: Any, y2: Any) -> Any:

@@ -143,3 +143,42 @@ def test_box_centres_float32() -> None:
     c = boxes.box_centres(np.array([[0, 0, 3, 5], [1e8, 0, 1e8 + 3, 1]], np.float32))
     assert c.dtype == np.float32
     assert c[0].tolist() == [1.5, 2.5] and c[1, 0] == np.float32((np.float32(1e8) + np.float32(1e8 + 3)) / 2)
+
+
+def _float32_boxes(rng: np.random.Generator, n: int, side: float = 5000.0) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 4) float32 xyxy inside images of random whole sizes (n, 2)."""
+    wh = rng.integers(1, int(side), (n, 2)).astype(np.float64)
+    x1, y1 = rng.random(n) * wh[:, 0], rng.random(n) * wh[:, 1]
+    x2 = x1 + rng.random(n) * (wh[:, 0] - x1)
+    y2 = y1 + rng.random(n) * (wh[:, 1] - y1)
+    return np.stack([x1, y1, x2, y2], axis=1).astype(np.float32), wh
+
+
+def test_cxcywhn_golden_and_empty() -> None:
+    assert boxes.cxcywhn_to_xyxy(np.zeros((0, 4)), 10, 10).shape == (0, 4)
+    got = boxes.cxcywhn_to_xyxy([[0.5, 0.5, 0.2, 0.4], [0.1, 0.2, 0.2, 0.4]], [200, 100], [100, 50])
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, np.array([[80, 30, 120, 70], [0, 0, 20, 20]], np.float32))
+
+
+def test_yolo_coordinates_read_back_bit_for_bit() -> None:
+    """xyxy -> cxcywhn (float64, written with repr) -> cxcywhn_to_xyxy gives the same float32 box: 200,000 random
+    boxes, whole-image boxes and boxes at the origin."""
+    b, wh = _float32_boxes(np.random.default_rng(5), 200_000)
+    b[:1000, :2] = 0
+    b[1000:2000] = np.concatenate([np.zeros((1000, 2)), wh[1000:2000]], axis=1)
+    c = boxes.xyxy_to_cxcywhn(b, wh[:, 0], wh[:, 1])
+    text = [[float(repr(float(v))) for v in row] for row in c[:2000]]
+    np.testing.assert_array_equal(boxes.cxcywhn_to_xyxy(text, wh[:2000, 0], wh[:2000, 1]), b[:2000])
+    np.testing.assert_array_equal(boxes.cxcywhn_to_xyxy(c, wh[:, 0], wh[:, 1]), b)
+
+
+def test_xyxy_to_xywh_inverts_coco_boxes_exactly() -> None:
+    """Boxes read from COCO xywh (float32 x + w) come back from xyxy_to_xywh exactly; arbitrary float32 boxes
+    cannot all (the float32 sum rounds ties to even), which is why the converter counts them."""
+    b, _ = _float32_boxes(np.random.default_rng(6), 200_000)
+    coco = boxes.xywh_to_xyxy(np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1))
+    np.testing.assert_array_equal(boxes.xywh_to_xyxy(boxes.xyxy_to_xywh(coco)), coco)
+    assert (boxes.xywh_to_xyxy(boxes.xyxy_to_xywh(b)) != b).any(axis=1).mean() < 0.1
+    whole = np.array([[0, 0, 640, 480], [47, 238, 195, 371]], np.float32)  # integer corners (VOC)
+    np.testing.assert_array_equal(boxes.xyxy_to_xywh(whole), [[0, 0, 640, 480], [47, 238, 148, 133]])

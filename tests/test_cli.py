@@ -63,7 +63,7 @@ def test_custom_anchor_sizes(annotations, capsys):
         (b"[]", "top level is a JSON list"),
         (b'{"categories": []}', "no 'images' key"),
         (b"PK\x03\x04\x14\x00\x00\x00\x08\x00L%w]\x0c\x16\xe3\xff", "this is a zip archive"),
-        (b"\x1f\x8b\x08\x00 compressed", "this is a gzip file"),
+        (b"\x1f\x8b\x08\x00 compressed", "bad.json is a gzip file that cannot be decompressed"),
         (b"hello\x07world\x1b[31m", "starts with 'hello?world?[31m'"),
         (b'{"images": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "the JSON is nested too deeply"),
         (b'{"images": [{"id": ' + b"9" * 5000 + b"}]}", "a number in the JSON has more than 4,300 digits"),
@@ -86,7 +86,7 @@ def test_bad_options_and_missing_file(annotations, tmp_path, capsys):
     assert main(["scan", str(annotations), "--quiet", "--pos", "0.3"]) == 2
     assert "neg_thresh" in capsys.readouterr().err
     assert main(["scan", str(tmp_path), "--quiet"]) == 2
-    assert "is a folder, not an annotation file" in capsys.readouterr().err
+    assert "no dataset in" in capsys.readouterr().err
     assert main(["scan", str(annotations), "--quiet", "--max-mb", "0.000001"]) == 2
     assert "over the 1e-06 MB limit" in capsys.readouterr().err
     with pytest.raises(SystemExit) as info:
@@ -95,12 +95,12 @@ def test_bad_options_and_missing_file(annotations, tmp_path, capsys):
 
 
 def test_bad_output_paths_are_refused_before_the_scan(annotations, tmp_path, capsys, monkeypatch):
-    import explorer.dataset.coco
+    import explorer.dataset.formats
 
     def no_load(*args, **kwargs):
         raise AssertionError("loaded the annotations before checking the output path")
 
-    monkeypatch.setattr(explorer.dataset.coco, "load_coco", no_load)
+    monkeypatch.setattr(explorer.dataset.formats, "load_dataset", no_load)
     missing = tmp_path / "no" / "such" / "folder" / "stats.csv"
     assert main(["scan", str(annotations), "--quiet", "--out", str(missing)]) == 2
     err = capsys.readouterr().err
@@ -206,3 +206,55 @@ def test_values_beyond_int64_and_float64_are_problem_rows_not_crashes(tmp_path, 
     assert main(["scan", str(path), "--quiet", "--problems-out", str(problems)]) == 0
     assert "image_size" in capsys.readouterr().out
     assert sorted(pd.read_csv(problems)["kind"]) == ["image_size", "missing_key", "unknown_category"]
+
+
+def test_convert_then_scan_yolo_and_voc_copies(annotations, tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    from PIL import Image
+
+    for rec in json.loads(annotations.read_text())["images"]:
+        Image.new("RGB", (rec["width"], rec["height"])).save(images / rec["file_name"])
+    want, got = tmp_path / "want.csv", tmp_path / "got.csv"
+    assert main(["scan", str(annotations), "--quiet", "--out", str(want)]) == 0
+    argv = ["convert", str(annotations), "--images", str(images), "--split", "val", "--to"]
+    assert main([*argv, "yolo", str(tmp_path / "yolo")]) == 0
+    out = capsys.readouterr().out
+    assert "read ann.json: 8 images" in out and "wrote 8 images and" in out and "every box reads back exactly" in out
+    assert main([*argv, "voc", str(tmp_path / "voc")]) == 0
+    assert main(["convert", str(tmp_path / "voc"), "--to", "coco", str(tmp_path / "back.json.gz")]) == 0
+    capsys.readouterr()
+    columns = ["positives", "ignored", "hard_negatives", "easy_negatives", "boxes"]
+    expected = pd.read_csv(want)[columns]
+    for path, options in (
+        (tmp_path / "yolo", ["--format", "yolo", "--split", "val"]),
+        (tmp_path / "voc" / "Annotations" / "..", ["--split", "val"]),
+        (tmp_path / "back.json.gz", []),
+    ):
+        assert main(["scan", str(path), "--quiet", "--out", str(got), *options]) == 0
+        pd.testing.assert_frame_equal(pd.read_csv(got)[columns], expected)
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("setup", "argv", "message"),
+    [
+        ("two", ["scan", "{d}", "--quiet"], "holds several datasets: a.json (coco), b.json (coco)"),
+        ("two", ["convert", "{d}", "--to", "yolo", "{d}/out"], "holds several datasets"),
+        ("two", ["convert", "{d}/a.json", "--to", "voc", "{d}"], "output folder"),
+        ("two", ["convert", "{d}/a.json", "--to", "coco", "{d}/no/x.json"], "does not exist"),
+        ("yaml", ["scan", "{d}/data.yaml", "--quiet"], "is not a YOLO data.yaml: the top level is a list"),
+        ("two", ["scan", "{d}/a.json", "--quiet", "--format", "voc"], "a.json is not well-formed XML"),
+    ],
+)
+def test_format_errors_exit_2_with_one_line(tmp_path, capsys, setup, argv, message):
+    coco = json.dumps({"images": [{"id": 1, "width": 8, "height": 8, "file_name": "a.jpg"}]})
+    if setup == "two":
+        (tmp_path / "a.json").write_text(coco)
+        (tmp_path / "b.json").write_text(coco)
+    else:
+        (tmp_path / "data.yaml").write_text("- a\n- b\n")
+    assert _run([a.replace("{d}", str(tmp_path)) for a in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and len(err.splitlines()) == 1, err
+    assert message in err

@@ -1,7 +1,13 @@
-"""Datasets: the COCO reader, one image's boxes from any source, and the dataset scan.
+"""Datasets: the readers (COCO, YOLO, Pascal VOC) into one dataset type, one image's boxes from any source, the
+converter, and the dataset scan.
 
 - ``coco``: the reader (``load_coco``, ``CocoDataset``, ``parse_json_lean``); its record checks in
   ``coco_records`` (images, categories), ``coco_annotations`` and ``coco_problems`` (the problems table);
+  ``coco_json`` (bytes, gzip, lean parsing);
+- ``formats``: ``detect_format`` and ``load_dataset`` (any format, from a file or a folder); ``yolo`` (data.yaml or
+  images/ + labels/, lines parsed by ``yolo_labels``), ``voc`` (Annotations/*.xml, safe XML), both through
+  ``box_records`` (the COCO box checks on pixel boxes) and ``image_headers`` (sizes without decoding pixels);
+  ``convert`` (writers: COCO JSON, YOLO folder, VOC folder);
 - ``image_boxes``: ground-truth boxes of one image for the Anchor lab (COCO JSON, YOLO .txt, table rows);
 - ``scan``: the driver (``scan_dataset``) over ``scan_config``, ``scan_result``; the fast exact path
   ``scan_numpy`` with ``scan_geometry`` and ``scan_union``; ``scan_torch`` (CUDA); ``scan_reference`` (the

@@ -92,6 +92,7 @@ class CocoDataset:
         ann_offsets: (I + 1,) int64.
         problems: DataFrame with :data:`PROBLEM_COLUMNS`.
         name: where the data came from (file name), for display.
+        image_root: the folder that ``file_names`` are relative to, when the reader knows it ("" otherwise).
     """
 
     image_ids: np.ndarray
@@ -110,6 +111,7 @@ class CocoDataset:
     problems: pd.DataFrame
     name: str = ""
     counts: dict[str, int] = field(default_factory=dict)
+    image_root: str = ""
 
     @property
     def num_images(self) -> int:
@@ -264,12 +266,13 @@ def _build(data: dict, name: str) -> CocoDataset:
         problems.add("error", "missing_key", f"'annotations' is a {type(anns).__name__}, not a list; ignored")
         anns = []
     kept = parse_annotations(anns, images, cats, problems)
-    return _dataset(images, kept, problems.frame(), name, annotations_in_file=len(anns))
+    return assemble(images, kept, problems.frame(), name, annotations_in_file=len(anns))
 
 
-def _dataset(
+def assemble(
     images: ImageRecords, kept: Annotations, problems: pd.DataFrame, name: str, *, annotations_in_file: int
 ) -> CocoDataset:
+    """The :class:`CocoDataset` of checked records (also the last step of the YOLO and VOC readers)."""
     counts = {
         "images_in_file": len(images.ids) + len(images.invalid),
         "annotations_in_file": annotations_in_file,

@@ -1,11 +1,14 @@
 """Reading a COCO file's bytes into Python objects, leanly and safely (the first step of
 :func:`explorer.dataset.coco.load_coco`).
 
-:func:`read_bytes` takes bytes or a path under a size cap; :func:`parse_json_lean` parses them with every polygon
-``segmentation`` cut out of the raw bytes first (about 300 of the 448 MB of ``instances_train2017.json``), so
-their Python objects are never built. Anything that is not JSON, or JSON that Python cannot read (nested hundreds
-of levels deep, a number of more than 4,300 digits), raises :class:`CocoFormatError`, a ``ValueError``, with the
-line and column of a syntax error; a zip, gzip, image or PDF uploaded by mistake is named.
+:func:`read_bytes` takes bytes or a path under a size cap, and decompresses gzip (``.json.gz``, or any bytes
+that start with gzip's magic number) under the same cap on the decompressed size, so a small file that inflates to
+gigabytes (a decompression bomb) is refused after reading at most the cap. :func:`parse_json_lean` parses them
+with every polygon ``segmentation`` cut out of the raw bytes first (about 300 of the 448 MB of
+``instances_train2017.json``), so their Python objects are never built. Anything that is not JSON, or JSON that
+Python cannot read (nested hundreds of levels deep, a number of more than 4,300 digits), raises
+:class:`CocoFormatError`, a ``ValueError``, with the line and column of a syntax error; a zip, image or PDF
+uploaded by mistake is named.
 
 Example:
     >>> parse_json_lean(b'{"annotations": [{"segmentation": [[1, 2, 3, 4]], "bbox": [1, 2, 3, 4]}]}')
@@ -14,10 +17,13 @@ Example:
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import os
 import re
 import sys
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +66,13 @@ _MAGIC: dict[bytes, str] = {
 
 
 def read_bytes(source: bytes | bytearray | memoryview | str | os.PathLike, max_bytes: int) -> tuple[bytes, str]:
+    """The bytes of an annotation file (a path, or bytes already read) and its display name, gunzipped when they
+    are gzip; the cap applies to the file and to its decompressed content.
+
+    Raises:
+        CocoFormatError: a folder, a missing file, over ``max_bytes``, or a gzip file that is corrupt or
+            decompresses to more than ``max_bytes``.
+    """
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         name = "uploaded JSON"
@@ -76,7 +89,30 @@ def read_bytes(source: bytes | bytearray | memoryview | str | os.PathLike, max_b
         name = path.name
     if len(data) > max_bytes:
         raise CocoFormatError(f"annotation data is {_mb(len(data))}, over the {_mb(max_bytes)} limit")
+    if data[:2] == b"\x1f\x8b":
+        data = gunzip(data, max_bytes, name)
     return data, name
+
+
+def gunzip(data: bytes, max_bytes: int, name: str) -> bytes:
+    """The decompressed content of gzip ``data``, read up to ``max_bytes + 1`` bytes and refused beyond ``max_bytes``
+    (memory stays bounded by the cap, whatever the ratio).
+
+    Example:
+        >>> gunzip(gzip.compress(b"{}"), 10, "a.json.gz")
+        b'{}'
+    """
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
+            out = f.read(max_bytes + 1)
+    except (OSError, EOFError, zlib.error) as err:
+        raise CocoFormatError(f"{name} is a gzip file that cannot be decompressed: {err}") from None
+    if len(out) > max_bytes:
+        raise CocoFormatError(
+            f"{name} decompresses to more than the {_mb(max_bytes)} limit (a gzip file of {_mb(len(data))}); "
+            "refused as a possible decompression bomb"
+        )
+    return out
 
 
 def _json_error(err: json.JSONDecodeError) -> CocoFormatError:

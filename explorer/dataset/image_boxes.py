@@ -18,14 +18,14 @@ from pathlib import PurePosixPath
 
 import numpy as np
 
+from explorer.boxes import cxcywhn_to_xyxy
 from explorer.dataset.coco import CocoDataset
+from explorer.dataset.yolo_labels import CLIP_NOTICE_PX, decode_label_bytes, parse_label_text
 from explorer.synthetic import scene_targets
 
 TABLE_COLUMNS: tuple[str, ...] = ("x1", "y1", "x2", "y2", "label")
 
-#: Boxes that overshoot the image by at most this much (px) are clipped without a notice: YOLO files keep about
-#: six decimals, so a box drawn to the image edge comes back a few 1e-4 px outside it.
-CLIP_NOTICE_PX = 0.05
+__all__ = ["CLIP_NOTICE_PX", "BoxSet", "boxes_from_coco", "boxes_from_rows", "boxes_from_scene", "parse_yolo"]
 
 
 @dataclass(frozen=True)
@@ -123,73 +123,26 @@ def sanitize_boxes(
 def parse_yolo(text: str | bytes, width: int, height: int, *, class_names: Sequence[str] | None = None) -> BoxSet:
     """Parse a YOLO label file: one ``class cx cy w h`` line per box, coordinates normalised to [0, 1].
 
-    Blank lines and ``#`` comments are ignored; an optional 6th value (a confidence) is ignored. Bad lines are
-    skipped and named in :attr:`BoxSet.warnings` by line number.
+    The lines follow :func:`explorer.dataset.yolo_labels.parse_label_text` (blank lines and ``#`` comments
+    ignored, a 6th value ignored, segment lines reduced to their bounding box with a note); the boxes are
+    :func:`explorer.boxes.cxcywhn_to_xyxy`'s. Bad lines are skipped and named in :attr:`BoxSet.warnings` by line
+    number.
 
     Raises:
         ValueError: if the bytes are not UTF-8 text.
     """
     if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8-sig")
-        except UnicodeDecodeError as err:
-            raise ValueError(f"the YOLO file is not UTF-8 text: {err}") from err
-    boxes, classes, names, warnings, skipped = [], [], [], [], []
-    for lineno, raw in enumerate(text.splitlines(), start=1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        parts = line.split()
-        if len(parts) not in (5, 6):
-            warnings.append(f"line {lineno}: expected 5 values (class cx cy w h), got {len(parts)}")
-            skipped.append((lineno, "wrong number of values"))
-            continue
-        try:
-            vals = [float(p) for p in parts[1:5]]
-        except ValueError:
-            bad = next(p for p in parts[1:5] if not _is_float(p))
-            warnings.append(f"line {lineno}: not a number: {bad}")
-            skipped.append((lineno, "not a number"))
-            continue
-        cls_token = parts[0]
-        cid = _class_id(cls_token)
-        if cid is None:
-            warnings.append(f"line {lineno}: class must be an integer id, got {cls_token}")
-            skipped.append((lineno, "bad class id"))
-            continue
-        cx, cy, w, h = vals
-        if not all(np.isfinite(vals)):
-            warnings.append(f"line {lineno}: non-finite value")
-            skipped.append((lineno, "non-finite"))
-            continue
-        if max(abs(cx), abs(cy), abs(w), abs(h)) > 2.0:
-            warnings.append(
-                f"line {lineno}: values look like pixels, YOLO expects 0..1 (got {cx:g} {cy:g} {w:g} {h:g})"
-            )
-            skipped.append((lineno, "not normalised"))
-            continue
-        name = class_names[cid] if class_names is not None and 0 <= cid < len(class_names) else str(cid)
-        boxes.append([(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height])
-        classes.append(name)
-        names.append(f"line {lineno}")
-    return sanitize_boxes(boxes, classes, width, height, names=names, warnings=warnings, skipped=skipped)
-
-
-def _is_float(s: str) -> bool:
-    try:
-        float(s)
-    except ValueError:
-        return False
-    return True
-
-
-def _class_id(token: str) -> int | None:
-    """A YOLO class id: an integer, also written as an integral float (``1.0``, ``1e2``); None otherwise."""
-    try:
-        value = float(token)
-    except ValueError:
-        return None
-    return int(value) if math.isfinite(value) and value.is_integer() else None
+        text = decode_label_bytes(text)
+    lines = parse_label_text(text)
+    warnings = [f"line {n}: {reason}" for n, reason in lines.bad]
+    skipped = [(n, reason) for n, reason in lines.bad]
+    notes = [f"line {n}: a segment (polygon), reduced to its bounding box" for n in lines.segments]
+    classes = [
+        class_names[c] if class_names is not None and c < len(class_names) else str(c) for c in lines.classes.tolist()
+    ]
+    names = [f"line {n}" for n in lines.line_numbers.tolist()]
+    boxes = cxcywhn_to_xyxy(lines.cxcywhn, width, height)
+    return sanitize_boxes(boxes, classes, width, height, names=names, notes=notes, warnings=warnings, skipped=skipped)
 
 
 def boxes_from_coco(ds: CocoDataset, file_name: str, width: int, height: int) -> BoxSet:

@@ -4,6 +4,7 @@ not a COCO dict raises CocoFormatError; the problem table and its summary.
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 from pathlib import Path
@@ -226,6 +227,31 @@ def test_missing_file_and_size_limit(tmp_path):
         load_coco(path, max_bytes=10)
     with pytest.raises(ValueError, match="over the"):
         load_coco(path.read_bytes(), max_bytes=10)
+
+
+def test_gzipped_json_is_read_and_the_cap_applies_to_the_decompressed_size(tmp_path):
+    text = json.dumps(coco_dict(annotations=[ann_rec(1)])).encode()
+    path = tmp_path / "a.json.gz"
+    path.write_bytes(gzip.compress(text))
+    ds = load_coco(path)
+    assert ds.name == "a.json.gz" and ds.num_images == 2 and ds.num_annotations == 1
+    assert load_coco(gzip.compress(text)).num_annotations == 1  # uploaded bytes too, whatever the name
+    assert load_coco(path, max_bytes=len(text)).num_annotations == 1
+    with pytest.raises(CocoFormatError, match=r"a.json.gz decompresses to more than the .* limit .*decompression bomb"):
+        load_coco(path, max_bytes=len(text) - 1)
+
+
+def test_a_decompression_bomb_is_refused_with_bounded_memory():
+    bomb = gzip.compress(b"{" + b" " * 50_000_000 + b"}", compresslevel=9)  # 50 MB from about 50 KB
+    assert len(bomb) < 1_000_000
+    with pytest.raises(CocoFormatError, match=r"decompresses to more than the 10 MB limit"):
+        load_coco(bomb, max_bytes=10_000_000)
+
+
+@pytest.mark.parametrize("data", [b"\x1f\x8b\x08\x00 compressed", gzip.compress(b'{"images": []}')[:-6]])
+def test_a_corrupt_gzip_file_is_named(data):
+    with pytest.raises(CocoFormatError, match="is a gzip file that cannot be decompressed"):
+        load_coco(data)
 
 
 def test_annotations_not_a_list():
