@@ -25,8 +25,8 @@ from typing import NoReturn
 import pandas as pd
 
 from explorer.anchors.grid import CONVENTIONS, TORCHVISION_SIZES, default_config
-from explorer.model_scan import cli as model_scan_cli
 from explorer.dataset.convert import TARGETS, add_convert_command, run_convert
+from explorer.model_scan import cli as model_scan_cli
 
 #: Tagged classes printed per tag.
 _SHOW_CLASSES = 8

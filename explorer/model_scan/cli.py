@@ -1,4 +1,7 @@
-"""``python -m explorer model-scan ANNOTATIONS --images DIR|ZIP --model MODEL --out STATS.parquet [options]``.
+"""``python -m explorer model-scan DATASET [--images DIR|ZIP] --model MODEL --out STATS.parquet [options]``.
+
+DATASET is any format :func:`explorer.dataset.formats.load_dataset` reads (COCO, YOLO, Pascal VOC); ``--images``
+defaults to the dataset's own image folder.
 
 Runs a detector over the dataset's images and writes one row per image (see :mod:`explorer.model_scan.image_stats`)
 with its sidecars (:mod:`explorer.model_scan.store`); rerunning with the same ``--out`` resumes. MODEL is ``demo``,
@@ -25,8 +28,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "(torchvision's focal loss, CE, box loss; by group, level and p_t), detections against the labels and "
         "likely label problems. Rerunning with the same --out resumes.",
     )
-    p.add_argument("annotations", type=Path, help="COCO instances JSON file")
-    p.add_argument("--images", type=Path, required=True, help="the images: a folder or a .zip")
+    p.add_argument("dataset", type=Path, help="a COCO JSON, a YOLO data.yaml or folder, or a Pascal VOC folder")
+    p.add_argument("--format", choices=("coco", "yolo", "voc"), help="the dataset's format (default: detected)")
+    p.add_argument("--split", help="the split to read (YOLO, VOC, a folder of COCO files)")
+    p.add_argument("--images", type=Path, help="the images: a folder or a .zip (default: the dataset's own)")
     p.add_argument("--model", required=True, help="demo, retinanet_resnet50_fpn, retinanet_resnet50_fpn_v2 or a .pt")
     p.add_argument("--out", type=Path, required=True, help="the per-image table (.parquet); sidecars beside it")
     p.add_argument("--categories", type=Path, help="a checkpoint's class names: a COCO categories JSON")
@@ -60,9 +65,11 @@ def _model(args: argparse.Namespace):
     return loading.load_checkpoint_model(path.read_bytes(), categories=categories, device=device)
 
 
-def _store(path: Path):
+def _store(path: Path | None):  # -> ImageStore (imported lazily)
     from explorer.dataset.image_stores import FolderImages, ZipImages
 
+    if path is None:
+        raise ValueError("--images is needed: the dataset does not say where its images are")
     if path.is_dir():
         return FolderImages(path)
     if path.is_file() and path.suffix.lower() == ".zip":
@@ -71,7 +78,7 @@ def _store(path: Path):
 
 
 def run(args: argparse.Namespace) -> int:
-    from explorer.dataset.coco import load_coco
+    from explorer.dataset.formats import load_dataset
     from explorer.model_scan.ap import coco_ap
     from explorer.model_scan.image_stats import LossSettings
     from explorer.model_scan.run import Accumulator, ModelScanConfig, iter_scan
@@ -81,8 +88,9 @@ def run(args: argparse.Namespace) -> int:
     config = ModelScanConfig(
         LossSettings(alpha=args.alpha, gamma=args.gamma, pt_thresh=args.pt), args.score, args.limit, args.seed
     )
-    ds = load_coco(args.annotations)
-    images, loaded = _store(args.images), _model(args)
+    ds = load_dataset(args.dataset, format=args.format, split=args.split)
+    root = args.images or (Path(ds.image_root) if ds.image_root else None)
+    images, loaded = _store(root), _model(args)
     done = store.done_ids()
     bar = None
     if not args.quiet:
