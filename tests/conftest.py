@@ -22,7 +22,8 @@ def coco_mini() -> Path:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests on the real coco-mini data (exactness against torchvision's own loop) are ``slow``: the fast loop,
+    """Tests on the real coco-mini data (exactness against torchvision's own loop) are ``slow``, as are the few
+    marked by hand that take several seconds (training steps, long page walks): the fast loop,
     ``pytest -m "not slow and not e2e"``, leaves them to the full suite."""
     for item in items:
         if "coco_mini" in getattr(item, "fixturenames", ()):

@@ -152,6 +152,7 @@ def test_an_upload_kept_for_the_session_can_be_cleared(monkeypatch):
     assert any("Upload a COCO instances JSON" in i.value for i in at.info)
 
 
+@pytest.mark.slow  # a few seconds: the full suite runs it, the fast loop does not
 def test_gallery_says_how_many_boxes_it_shows_and_writes_ious_below_the_threshold(monkeypatch):
     """Low-quality matches off: the sample has more boxes without a positive than the gallery's 24 crops."""
     monkeypatch.chdir(ROOT)

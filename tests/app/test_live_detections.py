@@ -50,6 +50,7 @@ def test_default_view_runs_the_demo_model_with_loss_shares(monkeypatch):
     assert "candidates before NMS" in texts(at)
 
 
+@pytest.mark.slow  # a few seconds: the full suite runs it, the fast loop does not
 def test_coco_model_offline_falls_back_to_the_demo_model(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
 
@@ -67,6 +68,7 @@ def _upload(at: AppTest, index: int, name: str, data: bytes) -> None:
     at.sidebar.file_uploader[index].set_value((name, data, "application/octet-stream"))
 
 
+@pytest.mark.slow  # a few seconds: the full suite runs it, the fast loop does not
 def test_checkpoint_upload_good_and_bad(monkeypatch):
     def choose(at: AppTest) -> None:
         at.selectbox(key="det_model").set_value("checkpoint")
@@ -103,6 +105,7 @@ def _png(image) -> bytes:
     return buf.getvalue()
 
 
+@pytest.mark.slow  # a few seconds: the full suite runs it, the fast loop does not
 @pytest.mark.parametrize("with_gt", [True, False])
 def test_upload_with_coco_ground_truth(monkeypatch, with_gt):
     scene = sample_scene(1)
@@ -183,6 +186,7 @@ def test_too_elongated_upload_is_an_error_message(monkeypatch):
     assert at.error and at.error[0].value.startswith("strip.png: image is too elongated")
 
 
+@pytest.mark.slow  # a few seconds: the full suite runs it, the fast loop does not
 def test_hosted_server_offers_no_weight_download_without_the_operator(monkeypatch, tmp_path):
     """Issue 9.6: on a hosted server a visitor cannot trigger the COCO-weights download."""
     monkeypatch.setenv("FOCALSCOPE_HOSTED", "1")
@@ -209,6 +213,7 @@ def _shown(slider) -> float:
     return (proto.value if proto.set_value else proto.default)[0]
 
 
+@pytest.mark.slow  # a few seconds: the full suite runs it, the fast loop does not
 def test_widgets_keep_their_value_through_a_source_round_trip(monkeypatch):
     """Issue 9.5: after Sample scenes -> Upload -> Sample scenes the sliders show the values the loss uses (the
     server kept gamma 0 while the browser redrew the slider at its default 2.0)."""

@@ -66,6 +66,7 @@ def _small_coco() -> bytes:
     return json.dumps({**coco, "images": images, "annotations": anns}).encode()
 
 
+@pytest.mark.slow  # a few seconds: the full suite runs it, the fast loop does not
 def test_inputs_and_uploads_are_kept_across_page_changes(monkeypatch):
     """Issue 9.8: going to another page and back keeps each page's inputs and uploads for the session."""
     monkeypatch.chdir(ROOT)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from explorer import synthetic
 from explorer.dataset.coco import load_coco
 from explorer.dataset.scan import scan_dataset
@@ -9,6 +11,7 @@ from explorer.dataset.scan_config import ScanConfig
 from tests.dataset.scan_cases import edge_case_coco
 
 
+@pytest.mark.slow  # a few seconds: the full suite runs it, the fast loop does not
 def test_torch_path_equals_numpy_path(tmp_path):
     # The CUDA path's code, run on the CPU: dense torchvision arithmetic, batched by input size and box count.
     coco, _ = synthetic.make_dataset(5, seed=9)

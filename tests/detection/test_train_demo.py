@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from explorer.detection import train_demo
 from explorer.detection.demo_model import DEMO_NUM_CLASSES, build_demo_model
 
 
+@pytest.mark.slow  # a few seconds: the full suite runs it, the fast loop does not
 def test_train_demo_smoke_run_writes_loadable_weights(tmp_path):
     args = ["--out", str(tmp_path), "--images", "4", "--heldout", "2", "--iters", "2", "--batch", "2"]
     assert train_demo.main([*args, "--workers", "1"]) == 0
@@ -23,6 +25,7 @@ def test_train_demo_smoke_run_writes_loadable_weights(tmp_path):
     assert "trained 2 iterations of batch 2" in log and "held-out COCOeval" in log
 
 
+@pytest.mark.slow  # a few seconds: the full suite runs it, the fast loop does not
 def test_train_step_lowers_the_loss_on_a_fixed_batch():
     torch.manual_seed(0)
     model = build_demo_model(DEMO_NUM_CLASSES).train()

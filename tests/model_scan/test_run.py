@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
 from explorer import synthetic
 from explorer.dataset.coco import load_coco
@@ -18,7 +18,7 @@ from explorer.dataset.image_stores import FolderImages, ZipImages
 from explorer.detection.loading import load_demo_model
 from explorer.model_scan import cli
 from explorer.model_scan.ap import coco_ap
-from explorer.model_scan.run import ModelScan, ModelScanConfig, image_order
+from explorer.model_scan.run import ModelScan
 from explorer.model_scan.store import ScanStore
 from tests.helpers import zip_bytes
 
@@ -36,19 +36,17 @@ def demo():
     return load_demo_model(torch.device("cpu"))
 
 
-def test_missing_and_corrupt_images_are_error_rows_and_the_scan_goes_on(sample, demo):
-    path, images = sample
-    ds = load_coco(path)
-    names = ds.file_names[:3]
-    store = ZipImages(zip_bytes({names[0]: (images / names[0]).read_bytes(), names[1]: b"not a jpeg"}))
-    scan = ModelScan.run(ds, store, demo, ModelScanConfig(limit=3, seed=1))
-    rows = scan.images.set_index("file_name")
-    order = [ds.file_names[i] for i in image_order(ds, 3, 1)]
-    assert list(rows.index) == order
-    errors = {n: rows.loc[n, "error"] for n in order}
-    assert errors.get(names[0], "") == "" if names[0] in errors else True
-    bad = [e for n, e in errors.items() if n != names[0]]
-    assert all(e for e in bad) and any("not among the images" in e for e in bad)
+def test_missing_and_corrupt_images_are_error_rows_and_the_scan_goes_on(demo):
+    coco, arrays = synthetic.make_dataset(3, seed=4)
+    ds = load_coco(coco)
+    good = io.BytesIO()
+    Image.fromarray(arrays[0]).save(good, format="PNG")
+    store = ZipImages(zip_bytes({ds.file_names[0]: good.getvalue(), ds.file_names[1]: b"not an image"}))
+    scan = ModelScan.run(ds, store, demo)
+    errors = scan.images.set_index("file_name")["error"]
+    assert errors[ds.file_names[0]] == "" and scan.images.loc[0, "positives"] > 0
+    assert errors[ds.file_names[1]] != "" and "not among the images" in errors[ds.file_names[2]]
+    assert scan.images["focal_loss"].notna().sum() == 1  # the unreadable images have no statistics
 
 
 def test_categories_that_are_not_the_models_classes_are_refused_before_the_run(demo):
@@ -69,12 +67,16 @@ def test_ap_of_perfect_detections_is_one():
     assert coco_ap(ds, dets.iloc[:0], [1, 2, 3]) == {"AP": 0.0, "AP50": 0.0}
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "explorer", "model-scan", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
+def _cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str]:
+    """Exit status and stderr of ``python -m explorer model-scan ARGS``, in-process (the module entry point itself
+    is tested in tests/test_cli.py)."""
+    from explorer.__main__ import main
+
+    code = main(["model-scan", *args])
+    return code, capsys.readouterr().err
 
 
+@pytest.mark.slow  # a few seconds: the full suite runs it, the fast loop does not
 def test_cli_resumes_where_a_stopped_run_was(sample, demo, tmp_path, monkeypatch, capsys):
     path, images = sample
     out = tmp_path / "stats.parquet"
@@ -129,21 +131,23 @@ def test_cli_resumes_where_a_stopped_run_was(sample, demo, tmp_path, monkeypatch
         (["--model", "demo", "--images", "README.md"], "--images must be a folder or a .zip"),
     ],
 )
-def test_cli_bad_input_is_one_line_and_exit_2(sample, tmp_path, args, message):
+def test_cli_bad_input_is_one_line_and_exit_2(sample, tmp_path, capsys, args, message):
     path, images = sample
     base = {"--images": str(images), "--out": str(tmp_path / "s.parquet")}
     for k, v in zip(args[::2], args[1::2], strict=True):
         base[k] = v
     flat = [x for kv in base.items() for x in kv]
-    done = _cli(str(path), *flat, "--quiet", "--limit", "1")
-    assert done.returncode == 2, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0] and "Traceback" not in done.stderr
+    code, err = _cli(capsys, str(path), *flat, "--quiet", "--limit", "1")
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in err
 
 
-def test_cli_refuses_categories_before_running(tmp_path):
+def test_cli_refuses_categories_before_running(tmp_path, capsys):
     ann = tmp_path / "coco.json"
     ann.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.jpg", "width": 8, "height": 8}],
                                "categories": [{"id": 1, "name": "person"}], "annotations": []}))  # fmt: skip
-    done = _cli(str(ann), "--images", str(tmp_path), "--model", "demo", "--out", str(tmp_path / "s.parquet"))
-    assert done.returncode == 2 and "not the model's classes" in done.stderr
+    code, err = _cli(
+        capsys, str(ann), "--images", str(tmp_path), "--model", "demo", "--out", str(tmp_path / "s.parquet")
+    )
+    assert code == 2 and "not the model's classes" in err
