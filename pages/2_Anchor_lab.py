@@ -9,6 +9,7 @@ from explorer.anchors import lab
 from explorer.anchors.counts import count_conventions, explain_anchor_count
 from explorer.figures import anchors as figs
 from ui import anchors as ui
+from ui import assigners as assigners_ui
 from ui.common import download_buttons, kept, page_setup, pixel_limit_help, plot
 
 page_setup("Anchor lab", "⚓")
@@ -103,8 +104,10 @@ with st.expander(f"Why {stats['anchors']:,} anchors and not the 'floor' count?")
 legend = ", ".join(f"{n} {c}" for n, c in zip(scene.level_names, LEVEL_COLOR_NAMES, strict=False))
 
 # Lazy tabs: only the open tab's content runs, so a rerun after a threshold change stays fast.
-tab_img, tab_loc, tab_lvl, tab_gt, tab_sweep = st.tabs(
-    ["Image", "Anchors at a location", "Per level", "Per GT", "Threshold sweep"], key="al_tab", on_change="rerun"
+tab_img, tab_loc, tab_lvl, tab_gt, tab_sweep, tab_cmp = st.tabs(
+    ["Image", "Anchors at a location", "Per level", "Per GT", "Threshold sweep", "Assigners side by side"],
+    key="al_tab",
+    on_change="rerun",
 )
 
 if tab_img.open:
@@ -265,3 +268,7 @@ if tab_sweep.open:
             sw_df = lab.sweep_table(sw)
             st.dataframe(sw_df, hide_index=True, width="stretch")
             download_buttons(name="threshold_sweep", df=sw_df, key="al_dl_sweep")
+
+if tab_cmp.open:
+    with tab_cmp:
+        assigners_ui.section(assigners_ui.served_model(), inp.key, inp.image, gts)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -158,4 +159,19 @@ def iou_hist_figure(max_iou: np.ndarray, *, pos_thresh: float | None, neg_thresh
         height=340,
         showlegend=False,
     )
+    return fig
+
+
+def assigner_levels_figure(levels: pd.DataFrame) -> go.Figure:
+    """Positives per pyramid level under each assigner (grouped bars; the columns of
+    :func:`explorer.anchors.compare.per_level_table`)."""
+    fig = go.Figure()
+    for k, name in enumerate(c for c in levels.columns if c != "level"):
+        color = LEVEL_CSS[k % len(LEVEL_CSS)]
+        fig.add_bar(x=levels["level"], y=levels[name], name=name, marker_color=color)
+    fig.update_layout(
+        barmode="group", height=320, template="plotly_white", margin={"l": 40, "r": 20, "t": 50, "b": 40},
+        title={"text": "Positives per level under each assigner", "x": 0.0, "font": {"size": 14}},
+        yaxis={"title": "positive anchors"}, legend={"orientation": "h", "y": -0.2},
+    )  # fmt: skip
     return fig

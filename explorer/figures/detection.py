@@ -63,11 +63,17 @@ def _level_names(n: int) -> list[str]:
     return [f"P{3 + i}" for i in range(n)]
 
 
-def level_heatmaps_figure(maps: Sequence[np.ndarray]) -> go.Figure:
-    """One heatmap per pyramid level of the highest class probability over the anchor grid.
+def level_heatmaps_figure(
+    maps: Sequence[np.ndarray],
+    *,
+    title: str = "Highest class probability per anchor location, per level",
+    value: str = "max p",
+) -> go.Figure:
+    """One heatmap per pyramid level of a value in [0, 1] over the anchor grid.
 
     Args:
-        maps: per level a (gh, gw) array in [0, 1] (``DenseOutputs.max_prob_maps()``).
+        maps: per level a (gh, gw) array in [0, 1] (``DenseOutputs.max_prob_maps()``, or an assigner's soft targets).
+        title: the figure's title; value: what the colour is (colour bar and hover).
     """
     n = len(maps)
     names = _level_names(n)
@@ -82,8 +88,8 @@ def level_heatmaps_figure(maps: Sequence[np.ndarray]) -> go.Figure:
                 zmax=1.0,
                 colorscale=PROB_SCALE,
                 showscale=i == n - 1,
-                colorbar={"title": "max p"},
-                hovertemplate="row %{y}, col %{x}<br>max p = %{z:.3f}<extra>" + names[i] + "</extra>",
+                colorbar={"title": value},
+                hovertemplate="row %{y}, col %{x}<br>" + value + " = %{z:.3f}<extra>" + names[i] + "</extra>",
             ),
             row=1,
             col=i + 1,
@@ -98,7 +104,7 @@ def level_heatmaps_figure(maps: Sequence[np.ndarray]) -> go.Figure:
             col=i + 1,
         )
         fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, row=1, col=i + 1)
-    return _layout(fig, "Highest class probability per anchor location, per level", height=330)
+    return _layout(fig, title, height=330)
 
 
 def loss_maps_figure(

@@ -137,3 +137,22 @@ def test_crowd_regions_are_noted_and_left_out_of_matching(app: AppTest, monkeypa
     at.radio(key="al_boxsrc_True").set_value("coco").run()
     assert _ok(at) == own  # the crowd region labels no anchor
     assert any("1 crowd region(s): drawn hatched, left out of matching" in i.value for i in at.info)
+
+
+def test_assigners_side_by_side_on_a_sample_scene(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo model's scores and boxes feed TAL and SimOTA; each picked assigner gets an image, the per-box table
+    has one column per assigner, and the soft targets of TAL are drawn."""
+    monkeypatch.chdir(ROOT)
+    at = app.run()
+    at.session_state["al_tab"] = "Assigners side by side"
+    at.run()
+    _ok(at)
+    assert at.multiselect(key="al_compare").value == ["max_iou", "atss", "tal_mmdet", "simota"]
+    assert len(at.get("image")) == 4  # one picture per assigner
+    frame = at.dataframe[0].value
+    assert {"max-IoU", "ATSS", "TAL (mmdet)", "SimOTA", "differs"} <= set(frame.columns)
+    losses = at.dataframe[2].value.set_index("assigner")
+    assert list(losses.index) == ["max-IoU", "ATSS", "TAL (mmdet)", "SimOTA"] and losses["focal"].gt(0).all()
+    at.multiselect(key="al_compare").set_value(["max_iou", "tal_ultralytics"]).run()
+    _ok(at)
+    assert set(at.dataframe[0].value.columns) >= {"max-IoU", "TAL (Ultralytics)"} and len(at.get("image")) == 2
