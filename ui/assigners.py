@@ -28,19 +28,26 @@ def served_model() -> ServedModel:
     return load_model(ModelRequest(kind, allow_download=False))
 
 
-def model_labels(gts: BoxSet, class_names: dict[int, str]) -> tuple[np.ndarray | None, list[str]]:
-    """The model's label id of every box (by class name, case and spaces ignored), or None with the names it lacks."""
+def model_labels(
+    gts: BoxSet, class_names: dict[int, str], fallback: int | None = None
+) -> tuple[np.ndarray | None, list[str]]:
+    """The model's label id of every box (by class name, case and spaces ignored); boxes of a class the model does
+    not have get ``fallback``, or, without one, None is returned with the names it lacks."""
     index = {" ".join(n.lower().split()): k for k, n in class_names.items()}
-    ids = [index.get(" ".join(c.lower().split())) for c in gts.classes]
-    missing = sorted({c for c, i in zip(gts.classes, ids, strict=True) if i is None})
-    return (None, missing) if missing else (np.asarray(ids, np.int64), [])
+    ids = [index.get(" ".join(c.lower().split()), fallback) for c in gts.classes]
+    missing = sorted({c for c in gts.classes if " ".join(c.lower().split()) not in index})
+    if any(i is None for i in ids):
+        return None, missing
+    return np.asarray(ids, np.int64), missing
 
 
-def inputs_for(served: ServedModel, image_key: str, image: np.ndarray, gts: BoxSet) -> tuple:
-    """``(Inputs, dense outputs, the input-size image, missing class names)`` of the image under the model."""
+def inputs_for(
+    served: ServedModel, image_key: str, image: np.ndarray, gts: BoxSet, fallback: int | None = None
+) -> tuple:
+    """``(Inputs, dense outputs, the input-size image, class names the model lacks)`` of the image under the model."""
     result = infer(served.key, image_key, served.model, image)
     dense = result.dense
-    labels, missing = model_labels(gts, served.model.class_names)
+    labels, missing = model_labels(gts, served.model.class_names, fallback)
     size_div = int(served.model.model.transform.size_divisible)
     padded = tuple(-(-s // size_div) * size_div for s in dense.input_size)
     inputs = compare.Inputs(
@@ -55,8 +62,13 @@ def inputs_for(served: ServedModel, image_key: str, image: np.ndarray, gts: BoxS
 
 def assignments(served: ServedModel, image_key: str, names: list[str], inputs: compare.Inputs) -> dict:
     """The assignments, once per model, image, boxes and labels (shared cache; read-only)."""
-    key = (served.key, image_key, digest(inputs.boxes.tobytes() + inputs.labels.tobytes()), tuple(names),
-           inputs.logits is not None)  # fmt: skip
+    key = (
+        served.key,
+        image_key,
+        digest(inputs.boxes.tobytes() + inputs.labels.tobytes()),
+        tuple(names),
+        inputs.logits is not None,
+    )  # fmt: skip  (the logits follow from the model and the image)
     return cached("assigners", key, lambda: compare.run_assigners(names, inputs), max_entries=4,
                   spinner="Running the assigners…")  # fmt: skip
 
@@ -67,13 +79,25 @@ def section(served: ServedModel, image_key: str, image: np.ndarray, gts: BoxSet)
     if len(gts) == 0:
         st.info("No GT boxes: every assigner leaves every anchor negative.")
         return
-    inputs, dense, picture, missing = inputs_for(served, image_key, image, gts)
-    usable = [k for k, a in compare.ASSIGNERS.items() if not (a.needs_model and missing)]
+    names_of = served.model.class_names
+    fallback = None
+    if any(" ".join(c.lower().split()) not in {" ".join(n.lower().split()) for n in names_of.values()}
+           for c in gts.classes):  # fmt: skip
+        choices = [None, *sorted(names_of)]
+        fallback = st.selectbox(
+            "Boxes of a class the model does not have count as", choices, key=kept("al_compare_class"),
+            format_func=lambda k: "(none: TAL and SimOTA off)" if k is None else names_of[k],
+            help="TAL and SimOTA read the model's score for each box's class. Map the boxes' classes that the model "
+            "does not know to one of its classes to compare them anyway.",
+        )  # fmt: skip
+    inputs, dense, picture, missing = inputs_for(served, image_key, image, gts, fallback)
+    usable = [k for k, a in compare.ASSIGNERS.items() if not (a.needs_model and inputs.logits is None)]
     st.caption(
         f"Every assigner on the same anchors: those of **{model_name}** (the model chosen on Live detections, or the "
         f"demo model), {len(inputs.anchors):,} anchors at its input size {dense.input_size[1]}×{dense.input_size[0]}."
         " TAL and SimOTA also read its class scores and predicted boxes for this image."
-        + (f" They are off: the boxes' classes {', '.join(missing[:4])} are not this model's." if missing else "")
+        + (f" The boxes' classes {', '.join(missing[:4])} are not this model's" if missing else "")
+        + ("; TAL and SimOTA are off." if missing and inputs.logits is None else "." if missing else "")
     )  # fmt: skip
     names = st.multiselect(
         "Assigners (2 to 4)", usable, default=[n for n in DEFAULT if n in usable][:4], max_selections=4,

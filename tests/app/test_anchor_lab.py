@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -156,3 +157,14 @@ def test_assigners_side_by_side_on_a_sample_scene(app: AppTest, monkeypatch: pyt
     at.multiselect(key="al_compare").set_value(["max_iou", "tal_ultralytics"]).run()
     _ok(at)
     assert set(at.dataframe[0].value.columns) >= {"max-IoU", "TAL (Ultralytics)"} and len(at.get("image")) == 2
+
+
+def test_box_classes_map_to_the_models_labels_by_name_or_a_chosen_class() -> None:
+    from explorer.dataset.image_boxes import BoxSet
+    from ui.assigners import model_labels
+
+    names = {1: "circle", 2: "Square"}
+    gts = BoxSet(np.zeros((3, 4), np.float32), ["circle", "square ", "person"])
+    assert model_labels(gts, names) == (None, ["person"])
+    labels, missing = model_labels(gts, names, fallback=2)
+    assert labels.tolist() == [1, 2, 2] and missing == ["person"]
