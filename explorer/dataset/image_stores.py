@@ -37,24 +37,26 @@ class ImageStore:
 
 
 class FolderImages(ImageStore):
-    """Images in a folder; a ``file_name`` that would resolve outside the folder is refused."""
+    """Images in a folder; a ``file_name`` that would resolve outside the folder is refused, or with ``within``
+    (the data root), outside that folder (a converted dataset's images are links to the originals)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, within: Path | None = None) -> None:
         self.folder = folder.resolve()
+        self.within = within.resolve() if within is not None else self.folder
         self.description = f"folder {folder.name}/"
         try:
             mtime = self.folder.stat().st_mtime_ns
         except OSError:
             mtime = 0
-        self.identity = f"folder:{self.folder}:{mtime}"
+        self.identity = f"folder:{self.folder}:{mtime}:{self.within}"
 
     def _path(self, file_name: str) -> Path | None:
         try:
             path = (self.folder / file_name).resolve()
-            if not path.is_relative_to(self.folder) or not path.is_file():
+            if not path.is_relative_to(self.within) or not path.is_file():
                 # COCO file names are often bare; fall back on the base name inside the folder
                 path = (self.folder / PurePosixPath(file_name).name).resolve()
-                if not path.is_relative_to(self.folder) or not path.is_file():
+                if not path.is_relative_to(self.within) or not path.is_file():
                     return None
         except (OSError, ValueError):
             return None
