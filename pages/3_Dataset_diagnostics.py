@@ -1,4 +1,4 @@
-"""Dataset diagnostics: the imbalance a RetinaNet sees over a whole COCO dataset, image by image."""
+"""Dataset diagnostics: the imbalance a RetinaNet sees over a whole dataset (COCO, YOLO, VOC), image by image."""
 
 from __future__ import annotations
 
@@ -9,15 +9,17 @@ from explorer.dataset.view import filter_images, image_boxes, no_positive_rows
 from explorer.figures import dataset as figs
 from explorer.labels import ratio_text
 from ui import dataset as ui
+from ui import sources
 from ui.common import kept, page_link, page_setup, plot
 
 page_setup("Dataset diagnostics", "📊")
 
 st.markdown(
-    "Every image of a COCO dataset labeled as torchvision's RetinaNet labels it during training: resized, its "
-    "anchors matched to the boxes by IoU (**positive** ≥ pos, **ignored** in between, **hard negative** "
-    "0 < IoU < neg, **easy negative** IoU = 0, low-quality matches on). The counts equal torchvision's "
-    "`AnchorGenerator` + `box_iou` + `Matcher` exactly; crowd boxes are left out of matching."
+    "Every image of a dataset (COCO, YOLO or Pascal VOC) labeled as torchvision's RetinaNet labels it during "
+    "training: resized, its anchors matched to the boxes by IoU (**positive** ≥ pos, **ignored** in between, "
+    "**hard negative** 0 < IoU < neg, **easy negative** IoU = 0, low-quality matches on). The counts equal "
+    "torchvision's `AnchorGenerator` + `box_iou` + `Matcher` exactly; crowd boxes (and VOC difficult objects) are "
+    "left out of matching."
 )
 page_link(
     "pages/5_Model_scan.py",
@@ -28,7 +30,7 @@ page_link(
 with st.sidebar:
     config = ui.scan_config_widgets()
 
-source = ui.source_widget()
+source = sources.source_widget()
 if source is None:
     st.stop()
 try:
@@ -39,6 +41,7 @@ except ValueError as exc:
 
 s = result.summary()
 st.subheader(f"{ds.name}")
+st.caption(sources.read_summary(source, ds))
 m = st.columns(4)
 m[0].metric("Images", f"{s['images']:,}")
 m[1].metric("Boxes", f"{s['boxes']:,}", help=f"{s['crowd_boxes']:,} crowd boxes are not matched")
@@ -144,7 +147,9 @@ with tabs[3]:
         index = int(table.index[rows[0]])
         row = result.images.loc[index]
         if source.images is None:
-            st.info("No images for this dataset: upload a zip of the images (or pick an images folder) to see them.")
+            st.info(
+                "No images for this dataset: upload a zip of the images (or a dataset zip, or pick an images folder)."
+            )
         else:
             boxes, classes, crowd = image_boxes(ds, result, index)
             show_ignored = st.checkbox("Show ignored anchors", value=True, key=kept("dd_show_ignored"))
@@ -230,4 +235,4 @@ with tabs[6]:
         ui.export_buttons(export_key, f"{stem}-boxes", result.boxes, widget_key="dd_dl_boxes")
         st.markdown("**Validation problems**")
         ui.export_buttons(export_key, f"{stem}-problems", ds.problems, widget_key="dd_dl_problems")
-    st.caption("The same tables come from the command line: `python -m explorer scan ANNOTATIONS.json --out ...`.")
+    st.caption("The same tables come from the command line: `python -m explorer scan DATASET --out ...`.")

@@ -9,9 +9,9 @@ from explorer.figures import model_scan as figs
 from explorer.model_scan import summary
 from explorer.model_scan.image_stats import COUNTED
 from explorer.model_scan.run import check_categories
-from ui import dataset as ui_dataset
 from ui import detection as ui_detection
 from ui import model_scan as ui
+from ui import sources
 from ui.common import download_buttons, kept, page_setup, plot
 
 page_setup("Model scan", "📊")
@@ -28,7 +28,7 @@ with st.sidebar:
 served = ui_detection.load_model(request)
 if served.message:
     (st.info if served.unavailable else st.warning)(f"{served.message} The demo model runs instead.")
-source = ui_dataset.source_widget()
+source = sources.source_widget()
 if source is None:
     st.stop()
 try:
@@ -38,7 +38,9 @@ except ValueError as err:
     st.error(f"{source.name}: {err}")
     st.stop()
 if source.images is None:
-    st.warning("The model needs the images: upload a zip of them beside the JSON (or pick the images folder).")
+    st.warning(
+        "The model needs the images: upload a zip of them beside the JSON, a dataset zip, or pick the images folder."
+    )
     st.stop()
 with st.sidebar:
     st.header("Scan")

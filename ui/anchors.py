@@ -243,16 +243,42 @@ def coco_file_widget() -> tuple[str, bytes] | None:
     return st.session_state["al_coco_file"]
 
 
+def label_file_boxes(fmt: str, width: int, height: int) -> tuple[boxio.BoxSet, str] | None:
+    """The boxes of an uploaded YOLO .txt or VOC .xml (kept for the session) and a key naming its content; None
+    when there is no file or it cannot be read (a message is shown)."""
+    if fmt == "yolo":
+        up = kept_file("YOLO labels (.txt)", key="al_yolo", type=["txt"])
+    else:
+        up = kept_file(
+            "VOC annotation (.xml)", key="al_voc", type=["xml"],
+            help="Pascal VOC: <object>s with <bndbox> (1-based corners); <difficult>1</difficult> objects are "
+            "ignore regions, hatched and left out of matching, as COCO crowd boxes are.",
+        )  # fmt: skip
+    if up is None:
+        return None
+    try:
+        if fmt == "yolo":
+            parsed = boxio.parse_yolo(up.data, width, height)
+        else:
+            parsed = boxio.boxes_from_voc(up.data, width, height, name=up.name)
+    except ValueError as err:
+        st.error(f"{up.name}: {err}")
+        return None
+    return parsed, f"{fmt}-{digest(up.data)[:16]}"
+
+
 def boxes_input_widget(inp: ImageInput) -> boxio.BoxSet:
-    """GT source: the sample's own boxes, a COCO JSON, a YOLO .txt, or a table; optionally an editable table.
+    """GT source: the sample's own boxes, a COCO JSON, a YOLO .txt, a VOC .xml, or a table; optionally an editable
+    table. VOC difficult objects are ignore regions (hatched, never matched), as COCO crowd boxes are.
 
     The table editor is shown only on request (always for "Table only"): its key and data follow the image and
     the source, and a browser run showed that a new editor appearing after an image change cleared the COCO /
     YOLO uploader, so the next image found no annotations. Without the editor the uploaded file stays.
     """
     h, w = inp.image.shape[:2]
-    options = (["own"] if inp.own_boxes is not None else []) + ["coco", "yolo", "table"]
-    labels = {"own": "Sample annotations", "coco": "COCO JSON", "yolo": "YOLO .txt", "table": "Table only"}
+    options = (["own"] if inp.own_boxes is not None else []) + ["coco", "yolo", "voc", "table"]
+    labels = {"own": "Sample annotations", "coco": "COCO JSON", "yolo": "YOLO .txt", "voc": "VOC .xml"}
+    labels["table"] = "Table only"
     src = st.radio("Boxes", options, format_func=labels.get, horizontal=True, key=f"al_boxsrc_{bool(inp.own_boxes)}")
     parsed = boxio.BoxSet(np.zeros((0, 4), np.float32), [])
     src_key = src
@@ -268,15 +294,8 @@ def boxes_input_widget(inp: ImageInput) -> boxio.BoxSet:
                 parsed = coco_boxes(key, inp.name, w, h, data)
             except ValueError as err:
                 st.error(f"{name}: {err}")
-    elif src == "yolo":
-        up = kept_file("YOLO labels (.txt)", key="al_yolo", type=["txt"])
-        if up is not None:
-            data = up.data
-            src_key = f"yolo-{digest(data)[:16]}"
-            try:
-                parsed = boxio.parse_yolo(data, w, h)
-            except ValueError as err:
-                st.error(f"{up.name}: {err}")
+    elif src in ("yolo", "voc"):
+        parsed, src_key = label_file_boxes(src, w, h) or (parsed, src_key)
     edit = src == "table" or st.toggle(
         "Edit the boxes in a table",
         value=False,
@@ -308,4 +327,5 @@ def boxes_input_widget(inp: ImageInput) -> boxio.BoxSet:
         list(parsed.notes) + list(edited.notes),
         list(parsed.warnings) + list(edited.warnings),
         list(parsed.skipped) + list(edited.skipped),
+        crowd=parsed.crowd,  # ignore regions are not rows of the table: they stay as the source gives them
     )

@@ -1,174 +1,31 @@
-"""Streamlit-aware helpers of Dataset diagnostics: data sources, the bounded scan cache, image access.
-
-Sources are the built-in sample dataset, an upload (COCO JSON, optionally a zip of its images) or, only when the
-operator sets ``FOCALSCOPE_DATA_ROOT``, a file chosen among those under that root (never a typed path; every path
-is resolved and must stay inside the root).
-"""
+"""Streamlit-aware helpers of Dataset diagnostics: the scan configuration, the bounded scan cache, image access
+(the data sources are :mod:`ui.sources`, shared with the Model scan)."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
-import os
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
 from explorer.anchors.grid import CONVENTIONS, default_config
 from explorer.cache import TooLargeError
-from explorer.dataset.coco import CocoDataset, load_coco
-from explorer.dataset.image_stores import FolderImages, ImageStore, ZipImages, guess_images_dir, safe_join
+from explorer.dataset.coco import CocoDataset
+from explorer.dataset.image_stores import ImageStore
 from explorer.dataset.scan import scan_dataset
 from explorer.dataset.scan_config import ScanConfig
 from explorer.dataset.scan_result import ScanResult
 from explorer.dataset.view import box_crop, labeled_anchor_image
 from explorer.images import decode_image
 from explorer.settings import limits
-from ui.common import (
-    MAX_JSON_BYTES,
-    cached,
-    digest,
-    kept,
-    kept_file,
-    pixel_limit_help,
-    sample_dataset_path,
-    shared_cache,
-)
+from ui.common import kept, shared_cache
+from ui.sources import Source
 
-DATA_ROOT_ENV = "FOCALSCOPE_DATA_ROOT"
-MAX_ZIP_BYTES = 2_000_000_000
 #: Scans kept in memory (per server process, within ``limits().cache_bytes``): a COCO-train scan holds about 200 MB.
 SCAN_CACHE_ENTRIES = 3
 #: Rows shown in the page's tables of boxes (the exports hold every row).
 TABLE_ROWS = 2000
-#: Zip image stores kept (within ``limits().cache_bytes``): each holds its whole archive.
-ZIP_CACHE_ENTRIES = 2
-
-
-# ---------------------------------------------------------------- image stores
-
-
-def zip_store(key: str, data: bytes) -> ZipImages:
-    """The zip image store of an upload, once per content digest ``key`` (raises ValueError if not a zip), in the
-    shared cache bounded by ``limits().cache_bytes`` (a zip store holds the whole archive)."""
-    return cached("zips", key, lambda: ZipImages(data, key), max_entries=ZIP_CACHE_ENTRIES)
-
-
-# ---------------------------------------------------------------- sources
-
-
-@dataclass
-class Source:
-    """The chosen dataset: a display name, the digest of its annotation bytes, how to read them, its images."""
-
-    name: str
-    key: str
-    read: Callable[[], bytes]
-    size: int
-    images: ImageStore | None
-
-
-@st.cache_data(max_entries=16, show_spinner=False)
-def file_digest(path: str, mtime_ns: int, size: int) -> str:
-    """SHA-256 of a server-side file, once per (path, modification time, size)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-@st.cache_data(max_entries=8, show_spinner=False)
-def upload_digest(file_id: str, size: int, _data: bytes) -> str:
-    """SHA-256 of an uploaded file, once per upload (Streamlit's file id)."""
-    return digest(_data)
-
-
-def data_root() -> Path | None:
-    """The operator's data root (``FOCALSCOPE_DATA_ROOT``), if set and a folder."""
-    value = os.environ.get(DATA_ROOT_ENV, "").strip()
-    if not value:
-        return None
-    root = Path(value).expanduser().resolve()
-    return root if root.is_dir() else None
-
-
-@st.cache_data(ttl=60, max_entries=4, show_spinner=False)
-def server_entries(root: str, max_depth: int = 4, limit: int = 2000) -> tuple[list[str], list[str]]:
-    """JSON files and folders under the data root (relative paths, sorted, bounded)."""
-    base = Path(root)
-    files, dirs = [], []
-    for dirpath, dirnames, filenames in os.walk(base):
-        rel = Path(dirpath).relative_to(base)
-        depth = len(rel.parts)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if depth < max_depth else []
-        if depth:
-            dirs.append(rel.as_posix())
-        files += [(rel / f).as_posix() for f in sorted(filenames) if f.lower().endswith(".json")]
-        if len(files) + len(dirs) > limit:
-            break
-    return sorted(files), sorted(dirs)
-
-
-def source_widget() -> Source | None:
-    """Source choice and inputs; None when nothing usable is chosen yet (a message is shown)."""
-    root = data_root()
-    options = ["Sample dataset (200 synthetic images)", "Upload a COCO JSON"]
-    if root is not None:
-        options.append("Server data folder")
-    choice = st.radio("Dataset", options, horizontal=True, key=kept("dd_source"))
-    if choice == options[0]:
-        path = Path(sample_dataset_path())
-        info = path.stat()
-        key = file_digest(str(path), info.st_mtime_ns, info.st_size)
-        return Source("sample dataset", key, path.read_bytes, info.st_size, FolderImages(path.parent / "images"))
-    if choice == options[1]:
-        c1, c2 = st.columns(2)
-        ann = kept_file("COCO instances JSON", key="dd_json", where=c1, type=["json"])
-        imgs = kept_file("Images (optional zip)", key="dd_zip", where=c2, type=["zip"], help=pixel_limit_help())
-        if ann is None:
-            st.info("Upload a COCO instances JSON (for example `instances_val2017.json`).")
-            return None
-        if ann.size > MAX_JSON_BYTES:
-            st.error(f"{ann.name} is {ann.size / 1e6:.0f} MB; the limit is {MAX_JSON_BYTES / 1e6:.0f} MB.")
-            return None
-        store = None
-        if imgs is not None:
-            if imgs.size > MAX_ZIP_BYTES:
-                st.error(f"{imgs.name} is {imgs.size / 1e6:.0f} MB; the limit is {MAX_ZIP_BYTES / 1e6:.0f} MB.")
-            else:
-                try:
-                    store = zip_store(upload_digest(imgs.file_id, imgs.size, imgs.data), imgs.data)
-                except ValueError as exc:
-                    st.error(f"{imgs.name}: {exc}. The statistics below do not need the images.")
-        key = upload_digest(ann.file_id, ann.size, ann.data)
-        return Source(ann.name, key, lambda: ann.data, ann.size, store)
-    assert root is not None
-    files, dirs = server_entries(str(root))
-    if not files:
-        st.warning(f"No .json file under the data root ({DATA_ROOT_ENV}).")
-        return None
-    c1, c2 = st.columns(2)
-    rel = c1.selectbox("Annotation file", files, key="dd_server_json")
-    img_choice = c2.selectbox(
-        "Images folder", ["(none)", *dirs], index=guess_images_dir(rel, dirs), key=f"dd_server_images:{rel}"
-    )
-    try:
-        path = safe_join(root, rel)
-        size = path.stat().st_size
-        if size > MAX_JSON_BYTES:
-            st.error(f"{rel} is {size / 1e6:.0f} MB; the limit is {MAX_JSON_BYTES / 1e6:.0f} MB.")
-            return None
-        key = file_digest(str(path), path.stat().st_mtime_ns, size)
-        store = None if img_choice == "(none)" else FolderImages(safe_join(root, img_choice))
-    except (OSError, ValueError) as exc:
-        st.error(f"Cannot read {rel}: {exc}")
-        return None
-    return Source(rel, key, path.read_bytes, size, store)
 
 
 # ---------------------------------------------------------------- configuration
@@ -199,7 +56,7 @@ def load_and_scan(source: Source, config: ScanConfig) -> tuple[CocoDataset, Scan
     """Load and scan with a progress bar, or return the cached result for the same bytes and configuration.
 
     Raises:
-        ValueError: the annotation bytes are not a COCO instances file (the message says why).
+        ValueError: the source is not a dataset of its format (the message says why).
     """
     # the name is in the key too: the dataset carries it, and one user's file name is not shown to another
     key = f"{source.key}:{source.name}:{config!r}"
@@ -210,11 +67,9 @@ def load_and_scan(source: Source, config: ScanConfig) -> tuple[CocoDataset, Scan
     bar = st.progress(0.0, text=f"Reading {source.name} ({source.size / 1e6:.1f} MB)…")
     try:
         try:
-            data = source.read()
+            ds = source.load()
         except OSError as exc:
             raise ValueError(f"cannot read the file: {exc.strerror or exc}") from None
-        ds = load_coco(data, name=source.name, max_bytes=MAX_JSON_BYTES)
-        del data
 
         def progress(done: int, total: int) -> None:
             bar.progress(done / max(total, 1), text=f"Scanning {done:,} / {total:,} images…")

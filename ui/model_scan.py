@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
-from explorer.dataset.coco import CocoDataset, load_coco
+from explorer.dataset.coco import CocoDataset
 from explorer.model_scan.image_stats import LossSettings
 from explorer.model_scan.run import Accumulator, ModelScan, ModelScanConfig, iter_scan
 from explorer.settings import limits
-from ui.common import MAX_JSON_BYTES, cached, kept
-from ui.dataset import Source
+from ui.common import cached, kept
 from ui.detection import ServedModel
+from ui.sources import Source
 
 STATE = "ms_run"
 RUNNING = "ms_running"
@@ -37,12 +37,8 @@ class RunState:
 
 
 def dataset(source: Source) -> CocoDataset:
-    """The chosen dataset, read once per content digest and name (the shared cache the other pages use)."""
-    return cached(
-        "coco_ms", (source.key, source.name), lambda: load_coco(source.read(), name=source.name,
-                                                                 max_bytes=MAX_JSON_BYTES),
-        max_entries=2, spinner=f"Reading {source.name}…",
-    )  # fmt: skip
+    """The chosen dataset, read once per source key (content digest, format, split) and name."""
+    return cached("coco_ms", (source.key, source.name), source.load, max_entries=2, spinner=f"Reading {source.name}…")
 
 
 def config_widgets(num_images: int) -> ModelScanConfig:

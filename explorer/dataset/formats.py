@@ -24,8 +24,9 @@ from pathlib import Path
 
 from explorer.dataset.coco import CocoDataset, load_coco
 from explorer.dataset.coco_json import DEFAULT_MAX_BYTES
-from explorer.dataset.voc import load_voc
-from explorer.dataset.yolo import load_yolo
+from explorer.dataset.image_stores import check_inside
+from explorer.dataset.voc import load_voc, voc_splits
+from explorer.dataset.yolo import load_yolo, pair_splits, read_data_yaml, yaml_splits
 
 FORMATS: tuple[str, ...] = ("coco", "yolo", "voc")
 
@@ -51,6 +52,11 @@ def _file_format(path: Path) -> str:
     if head[:1] == b"<":
         return "voc"
     raise ValueError(f"cannot tell the format of {path}: not a .json, .json.gz, .yaml or .xml file (use --format)")
+
+
+def find_datasets(folder: Path, split: str | None = None, format: str | None = None) -> list[Located]:
+    """Every dataset in a folder (the candidates of the module docstring), of ``format`` when given."""
+    return [c for c in _candidates(folder, split) if format is None or c.format == format]
 
 
 def _candidates(folder: Path, split: str | None) -> list[Located]:
@@ -90,7 +96,7 @@ def locate(path: str | os.PathLike, *, format: str | None = None, split: str | N
         raise ValueError(f"dataset not found: {p}")
     if p.is_file():
         return Located(format or _file_format(p), p)
-    found = [c for c in _candidates(p, split) if format is None or c.format == format]
+    found = find_datasets(p, split, format)
     if not found:
         what = f"no {format} dataset" if format else "no dataset"
         raise ValueError(
@@ -104,6 +110,25 @@ def locate(path: str | os.PathLike, *, format: str | None = None, split: str | N
 
 def _shown(path: Path, folder: Path) -> str:
     return "." if path == folder else path.relative_to(folder).as_posix()
+
+
+def dataset_splits(found: Located) -> list[str]:
+    """The splits a reader can choose with ``split=`` (YOLO: those the data.yaml names, or the subfolders of a
+    bare pair's images/; VOC: the lists in ImageSets/Main/); [] when there is no choice (COCO: one file is one
+    split). ``ValueError`` for a data.yaml that cannot be read."""
+    if found.format == "yolo":
+        return yaml_splits(read_data_yaml(found.path)) if found.path.is_file() else pair_splits(found.path)
+    if found.format == "voc" and found.path.is_dir():
+        return voc_splits(found.path)
+    return []
+
+
+def default_split(found: Located, splits: list[str]) -> str | None:
+    """The split read when none is chosen: None where the reader reads the whole dataset without one (VOC: every
+    XML; one split), else ``val`` when there is one (the smaller split in Ultralytics' layouts), else the first."""
+    if found.format != "yolo" or len(splits) < 2:
+        return None
+    return "val" if "val" in splits else splits[0]
 
 
 def detect_format(path: str | os.PathLike) -> str:
@@ -135,6 +160,7 @@ def load_dataset(
     max_bytes: int = DEFAULT_MAX_BYTES,
     workers: int | None = None,
     images: str | os.PathLike | None = None,
+    root: str | os.PathLike | None = None,
 ) -> CocoDataset:
     """Read the dataset at ``path`` (a file or a folder, any of :data:`FORMATS`) into a :class:`CocoDataset`.
 
@@ -145,16 +171,20 @@ def load_dataset(
         classes: VOC class names in id order; difficult_as_crowd: VOC difficult objects as crowd regions.
         max_bytes: the cap on a COCO file (decompressed); workers: threads reading image headers (YOLO, VOC).
         images: the folder of a COCO file's images (default: :func:`guess_coco_images`), kept as ``image_root``.
+        root: a folder nothing may be read outside of (the data root, an unpacked upload): the readers refuse
+            any path a dataset names that resolves outside it (``ValueError`` naming it).
 
     Raises:
         ValueError: anything that is not a dataset of the format, with the file named.
     """
     found = locate(path, format=format, split=split)
+    guard = Path(root) if root is not None else None
+    check_inside(found.path, guard, "the dataset")
     if found.format == "yolo":
-        return load_yolo(found.path, split=split, workers=workers)
+        return load_yolo(found.path, split=split, workers=workers, root=guard)
     if found.format == "voc":
         crowd = difficult_as_crowd
-        return load_voc(found.path, split=split, classes=classes, difficult_as_crowd=crowd, workers=workers)
+        return load_voc(found.path, split=split, classes=classes, difficult_as_crowd=crowd, workers=workers, root=guard)
     ds = load_coco(found.path, max_bytes=max_bytes)
     root = Path(images) if images is not None else guess_coco_images(found.path)
     return replace(ds, image_root=str(root) if root is not None else "")

@@ -1,4 +1,5 @@
-"""One image's ground-truth boxes, from a loaded COCO file (by file name), a YOLO .txt, table rows or a sample scene.
+"""One image's ground-truth boxes, from a loaded COCO file (by file name), a YOLO .txt, a Pascal VOC .xml, table rows
+or a sample scene.
 
 Problems are reported as data (:attr:`BoxSet.notes`: clipped boxes; :attr:`BoxSet.warnings`: skipped boxes,
 bad lines), not as crashes; a file that cannot be used at all raises ``ValueError`` naming the problem.
@@ -15,17 +16,27 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
+from xml.parsers import expat
 
 import numpy as np
 
 from explorer.boxes import cxcywhn_to_xyxy
 from explorer.dataset.coco import CocoDataset
+from explorer.dataset.voc import parse_voc_xml
 from explorer.dataset.yolo_labels import CLIP_NOTICE_PX, decode_label_bytes, parse_label_text
 from explorer.synthetic import scene_targets
 
 TABLE_COLUMNS: tuple[str, ...] = ("x1", "y1", "x2", "y2", "label")
 
-__all__ = ["CLIP_NOTICE_PX", "BoxSet", "boxes_from_coco", "boxes_from_rows", "boxes_from_scene", "parse_yolo"]
+__all__ = [
+    "CLIP_NOTICE_PX",
+    "BoxSet",
+    "boxes_from_coco",
+    "boxes_from_rows",
+    "boxes_from_scene",
+    "boxes_from_voc",
+    "parse_yolo",
+]
 
 
 @dataclass(frozen=True)
@@ -178,6 +189,47 @@ def boxes_from_coco(ds: CocoDataset, file_name: str, width: int, height: int) ->
     names = [f"annotation {a}" for a in ann.ann_ids.tolist()]
     out = sanitize_boxes(ann.boxes_xyxy, classes, width, height, names=names, notes=notes, warnings=warnings)
     crowd = np.clip(ann.crowd_xyxy, 0, np.array([width, height, width, height], np.float32))
+    return replace(out, crowd=crowd[(crowd[:, 2] > crowd[:, 0]) & (crowd[:, 3] > crowd[:, 1])])
+
+
+def boxes_from_voc(data: bytes, width: int, height: int, *, name: str = "the XML") -> BoxSet:
+    """The boxes of one Pascal VOC annotation file, read by the VOC reader's parser
+    (:func:`explorer.dataset.voc.parse_voc_xml`: VOC's 1-based corners as ``[xmin - 1, ymin - 1, xmax, ymax]``,
+    DOCTYPE and ENTITY refused). ``difficult`` objects are ignore regions, as the dataset reader keeps them: they go
+    to :attr:`BoxSet.crowd` (hatched, left out of matching), like COCO crowd boxes. Unusable objects are warnings;
+    a ``<size>`` other than the image's is a note (the boxes are clipped to the image).
+
+    Example:
+        >>> xml = (b"<annotation><object><name>cat</name><difficult>1</difficult><bndbox><xmin>1</xmin>"
+        ...        b"<ymin>1</ymin><xmax>8</xmax><ymax>8</ymax></bndbox></object></annotation>")
+        >>> bs = boxes_from_voc(xml, 10, 10)
+        >>> len(bs), bs.crowd.tolist()
+        (0, [[0.0, 0.0, 8.0, 8.0]])
+
+    Raises:
+        ValueError: not well-formed XML, a root other than ``<annotation>``, a DOCTYPE or ENTITY declaration.
+    """
+    try:
+        record = parse_voc_xml(data, name)
+    except expat.ExpatError as err:
+        raise ValueError(f"{name} is not well-formed XML ({err})") from None
+    notes = []
+    if record.width is not None and record.height is not None and (record.width, record.height) != (width, height):
+        notes.append(f"the XML's <size> says {record.width}x{record.height} but the image is {width}x{height}")
+    usable = [(j, o) for j, o in enumerate(record.objects, start=1) if not o.problem]
+    warnings = [f"object {j} {o.problem}; skipped" for j, o in enumerate(record.objects, start=1) if o.problem]
+    plain = [(j, o) for j, o in usable if not o.difficult]
+    difficult = [o.box for _, o in usable if o.difficult]
+    if difficult:
+        notes.append(
+            f"{len(difficult)} difficult object(s): ignore regions, drawn hatched and left out of matching as COCO "
+            "crowd boxes are"
+        )
+    out = sanitize_boxes(
+        [o.box for _, o in plain], [o.name for _, o in plain], width, height,
+        names=[f"object {j} ({o.name})" for j, o in plain], notes=notes, warnings=warnings,
+    )  # fmt: skip
+    crowd = np.clip(np.asarray(difficult, np.float32).reshape(-1, 4), 0, np.float32([width, height, width, height]))
     return replace(out, crowd=crowd[(crowd[:, 2] > crowd[:, 0]) & (crowd[:, 3] > crowd[:, 1])])
 
 

@@ -3,7 +3,8 @@
 Stores read one image's bytes at a time, refuse paths that leave their folder, and carry an ``identity`` (a zip's
 content digest, a folder's path and modification time) on which every cache that reads them is keyed: two users
 with the same annotation file and different images never share pixels. :func:`safe_join` is the one guard for
-paths under the data root, and :func:`guess_images_dir` proposes the folder of an annotation file's images.
+paths chosen under the data root and :func:`check_inside` the readers' guard for the paths a dataset names;
+:func:`guess_images_dir` proposes the folder of an annotation file's images.
 """
 
 from __future__ import annotations
@@ -36,24 +37,26 @@ class ImageStore:
 
 
 class FolderImages(ImageStore):
-    """Images in a folder; a ``file_name`` that would resolve outside the folder is refused."""
+    """Images in a folder; a ``file_name`` that would resolve outside the folder is refused, or with ``within``
+    (the data root), outside that folder (a converted dataset's images are links to the originals)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, within: Path | None = None) -> None:
         self.folder = folder.resolve()
+        self.within = within.resolve() if within is not None else self.folder
         self.description = f"folder {folder.name}/"
         try:
             mtime = self.folder.stat().st_mtime_ns
         except OSError:
             mtime = 0
-        self.identity = f"folder:{self.folder}:{mtime}"
+        self.identity = f"folder:{self.folder}:{mtime}:{self.within}"
 
     def _path(self, file_name: str) -> Path | None:
         try:
             path = (self.folder / file_name).resolve()
-            if not path.is_relative_to(self.folder) or not path.is_file():
+            if not path.is_relative_to(self.within) or not path.is_file():
                 # COCO file names are often bare; fall back on the base name inside the folder
                 path = (self.folder / PurePosixPath(file_name).name).resolve()
-                if not path.is_relative_to(self.folder) or not path.is_file():
+                if not path.is_relative_to(self.within) or not path.is_file():
                     return None
         except (OSError, ValueError):
             return None
@@ -113,6 +116,25 @@ class ZipImages(ImageStore):
                 return None
 
 
+class SubfolderImages(ImageStore):
+    """The images of a store below a folder ``prefix`` of it (a dataset in a subfolder of a zip): a name is looked
+    up as ``prefix + file_name`` first, then as the inner store finds it (a bare COCO name by its base name)."""
+
+    def __init__(self, store: ImageStore, prefix: str) -> None:
+        self.store = store
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.description = f"{store.description}, folder {self.prefix or './'}"
+        self.identity = f"{store.identity}/{self.prefix}"
+
+    def has(self, file_name: str) -> bool:
+        return self.store.has(self.prefix + file_name) or self.store.has(file_name)
+
+    def read(self, file_name: str) -> bytes | None:
+        if self.prefix and self.store.has(self.prefix + file_name):
+            return self.store.read(self.prefix + file_name)
+        return self.store.read(file_name)
+
+
 def image_coverage(store: ImageStore, file_names: list[str], limit: int = 500) -> tuple[int, int]:
     """How many of the first ``limit`` non-empty file names the store holds: ``(found, checked)``."""
     names = [f for f in file_names[: max(limit, 0) * 2] if f][:limit]
@@ -138,6 +160,21 @@ def safe_join(root: Path, relative: str) -> Path:
     path = (root / relative).resolve()
     if not path.is_relative_to(root.resolve()):
         raise ValueError(f"{relative!r} is outside the data root")
+    return path
+
+
+def check_inside(path: Path, root: Path | None, what: str = "") -> Path:
+    """``path`` when it resolves inside ``root`` (symlinks followed), else ``ValueError`` naming it; no check when
+    ``root`` is None. The readers' guard for datasets under the operator's data root or unpacked from a zip.
+
+    Example:
+        >>> check_inside(Path("/data/set/../../etc/x.yaml"), Path("/data"), "train")
+        Traceback (most recent call last):
+        ...
+        ValueError: train /data/set/../../etc/x.yaml is outside /data
+    """
+    if root is not None and not path.resolve().is_relative_to(root.resolve()):
+        raise ValueError(f"{what + ' ' if what else ''}{path} is outside {root}")
     return path
 
 

@@ -43,6 +43,7 @@ from explorer.dataset.box_records import BoxTable, ImageTable, build_dataset
 from explorer.dataset.coco import CocoDataset
 from explorer.dataset.coco_problems import Problems, image_side_problem
 from explorer.dataset.image_headers import image_sizes
+from explorer.dataset.image_stores import check_inside
 
 #: Largest annotation XML read (bytes); a VOC file is about 1 KB.
 MAX_XML_BYTES = 10_000_000
@@ -148,8 +149,16 @@ def parse_voc_xml(data: bytes, name: str) -> VocRecord:
     )
 
 
-def voc_files(path: Path, split: str | None) -> tuple[Path, list[Path], str]:
-    """``(root, annotation files, display name)`` of a VOC folder (or of one .xml file)."""
+def voc_splits(path: Path) -> list[str]:
+    """The splits of a VOC folder: the lists in ``ImageSets/Main/`` that are not per-class (``trainval.txt``, not
+    ``cat_trainval.txt``), sorted."""
+    sets = path / "ImageSets" / "Main"
+    return sorted(p.stem for p in sets.glob("*.txt") if "_" not in p.stem) if sets.is_dir() else []
+
+
+def voc_files(path: Path, split: str | None, guard: Path | None = None) -> tuple[Path, list[Path], str]:
+    """``(root, annotation files, display name)`` of a VOC folder (or of one .xml file); with ``guard``, a split
+    list outside it is a ``ValueError`` (the files listed are checked by :func:`load_voc`)."""
     if path.is_file():
         root = path.parent.parent if path.parent.name == "Annotations" else path.parent
         return root, [path], path.name
@@ -161,8 +170,8 @@ def voc_files(path: Path, split: str | None) -> tuple[Path, list[Path], str]:
     sets = path / "ImageSets" / "Main"
     listed = sets / f"{split}.txt"
     if not listed.is_file():
-        have = sorted(p.stem for p in sets.glob("*.txt") if "_" not in p.stem) if sets.is_dir() else []
-        raise ValueError(f"{path} has no ImageSets/Main/{split}.txt (splits: {', '.join(have) or 'none'})")
+        raise ValueError(f"{path} has no ImageSets/Main/{split}.txt (splits: {', '.join(voc_splits(path)) or 'none'})")
+    check_inside(listed, guard, "the split list")
     if listed.stat().st_size > MAX_XML_BYTES:
         raise ValueError(f"{listed} is over the {MAX_XML_BYTES:,} byte limit")
     ids = [line.split()[0] for line in listed.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
@@ -203,7 +212,8 @@ def _relative(path: Path, root: Path) -> str:
 
 def _image_path(root: Path, xml: Path, rec: VocRecord) -> Path:
     folder = root / "JPEGImages"
-    if rec.filename and (folder / rec.filename).is_file():
+    bare = rec.filename not in ("", ".", "..") and not any(c in rec.filename for c in "/\\")
+    if bare and (folder / rec.filename).is_file():  # a bare name: never a path out of the folder
         return folder / rec.filename
     return folder / f"{xml.stem}.jpg"
 
@@ -252,6 +262,7 @@ def load_voc(
     difficult_as_crowd: bool = True,
     workers: int | None = None,
     name: str | None = None,
+    root: str | os.PathLike | None = None,
 ) -> CocoDataset:
     """Read a Pascal VOC dataset (see the module docstring) into a :class:`CocoDataset`.
 
@@ -260,18 +271,25 @@ def load_voc(
         split: a list in ``ImageSets/Main/`` (``train``, ``val``, ``trainval``, ``test``); None: every XML.
         classes: the class names in id order (1..C); None: the sorted names found.
         difficult_as_crowd: difficult objects as crowd (ignore) regions; workers: threads for image headers.
+        root: a folder nothing may be read outside of (the operator's data root, an unpacked upload): a split
+            list, an annotation file (a listed id with ``..``, a symlink) or an image outside it is a
+            ``ValueError`` naming it. None: no such check.
 
     Raises:
         ValueError: not a VOC folder, an unknown split, an XML whose root is not ``<annotation>``, a DOCTYPE.
     """
     p = Path(path)
-    root, files, shown = voc_files(p, split)
+    guard = Path(root) if root is not None else None
+    root_dir, files, shown = voc_files(check_inside(p, guard, "the dataset"), split, guard)
+    if guard is not None:
+        for file in (*files, root_dir / "JPEGImages", *(root_dir / "JPEGImages").glob("*")):
+            check_inside(file, guard, "the annotation or image")
     problems = Problems()
     for xml in files:
         if not xml.is_file():
-            problems.add("error", "missing_annotation", f"{_relative(xml, root)} is listed but missing; left out")
-    parsed = _read_records([f for f in files if f.is_file()], root, problems, strict=p.is_file())
-    table, records = _images(root, parsed, problems, workers)
+            problems.add("error", "missing_annotation", f"{_relative(xml, root_dir)} is listed but missing; left out")
+    parsed = _read_records([f for f in files if f.is_file()], root_dir, problems, strict=p.is_file())
+    table, records = _images(root_dir, parsed, problems, workers)
     found = sorted({o.name for r in records for o in r.objects if not o.problem})
     names = list(classes) if classes is not None else found
     ids = {n: k + 1 for k, n in enumerate(names)}
@@ -296,6 +314,6 @@ def load_voc(
         problems,
         name=name or shown,
         unit="object",
-        image_root=str(root / "JPEGImages"),
+        image_root=str(root_dir / "JPEGImages"),
         crowd_note="difficult object(s) (VOC <difficult>1</difficult>)",
     )

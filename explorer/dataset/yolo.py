@@ -51,6 +51,7 @@ from explorer.dataset.box_records import BoxTable, ImageTable, build_dataset
 from explorer.dataset.coco import CocoDataset
 from explorer.dataset.coco_problems import Problems
 from explorer.dataset.image_headers import image_sizes, is_image_file
+from explorer.dataset.image_stores import check_inside
 from explorer.dataset.yolo_labels import CLIP_NOTICE_PX, LabelLines, decode_label_bytes, parse_label_text
 
 #: Largest data.yaml, list file or label file read (bytes).
@@ -140,9 +141,23 @@ def _choose(splits: list[str], split: str | None, where: str) -> str:
     return splits[0]
 
 
-def yaml_layout(path: Path, split: str | None = None) -> YoloLayout:
-    """The images of one split of a ``data.yaml`` (see the module docstring)."""
-    data = read_data_yaml(path)
+def yaml_splits(data: dict) -> list[str]:
+    """The splits a data.yaml names (``train``, ``val``, ``test`` with a non-empty value), in that order."""
+    return [s for s in SPLITS if data.get(s) not in (None, "", [])]
+
+
+def pair_splits(folder: Path) -> list[str]:
+    """The subfolders of a bare pair's ``images/`` when it has no image of its own (its splits), else []."""
+    base = folder / "images"
+    if not base.is_dir() or any(is_image_file(p) and p.is_file() for p in base.iterdir()):
+        return []
+    return sorted(p.name for p in base.iterdir() if p.is_dir())
+
+
+def yaml_layout(path: Path, split: str | None = None, root_guard: Path | None = None) -> YoloLayout:
+    """The images of one split of a ``data.yaml`` (see the module docstring); with ``root_guard``, a root or a
+    split entry that resolves outside it is a ``ValueError`` naming it."""
+    data = read_data_yaml(check_inside(path, root_guard, "the data.yaml"))
     names = class_names(data, path)
     root_value = data.get("path")
     if root_value is not None and not isinstance(root_value, str):
@@ -150,15 +165,15 @@ def yaml_layout(path: Path, split: str | None = None) -> YoloLayout:
     root = path.parent
     if root_value not in (None, "") and (given := Path(os.path.normpath(path.parent / str(root_value)))).is_dir():
         root = given  # else the yaml's folder: Ultralytics' own yamls name a root under its datasets folder
-    splits = [s for s in SPLITS if data.get(s) not in (None, "", [])]
-    chosen = _choose(splits, split, str(path))
+    check_inside(root, root_guard, f"{path.name}: 'path'")
+    chosen = _choose(yaml_splits(data), split, str(path))
     entries = data[chosen] if isinstance(data[chosen], list) else [data[chosen]]
     images: list[Path] = []
     label_dirs: list[Path] = []
     for entry in entries:
         if not isinstance(entry, str):
             raise ValueError(f"{path}: split {chosen!r} must be paths, got {entry!r}")
-        source = root / entry
+        source = check_inside(root / entry, root_guard, f"{path.name}: {chosen!r} entry")
         if source.is_dir():
             images += _folder_images(source)
             label_dirs.append(label_path(source / "x.jpg").parent)
@@ -176,9 +191,9 @@ def pair_layout(folder: Path, split: str | None = None) -> YoloLayout:
     base = folder / "images"
     if not base.is_dir():
         raise ValueError(f"{folder} has no images/ folder (a YOLO folder needs images/ and labels/, or a data.yaml)")
-    direct = any(is_image_file(p) and p.is_file() for p in base.iterdir())
-    subs = sorted(p.name for p in base.iterdir() if p.is_dir())
-    if split is not None or (not direct and subs):
+    subs = pair_splits(folder)
+    if split is not None or subs:
+        subs = subs or sorted(p.name for p in base.iterdir() if p.is_dir())
         base = base / _choose(subs, split, f"{folder}/images")
     names = None
     classes = next((p for p in (folder / "classes.txt", folder / "labels" / "classes.txt") if p.is_file()), None)
@@ -215,7 +230,12 @@ def _check_orphans(layout: YoloLayout, labels: set[Path]) -> None:
 
 
 def load_yolo(
-    path: str | os.PathLike, *, split: str | None = None, workers: int | None = None, name: str | None = None
+    path: str | os.PathLike,
+    *,
+    split: str | None = None,
+    workers: int | None = None,
+    name: str | None = None,
+    root: str | os.PathLike | None = None,
 ) -> CocoDataset:
     """Read a YOLO dataset (a data.yaml, or a folder with images/ and labels/) into a :class:`CocoDataset`.
 
@@ -224,13 +244,21 @@ def load_yolo(
         split: which split (``train``, ``val``, ``test``, or a subfolder of ``images/``); needed when there are
             several.
         workers: threads that read image headers (default: up to 8); name: display name.
+        root: a folder nothing may be read outside of (the operator's data root, an unpacked upload): the yaml's
+            ``path``, its split entries, list files, images and label files that resolve outside it (``..``,
+            absolute paths, symlinks) are a ``ValueError`` naming them. None: no such check.
 
     Raises:
         ValueError: see the module docstring (the message names the file).
     """
     p = Path(path)
-    layout = yaml_layout(p, split) if p.is_file() else pair_layout(p, split)
+    guard = Path(root) if root is not None else None
+    check_inside(p, guard, "the dataset")
+    layout = yaml_layout(p, split, guard) if p.is_file() else pair_layout(p, split)
     labels = {label_path(img) for img in layout.images}
+    if guard is not None:
+        for file in (*layout.images, *layout.label_dirs, *(f for f in labels if f.exists())):
+            check_inside(file, guard, "the image or label path")
     _check_orphans(layout, labels)
     problems = Problems()
     sizes = image_sizes(layout.images, workers)

@@ -168,3 +168,24 @@ def test_box_classes_map_to_the_models_labels_by_name_or_a_chosen_class() -> Non
     assert model_labels(gts, names) == (None, ["person"])
     labels, missing = model_labels(gts, names, fallback=2)
     assert labels.tolist() == [1, 2, 2] and missing == ["person"]
+
+
+def test_voc_xml_boxes_with_a_difficult_object_as_an_ignore_region(app: AppTest, monkeypatch: pytest.MonkeyPatch):
+    """A VOC .xml for the image: its objects are the boxes; a difficult one is an ignore region (noted, hatched,
+    left out of matching): the labels equal those of the same file without it."""
+    monkeypatch.chdir(ROOT)
+    cat = "<object><name>cat</name><difficult>0</difficult><bndbox><xmin>101</xmin><ymin>81</ymin><xmax>300</xmax><ymax>260</ymax></bndbox></object>"  # noqa: E501
+    hard = "<object><name>dog</name><difficult>1</difficult><bndbox><xmin>301</xmin><ymin>201</ymin><xmax>600</xmax><ymax>460</ymax></bndbox></object>"  # noqa: E501
+    size = "<size><width>640</width><height>480</height><depth>3</depth></size>"
+    at = app.run()
+    at.radio(key="al_boxsrc_True").set_value("voc").run()
+    assert not at.exception and _ok(at)["Positive"] == "0"  # no file yet: no boxes
+    at.file_uploader(key="al_voc").set_value(("a.xml", f"<annotation>{size}{cat}</annotation>".encode(), "text/xml"))
+    plain = _ok(at.run())
+    assert "; 1 GT box(es)" in " ".join(c.value for c in at.caption) and int(plain["Positive"].replace(",", "")) > 0
+    at.file_uploader(key="al_voc").set_value(("b.xml", f"<annotation>{size}{cat}{hard}</annotation>".encode(), "text/xml"))  # fmt: skip  # noqa: E501
+    assert _ok(at.run()) == plain
+    assert "; 1 GT box(es)" in " ".join(c.value for c in at.caption)
+    assert any(
+        "1 difficult object(s): ignore regions, drawn hatched and left out of matching" in i.value for i in at.info
+    )

@@ -19,7 +19,7 @@ from explorer.dataset.scan import scan_dataset
 from explorer.dataset.scan_config import ScanConfig
 from explorer.dataset.view import box_crop, labeled_anchor_image
 from explorer.figures import dataset as figs
-from ui import dataset as ui
+from ui import sources
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = str(ROOT / "pages" / "3_Dataset_diagnostics.py")
@@ -36,7 +36,7 @@ def _metrics(at: AppTest) -> dict[str, str]:
 
 def test_page_defaults_to_the_sample_dataset(monkeypatch):
     monkeypatch.chdir(ROOT)
-    monkeypatch.delenv(ui.DATA_ROOT_ENV, raising=False)
+    monkeypatch.delenv(sources.DATA_ROOT_ENV, raising=False)
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error
@@ -44,7 +44,8 @@ def test_page_defaults_to_the_sample_dataset(monkeypatch):
     assert m["Images"] == "200"
     assert int(m["Anchors"].replace(",", "")) > 0
     # the source radio offers no server folder without the operator's data root
-    assert len(at.radio(key="dd_source").options) == 2
+    assert "Server data folder" not in at.radio(key="dd_source").options
+    assert any("Read as **COCO** · 200 images" in c.value for c in at.caption)
     # a stricter positive threshold gives fewer positives; downloads build without error
     before = m["Positive"]
     at.sidebar.number_input(key="dd_pos").set_value(0.7).run()
@@ -67,7 +68,7 @@ def test_server_data_root_lists_files_and_reports_bad_json(tmp_path, monkeypatch
     _write_images(tmp_path / "set" / "val", coco, arrays)
     (tmp_path / "broken.json").write_text('{"images": [{"id": 1}, ')
     monkeypatch.chdir(ROOT)
-    monkeypatch.setenv(ui.DATA_ROOT_ENV, str(tmp_path))
+    monkeypatch.setenv(sources.DATA_ROOT_ENV, str(tmp_path))
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     at.radio(key="dd_source").set_value("Server data folder").run()
     assert not at.exception, [e.value for e in at.exception]
@@ -156,7 +157,7 @@ def test_an_upload_kept_for_the_session_can_be_cleared(monkeypatch):
 def test_gallery_says_how_many_boxes_it_shows_and_writes_ious_below_the_threshold(monkeypatch):
     """Low-quality matches off: the sample has more boxes without a positive than the gallery's 24 crops."""
     monkeypatch.chdir(ROOT)
-    monkeypatch.delenv(ui.DATA_ROOT_ENV, raising=False)
+    monkeypatch.delenv(sources.DATA_ROOT_ENV, raising=False)
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     at.sidebar.toggle(key="dd_lq").set_value(False).run()
     assert not at.exception, [e.value for e in at.exception]

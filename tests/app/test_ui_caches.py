@@ -20,6 +20,7 @@ from ui import anchors as ui_anchors
 from ui import common as ui_common
 from ui import dataset as ui_dataset
 from ui import detection as ui_detections
+from ui import sources as ui_sources
 
 
 def _png(color: int, size: int = 64) -> bytes:
@@ -166,8 +167,8 @@ def test_zip_stores_are_bounded_by_the_bytes_they_hold(monkeypatch):
     rng = np.random.default_rng(0)
     zips = [zip_bytes({f"{k}.bin": rng.bytes(600_000)}) for k in range(2)]  # 600 KB each, incompressible
     for data in zips:
-        store = ui_dataset.zip_store(ui_common.digest(data), data)
+        store = ui_sources.zip_store(ui_common.digest(data), data)
         assert stores.ZipImages.__sizeof__(store) >= 600_000
-    cache = ui_common.shared_cache("zips", ui_dataset.ZIP_CACHE_ENTRIES)
+    cache = ui_common.shared_cache("zips", ui_sources.ZIP_CACHE_ENTRIES)
     assert cache.lru_keys() == [ui_common.digest(zips[1])]
     ui_common._shared_cache.clear()

@@ -45,3 +45,30 @@ def voc_object(name: str, box: tuple, difficult: int | None = 0) -> str:
     flag = "" if difficult is None else f"<difficult>{difficult}</difficult>"
     corners = "".join(f"<{k}>{v}</{k}>" for k, v in zip(("xmin", "ymin", "xmax", "ymax"), box, strict=True))
     return f"<object><name>{name}</name>{flag}<bndbox>{corners}</bndbox></object>"
+
+
+def synthetic_images(folder: Path, n: int = 3, seed: int = 0):
+    """The synthetic dataset of ``n`` images as a :class:`CocoDataset` whose images are written to ``folder``."""
+    from explorer import synthetic
+    from explorer.dataset.coco import load_coco
+
+    coco, arrays = synthetic.make_dataset(n, seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for info, arr in zip(coco["images"], arrays, strict=True):
+        Image.fromarray(arr).save(folder / info["file_name"])
+    ds = load_coco(coco)
+    ds.image_root = str(folder)
+    return ds
+
+
+def zip_folder(folder: Path, under: str = "") -> bytes:
+    """Every file under ``folder`` (links followed) in a zip, below the folder ``under`` of the archive."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zf.write(path, "/".join(p for p in (under, path.relative_to(folder).as_posix()) if p))
+    return buf.getvalue()

@@ -14,10 +14,12 @@ from explorer.dataset.image_boxes import (
     boxes_from_coco,
     boxes_from_rows,
     boxes_from_scene,
+    boxes_from_voc,
     parse_yolo,
     sanitize_boxes,
 )
 from explorer.synthetic import CLASS_NAMES, make_scene
+from tests.dataset.format_cases import voc_object, voc_xml
 
 
 @pytest.mark.parametrize(
@@ -201,3 +203,20 @@ def test_scene_boxes() -> None:
     bs = boxes_from_scene(anns, img.shape[1], img.shape[0], CLASS_NAMES)
     assert len(bs) == len(anns) and set(bs.classes) <= set(CLASS_NAMES)
     assert (bs.boxes[:, 2] > bs.boxes[:, 0]).all()
+
+
+def test_boxes_from_voc_difficult_as_crowd_and_problems() -> None:
+    objects = voc_object("cat", (1, 2, 10, 20)) + voc_object("dog", (5, 5, 80, 40), difficult=1)
+    objects += "<object><name>bad</name><bndbox><xmin>x</xmin></bndbox></object>"
+    bs = boxes_from_voc(voc_xml("a.jpg", (100, 50), objects).encode(), 100, 60, name="a.xml")
+    assert bs.boxes.tolist() == [[0.0, 1.0, 10.0, 20.0]] and bs.classes == ["cat"]
+    assert bs.crowd.tolist() == [[4.0, 4.0, 80.0, 40.0]] and bs.crowd.dtype == np.float32
+    assert bs.notes[0] == "the XML's <size> says 100x50 but the image is 100x60"
+    assert "1 difficult object(s): ignore regions" in bs.notes[1]
+    assert len(bs.warnings) == 1 and bs.warnings[0].startswith("object 3 has no usable <bndbox>")
+    with pytest.raises(ValueError, match=r"a\.xml is not well-formed XML"):
+        boxes_from_voc(b"<annotation>", 10, 10, name="a.xml")
+    with pytest.raises(ValueError, match="DOCTYPE"):
+        boxes_from_voc(b'<!DOCTYPE a [<!ENTITY x "y">]><annotation/>', 10, 10)
+    with pytest.raises(ValueError, match="not a Pascal VOC annotation"):
+        boxes_from_voc(b"<coco/>", 10, 10)

@@ -23,6 +23,11 @@ def test_path_guards(tmp_path):
     assert store.read("some/dir/a.jpg") == b"x"  # base-name fallback inside the folder
     assert store.read("../secret.txt") is None
     assert store.read("/etc/passwd") is None
+    (tmp_path / "inside" / "link.jpg").symlink_to(tmp_path / "secret.txt")
+    assert store.read("link.jpg") is None  # a link out of the folder
+    within = stores.FolderImages(tmp_path / "inside", within=tmp_path)  # links inside the data root are followed
+    assert within.read("link.jpg") == b"no" and within.read("../../etc/passwd") is None
+    assert within.identity != store.identity
 
 
 def test_zip_images(tmp_path):

@@ -132,3 +132,23 @@ def test_safe_xml_reads_other_encodings_and_attributes() -> None:
         '<?xml version="1.0" encoding="UTF-16"?><annotation k="v"><n>é</n></annotation>'.encode("utf-16"), "a"
     )
     assert root.tag == "annotation" and root.get("k") == "v" and root.find("n").text == "é"
+
+
+def test_root_guard_refuses_listed_ids_and_images_outside_it(tmp_path) -> None:
+    root = tmp_path / "data" / "VOC"
+    text(root / "Annotations" / "a.xml", voc_xml("a.jpg", objects=voc_object("cat", (1, 1, 10, 10))))
+    text(tmp_path / "secret.xml", voc_xml("s.jpg", objects=voc_object("dog", (1, 1, 10, 10))))
+    text(root / "ImageSets" / "Main" / "val.txt", "a\n../../../secret\n")
+    assert load_voc(root, split="val").num_images == 2  # without a root the listed id is read as given
+    with pytest.raises(ValueError, match=r"Annotations/../../../secret.xml is outside"):
+        load_voc(root, split="val", root=tmp_path / "data")
+    assert load_voc(root, root=tmp_path / "data").num_images == 1
+    (root / "JPEGImages").mkdir()
+    (root / "JPEGImages" / "a.jpg").symlink_to(image(tmp_path / "outside.jpg"))
+    with pytest.raises(ValueError, match=r"JPEGImages/a.jpg is outside"):
+        load_voc(root, root=tmp_path / "data")
+    xml = voc_xml("../../../outside.jpg", size=None, objects=voc_object("cat", (1, 1, 10, 10)))
+    text(root / "Annotations" / "a.xml", xml)
+    (root / "JPEGImages" / "a.jpg").unlink()
+    # a <filename> is a bare name: never a path out of JPEGImages/ (with or without a root)
+    assert load_voc(root).num_images == 0

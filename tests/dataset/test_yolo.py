@@ -179,3 +179,21 @@ def test_yaml_aliases_cannot_blow_up_names_or_path(tmp_path) -> None:
         load_yolo(text(tmp_path / "data.yaml", f"{bomb}\ntrain: images\nnames: [*l8]\n"))
     with pytest.raises(ValueError, match="'path' must be a folder name, got a list"):
         load_yolo(text(tmp_path / "data.yaml", f"{bomb}\ntrain: images\npath: *l8\n"))
+
+
+def test_root_guard_refuses_paths_that_leave_it(tmp_path) -> None:
+    """With ``root=``, a split entry, a list line or a symlinked image that resolves outside it is a ValueError."""
+    root = yolo_pair(tmp_path / "data" / "set", {"a": "0 0.5 0.5 0.5 0.5\n"})
+    image(tmp_path / "secret" / "images" / "s.jpg")
+    assert load_yolo(root, root=tmp_path / "data").num_images == 1
+    entry = text(root / "data.yaml", "train: ../../secret/images\nnames: [x]\n")
+    assert load_yolo(entry).num_images == 1  # without a root, as Ultralytics reads it
+    with pytest.raises(ValueError, match=r"data.yaml: 'train' entry .*secret/images is outside"):
+        load_yolo(entry, root=tmp_path / "data")
+    listed = text(root / "list.yaml", "train: l.txt\nnames: [x]\n")
+    text(root / "l.txt", "images/a.jpg\n../../secret/images/s.jpg\n")
+    with pytest.raises(ValueError, match=r"secret/images/s.jpg is outside"):
+        load_yolo(listed, root=tmp_path / "data")
+    (root / "images" / "b.jpg").symlink_to(tmp_path / "secret" / "images" / "s.jpg")
+    with pytest.raises(ValueError, match=r"images/b.jpg is outside"):
+        load_yolo(root, root=tmp_path / "data")
