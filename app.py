@@ -46,7 +46,8 @@ descriptions = {
     "losses with live parameters, and the share of a batch's loss and gradient each kind of sample gets.",
     "Anchor lab": "RetinaNet anchors and IoU-threshold labeling on your own image and boxes: positives, ignored, "
     "hard and easy negatives, per level and per box — exact to torchvision.",
-    "Dataset diagnostics": "Per-image positive / ignored / hard / easy statistics over a whole COCO dataset, "
+    "Dataset diagnostics": "Per-image positive / ignored / hard / easy statistics over a whole dataset (COCO, "
+    "YOLO or Pascal VOC), "
     "per class, level and size; validation problems; the boxes no anchor catches.",
     "Live detections": "A RetinaNet on the GPU (CPU fallback) with overlays, candidates before NMS, "
     "per-level score maps and per-anchor loss maps from the model's dense outputs.",
