@@ -71,7 +71,9 @@ m[3].metric("TP / FP / FN", f"{int(ok['tp'].sum()):,} / {int(ok['fp'].sum()):,} 
             help=f"At score ≥ {config.score_thresh:g}, IoU 0.5, same class; crowd regions ignored.")  # fmt: skip
 m[4].metric("Positives / image", f"{ok['positives'].mean():.1f}")
 
-tabs = st.tabs(["Where the loss goes", "Easy / hard by p_t", "Images", "Score vs IoU", "Label problems", "Export"])
+tabs = st.tabs(
+    ["Where the loss goes", "Easy / hard by p_t", "Images", "Score vs IoU", "Label problems", "Assigners", "Export"]
+)
 with tabs[0]:
     c1, c2 = st.columns(2)
     alpha = c1.slider("alpha", 0.0, 1.0, 0.25, 0.05, key=kept("ms_alpha"))
@@ -127,6 +129,16 @@ with tabs[3]:
 with tabs[4]:
     ui.problems_section(scan, ds, source, names, key)
 with tabs[5]:
+    compared = summary.assigner_table(scan.images)
+    if compared.empty:
+        st.info("Pick assigners under 'Also compare assigners' in the sidebar and run again to compare them here.")
+    else:
+        plot(figs.assigners_figure(compared), key="ms_assigners_chart")
+        st.dataframe(compared.style.format({"positives per box": "{:.1f}", "share with no positive": summary.percent}),
+                     hide_index=True, width="stretch")  # fmt: skip
+        st.caption("Every assigner on the same anchors and the same model outputs, image by image; the per-image "
+                   "columns are in the export.")  # fmt: skip
+with tabs[6]:
     download_buttons(name="model_scan_images", df=scan.images, key="ms_dl_images", parquet=True)
     download_buttons(name="model_scan_problems", df=scan.problems, key="ms_dl_problems")
     st.caption(f"The CLI writes the same rows: `python -m explorer model-scan ANNOTATIONS --images DIR --model demo "

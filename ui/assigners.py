@@ -48,15 +48,7 @@ def inputs_for(
     result = infer(served.key, image_key, served.model, image)
     dense = result.dense
     labels, missing = model_labels(gts, served.model.class_names, fallback)
-    size_div = int(served.model.model.transform.size_divisible)
-    padded = tuple(-(-s // size_div) * size_div for s in dense.input_size)
-    inputs = compare.Inputs(
-        anchors=dense.anchors.numpy(), levels=dense.levels.numpy(),
-        strides=compare.level_strides(dense.grid_sizes, padded, dense.anchors_per_location),
-        boxes=dense.to_input(gts.boxes), labels=labels if labels is not None else np.zeros(len(gts), np.int64),
-        logits=dense.cls_logits if labels is not None else None,
-        decoded=dense.decoded_boxes().numpy() if labels is not None else None,
-    )  # fmt: skip
+    inputs = compare.inputs_from_dense(dense, gts.boxes, labels, int(served.model.model.transform.size_divisible))
     return inputs, dense, overlay.resize_image(image, *dense.input_size), missing
 
 

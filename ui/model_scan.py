@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
+from explorer.anchors.compare import ASSIGNERS
 from explorer.dataset.coco import CocoDataset
 from explorer.model_scan.image_stats import LossSettings
 from explorer.model_scan.run import Accumulator, ModelScan, ModelScanConfig, iter_scan
@@ -56,7 +57,13 @@ def config_widgets(num_images: int) -> ModelScanConfig:
     )  # fmt: skip
     pt = st.slider("Easy when p_t ≥", 0.3, 0.95, 0.6, 0.05, key=kept("ms_pt"),
                    help="The focal-loss literature calls an example easy when p_t is above about 0.6.")  # fmt: skip
-    return ModelScanConfig(LossSettings(pt_thresh=float(pt)), float(score), int(limit), int(seed))
+    assigners = st.multiselect(
+        "Also compare assigners", list(ASSIGNERS), key=kept("ms_assigners"),
+        format_func=lambda k: ASSIGNERS[k].name,
+        help="Run these assigners on every image's anchors and the model's outputs (Anchor lab, 'Assigners side "
+        "by side'): positives and boxes with no positive under each. TAL and SimOTA take about a second an image.",
+    )  # fmt: skip
+    return ModelScanConfig(LossSettings(pt_thresh=float(pt)), float(score), int(limit), int(seed), tuple(assigners))
 
 
 def run_key(source: Source, served: ServedModel, config: ModelScanConfig) -> str:

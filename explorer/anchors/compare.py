@@ -28,6 +28,7 @@ from explorer.anchors.atss import assign_atss
 from explorer.anchors.max_iou import assign_max_iou
 from explorer.anchors.simota import assign_simota
 from explorer.anchors.tal import assign_tal_mmdet, assign_tal_ultralytics
+from explorer.detection.outputs import DenseOutputs
 from explorer.labels import IGNORED, POSITIVE
 from explorer.losses.classification import focal_loss
 from explorer.losses.soft_targets import qfl_loss, varifocal_loss
@@ -82,6 +83,28 @@ def level_strides(grid_sizes: Sequence[tuple[int, int]], padded_hw: tuple[int, i
         stride = np.array([padded_hw[1] // gw, padded_hw[0] // gh], np.float32)
         parts.append(np.tile(stride, (gh * gw * per_location, 1)))
     return np.concatenate(parts) if parts else np.zeros((0, 2), np.float32)
+
+
+def inputs_from_dense(dense: DenseOutputs, boxes: np.ndarray, labels: np.ndarray | None, size_divisible: int) -> Inputs:
+    """The inputs of one image under a model: its anchors, levels and strides, the boxes scaled to its input, and its
+    scores and decoded boxes (None when ``labels`` is None: the boxes' classes are not the model's)."""
+    padded = tuple(-(-s // size_divisible) * size_divisible for s in dense.input_size)
+    return Inputs(
+        anchors=dense.anchors.numpy(), levels=dense.levels.numpy(),
+        strides=level_strides(dense.grid_sizes, padded, dense.anchors_per_location),
+        boxes=dense.to_input(boxes), labels=labels if labels is not None else np.zeros(len(boxes), np.int64),
+        logits=dense.cls_logits if labels is not None else None,
+        decoded=dense.decoded_boxes().numpy() if labels is not None else None,
+    )  # fmt: skip
+
+
+def assigner_columns(assignments: dict[str, Assignment]) -> dict[str, int]:
+    """Per assigner, one image's ``<name>_positives`` (anchors) and ``<name>_no_positive`` (boxes without any)."""
+    out = {}
+    for name, a in assignments.items():
+        out[f"{name}_positives"] = int((a.label == POSITIVE).sum())
+        out[f"{name}_no_positive"] = int(a.no_positive.sum())
+    return out
 
 
 def run_assigners(names: Sequence[str], inputs: Inputs) -> dict[str, Assignment]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from explorer.figures.detection import LOSS_SCALE
 from explorer.labels import COLORS
@@ -76,3 +77,14 @@ def level_figure(levels: pd.DataFrame) -> go.Figure:
         fig.add_bar(x=levels["level"], y=levels[f"{kind} share"], name=kind, marker_color=color)
     fig.update_layout(barmode="group", yaxis={"tickformat": ".0%", "title": "share of the loss"})
     return _layout(fig, "Loss by pyramid level")
+
+
+def assigners_figure(table: pd.DataFrame) -> go.Figure:
+    """Per assigner compared over the dataset: the share of boxes with no positive and positives per box."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("boxes with no positive", "positives per box"))
+    fig.add_bar(x=table["assigner"], y=table["share with no positive"], marker_color="#e8604c", row=1, col=1,
+                showlegend=False)  # fmt: skip
+    fig.add_bar(x=table["assigner"], y=table["positives per box"], marker_color="#4c9be8", row=1, col=2,
+                showlegend=False)  # fmt: skip
+    fig.update_yaxes(tickformat=".1%", row=1, col=1)
+    return _layout(fig, "Assigners over the scanned images")

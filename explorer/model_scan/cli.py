@@ -42,7 +42,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pt", type=float, default=0.6, help="p_t at or above which an anchor is easy (0.6)")
     p.add_argument("--alpha", type=float, default=0.25, help="focal alpha (0.25; -1: none)")
     p.add_argument("--gamma", type=float, default=2.0, help="focal gamma (2)")
+    p.add_argument(
+        "--assigners", type=_names, default=(),
+        help="also compare these assigners on every image, e.g. max_iou,atss,tal_mmdet,tal_ultralytics,simota",
+    )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in text.split(",") if n.strip())
 
 
 def _model(args: argparse.Namespace):
@@ -86,7 +94,11 @@ def run(args: argparse.Namespace) -> int:
 
     store = ScanStore(args.out)
     config = ModelScanConfig(
-        LossSettings(alpha=args.alpha, gamma=args.gamma, pt_thresh=args.pt), args.score, args.limit, args.seed
+        LossSettings(alpha=args.alpha, gamma=args.gamma, pt_thresh=args.pt),
+        args.score,
+        args.limit,
+        args.seed,
+        args.assigners,
     )
     ds = load_dataset(args.dataset, format=args.format, split=args.split)
     root = args.images or (Path(ds.image_root) if ds.image_root else None)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from explorer.anchors.compare import ASSIGNERS, assigner_columns, inputs_from_dense, run_assigners
 from explorer.dataset.coco import AREA_MEDIUM, AREA_SMALL, CocoDataset
 from explorer.dataset.image_stores import ImageStore
 from explorer.detection.architectures import LoadedModel
@@ -45,14 +46,19 @@ SCORE_THRESH = 0.5
 
 @dataclass(frozen=True)
 class ModelScanConfig:
-    """Loss settings, the detection score, and which images (``limit`` of them, drawn with ``seed``; all if None)."""
+    """Loss settings, the detection score, which images (``limit`` of them, drawn with ``seed``; all if None), and
+    the assigners to compare on every image (:mod:`explorer.anchors.compare`; none by default: they cost time)."""
 
     losses: LossSettings = field(default_factory=LossSettings)
     score_thresh: float = SCORE_THRESH
     limit: int | None = None
     seed: int = 0
+    assigners: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        unknown = [a for a in self.assigners if a not in ASSIGNERS]
+        if unknown:
+            raise ValueError(f"unknown assigner(s) {', '.join(unknown)}; expected some of {', '.join(ASSIGNERS)}")
         if not 0 < self.score_thresh < 1:
             raise ValueError(f"score_thresh must be in (0, 1), got {self.score_thresh}")
         if self.limit is not None and self.limit < 1:
@@ -106,7 +112,12 @@ def scan_image(
         result.detections, ann.boxes_xyxy, ann.category_ids, ann.crowd_xyxy, ann.crowd_category_ids,
         score_thresh=config.score_thresh,
     )  # fmt: skip
-    row = {**base, **losses.row, **consistency_columns(losses.positive_score, losses.positive_iou), **det_row}
+    row = {**base, "boxes": len(ann.boxes_xyxy), **losses.row, **det_row}
+    row.update(consistency_columns(losses.positive_score, losses.positive_iou))
+    if config.assigners:
+        size_div = int(loaded.model.transform.size_divisible)
+        inputs = inputs_from_dense(result.dense, ann.boxes_xyxy, ann.category_ids, size_div)
+        row.update(assigner_columns(run_assigners(config.assigners, inputs)))
     gt = ann.boxes_xyxy[losses.positive_gt]
     area = (gt[:, 2] - gt[:, 0]) * (gt[:, 3] - gt[:, 1])
     size = np.digitize(area, [AREA_SMALL, AREA_MEDIUM])

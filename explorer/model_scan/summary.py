@@ -142,6 +142,24 @@ def score_iou_density(scan: ModelScan, *, category: int | None = None, size: int
     return out
 
 
+def assigner_table(images: pd.DataFrame) -> pd.DataFrame:
+    """Per assigner compared in the scan: positive anchors, positives per box and boxes with no positive, over the
+    scanned images (empty when the scan compared none)."""
+    from explorer.anchors.compare import ASSIGNERS
+
+    ok = scanned(images)
+    boxes = int(ok["boxes"].sum()) if "boxes" in ok.columns else 0
+    rows = []
+    for name, info in ASSIGNERS.items():
+        if f"{name}_positives" not in ok.columns:
+            continue
+        pos, none = int(ok[f"{name}_positives"].sum()), int(ok[f"{name}_no_positive"].sum())
+        rows.append({"assigner": info.name, "positive anchors": pos, "positives per box": pos / max(1, boxes),
+                     "boxes with no positive": none, "share with no positive": none / max(1, boxes)})  # fmt: skip
+    columns = ["assigner", "positive anchors", "positives per box", "boxes with no positive", "share with no positive"]
+    return pd.DataFrame(rows, columns=columns)
+
+
 def consistency_counts(images: pd.DataFrame) -> dict[str, int]:
     """Positives with a high IoU but a low score, and with a high score but a low IoU, over the scanned images."""
     ok = scanned(images)

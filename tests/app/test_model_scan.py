@@ -58,3 +58,19 @@ def test_changed_settings_ask_for_a_new_run(monkeypatch: pytest.MonkeyPatch) -> 
     _ok(at)
     assert any("settings changed" in c.value for c in at.caption)
     assert any("press Run" in i.value for i in at.info)
+
+
+def test_assigners_compared_over_the_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    at.sidebar.number_input(key="ms_limit").set_value(2).run()
+    at.sidebar.multiselect(key="ms_assigners").set_value(["max_iou", "tal_ultralytics"]).run()
+    at.button(key="ms_start").click().run()
+    _ok(at)
+    table = next(d.value for d in at.dataframe if "assigner" in d.value.columns)
+    assert table["assigner"].tolist() == ["max-IoU", "TAL (Ultralytics)"]
+    rows = at.session_state["ms_run"].acc.result().images
+    assert table["positive anchors"].tolist() == [
+        rows["max_iou_positives"].sum(),
+        rows["tal_ultralytics_positives"].sum(),
+    ]

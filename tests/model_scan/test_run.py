@@ -16,9 +16,9 @@ from explorer import synthetic
 from explorer.dataset.coco import load_coco
 from explorer.dataset.image_stores import FolderImages, ZipImages
 from explorer.detection.loading import load_demo_model
-from explorer.model_scan import cli
+from explorer.model_scan import cli, summary
 from explorer.model_scan.ap import coco_ap
-from explorer.model_scan.run import ModelScan
+from explorer.model_scan.run import ModelScan, ModelScanConfig
 from explorer.model_scan.store import ScanStore
 from tests.helpers import zip_bytes
 
@@ -151,3 +151,19 @@ def test_cli_refuses_categories_before_running(tmp_path, capsys):
         capsys, str(ann), "--images", str(tmp_path), "--model", "demo", "--out", str(tmp_path / "s.parquet")
     )
     assert code == 2 and "not the model's classes" in err
+
+
+def test_assigners_compared_on_every_image_agree_with_the_loss_labels(sample, demo):
+    path, images = sample
+    ds = load_coco(path)
+    names = ("max_iou", "atss", "tal_mmdet", "simota")
+    scan = ModelScan.run(ds, FolderImages(images), demo, ModelScanConfig(limit=2, assigners=names))
+    rows = scan.images
+    assert (rows["max_iou_positives"] == rows["positives"]).all()  # max-IoU is the loss's own labelling
+    assert (rows[[f"{n}_no_positive" for n in names]].to_numpy() <= rows[["boxes"]].to_numpy()).all()
+    table = summary.assigner_table(rows).set_index("assigner")
+    assert list(table.index) == ["max-IoU", "ATSS", "TAL (mmdet)", "SimOTA"]
+    assert table.loc["ATSS", "positive anchors"] == rows["atss_positives"].sum()
+    assert summary.assigner_table(ModelScan.run(ds, FolderImages(images), demo, ModelScanConfig(limit=1)).images).empty
+    with pytest.raises(ValueError, match="unknown assigner"):
+        ModelScanConfig(assigners=("yolo",))
