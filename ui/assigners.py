@@ -89,11 +89,12 @@ def section(served: ServedModel, image_key: str, image: np.ndarray, gts: BoxSet)
         f"demo model), {len(inputs.anchors):,} anchors at its input size {dense.input_size[1]}×{dense.input_size[0]}."
         " TAL and SimOTA also read its class scores and predicted boxes for this image."
         + (f" The boxes' classes {', '.join(missing[:4])} are not this model's" if missing else "")
-        + ("; TAL and SimOTA are off." if missing and inputs.logits is None else "." if missing else "")
+        + ("; TAL and SimOTA are off." if missing and inputs.logits is None else "")
+        + (f": they count as {names_of[fallback]}." if missing and fallback is not None else "")
     )  # fmt: skip
     names = st.multiselect(
         "Assigners (2 to 4)", usable, default=[n for n in DEFAULT if n in usable][:4], max_selections=4,
-        format_func=lambda k: compare.ASSIGNERS[k].name, key=kept("al_compare"),
+        format_func=lambda k: compare.ASSIGNERS[k].name, key=kept(f"al_compare_{inputs.logits is not None}"),
     )  # fmt: skip
     if len(names) < 2:
         st.info("Pick at least two assigners to compare.")
@@ -111,7 +112,9 @@ def section(served: ServedModel, image_key: str, image: np.ndarray, gts: BoxSet)
     c1, c2 = st.columns(2)
     c1.dataframe(compare.overlap_table(results), hide_index=True, width="stretch")
     if inputs.logits is not None:
-        c2.dataframe(compare.loss_table(results, inputs).round(4), hide_index=True, width="stretch")
+        losses = compare.loss_table(results, inputs)
+        shown = losses.style.format({k: "{:.4f}" for k in ("focal", "QFL", "Varifocal")}, na_rep="—")
+        c2.dataframe(shown, hide_index=True, width="stretch")
         c2.caption("The classification loss each assignment gives on this model's outputs (per positive).")
     for name in names:
         if results[name].soft_target is not None:

@@ -148,13 +148,13 @@ def test_assigners_side_by_side_on_a_sample_scene(app: AppTest, monkeypatch: pyt
     at.session_state["al_tab"] = "Assigners side by side"
     at.run()
     _ok(at)
-    assert at.multiselect(key="al_compare").value == ["max_iou", "atss", "tal_mmdet", "simota"]
+    assert at.multiselect(key="al_compare_True").value == ["max_iou", "atss", "tal_mmdet", "simota"]
     assert len(at.get("image")) == 4  # one picture per assigner
     frame = at.dataframe[0].value
     assert {"max-IoU", "ATSS", "TAL (mmdet)", "SimOTA", "differs"} <= set(frame.columns)
     losses = at.dataframe[2].value.set_index("assigner")
     assert list(losses.index) == ["max-IoU", "ATSS", "TAL (mmdet)", "SimOTA"] and losses["focal"].gt(0).all()
-    at.multiselect(key="al_compare").set_value(["max_iou", "tal_ultralytics"]).run()
+    at.multiselect(key="al_compare_True").set_value(["max_iou", "tal_ultralytics"]).run()
     _ok(at)
     assert set(at.dataframe[0].value.columns) >= {"max-IoU", "TAL (Ultralytics)"} and len(at.get("image")) == 2
 
