@@ -86,5 +86,6 @@ def assigners_figure(table: pd.DataFrame) -> go.Figure:
                 showlegend=False)  # fmt: skip
     fig.add_bar(x=table["assigner"], y=table["positives per box"], marker_color="#4c9be8", row=1, col=2,
                 showlegend=False)  # fmt: skip
-    fig.update_yaxes(tickformat=".1%", row=1, col=1)
+    fig.update_yaxes(tickformat=".1%", rangemode="nonnegative", row=1, col=1)
+    fig.update_yaxes(rangemode="nonnegative", row=1, col=2)
     return _layout(fig, "Assigners over the scanned images")
