@@ -134,10 +134,11 @@ def run_assigners(names: Sequence[str], inputs: Inputs) -> dict[str, Assignment]
 
 
 def per_gt_table(assignments: dict[str, Assignment], classes: Sequence[str]) -> pd.DataFrame:
-    """One row per GT: its class, then per assigner its positives; ``differs`` when the assigners disagree on
-    whether the box gets any positive, or on how many."""
+    """One row per GT: its class, the level of its best anchor by IoU, then per assigner its positives; ``no positive
+    under`` names the assigners that give it none; ``differs`` when the assigners disagree on how many it gets."""
     first = next(iter(assignments.values()))
-    df = pd.DataFrame({"gt": np.arange(first.num_gt), "class": list(classes)})
+    best = [f"P{lv + 3}" if lv >= 0 else "-" for lv in first.best_level.tolist()]
+    df = pd.DataFrame({"gt": np.arange(first.num_gt), "class": list(classes), "best level": best})
     for name, a in assignments.items():
         df[ASSIGNERS[name].name] = a.num_positive
     counts = df[[ASSIGNERS[n].name for n in assignments]].to_numpy()

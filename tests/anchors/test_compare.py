@@ -44,6 +44,8 @@ def test_tables_agree_with_the_assignments(case):
     counts = gt[[compare.ASSIGNERS[n].name for n in results]].to_numpy()
     assert gt["differs"].tolist() == (counts.min(axis=1) != counts.max(axis=1)).tolist()
     assert gt["differs"].any()  # five assigners on a busy scene do not all agree
+    best = results["max_iou"].best_level
+    assert gt["best level"].tolist() == [f"P{lv + 3}" for lv in best]
     pairs = compare.overlap_table(results)
     assert len(pairs) == 10
     first = pairs.iloc[0]
