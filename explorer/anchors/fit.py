@@ -13,14 +13,17 @@ with the candidate's anchors and the user's thresholds. From the per-box table, 
 :meth:`FitScore.key` is that tuple; a higher key is better. Positives per box count low-quality matches when the
 scan's ``low_quality`` is on (they are positives torchvision trains on); the primary does not.
 
-**The search** (:func:`fit_anchors`) works on an :class:`~explorer.anchors.fit_baselines.AnchorLadder`: a global
-scale on torchvision's level bases 32..512, a factor per level, scales per octave (multipliers ``2**(k/n)``) and
-ratios ``centre * spread**j``. Mode ``"head"`` keeps 3 scales x 3 ratios (9 anchors per location, so COCO
-weights still load); ``"free"`` also searches 1..4 scales and 1, 3 or 5 ratios. It is coordinate descent over a
-small grid per coordinate, on a seeded subset of images, until no coordinate improves or the time budget is
-spent; deterministic for a seed. The finalists (the search's winner, torchvision's default and the baselines of
-:mod:`explorer.anchors.fit_baselines` that fit the mode) are then scored on the full dataset and the best key wins;
-a bootstrap over the subset's images gives a 95 % interval of the winner's primary.
+**The search** (:func:`fit_anchors`) works on an :class:`~explorer.anchors.fit_baselines.AnchorLadder`: a
+global scale on torchvision's level bases 32..512, a factor per level, n scales per level (multipliers
+``2**(span * k / n)``, span 1 = one octave as RetinaNet) and ratios ``centre * spread**j``. Mode ``"head"``
+keeps 3 scales x 3 ratios (9 anchors per location, so COCO weights still load); ``"free"`` also searches 1..4
+scales and 1, 3 or 5 ratios. It is coordinate descent over a small grid per coordinate, on a seeded subset of
+images, until no coordinate improves or the time budget is spent; deterministic for a seed when it converges
+within the budget (a search cut by the budget depends on the machine's speed; :attr:`FitResult.stopped_by_budget`
+says so). The finalists (the search's winner, torchvision's default and the baselines of
+:mod:`explorer.anchors.fit_baselines` that fit the mode) are then scored on the full dataset and the best key
+wins, so the reported winner is never worse than a baseline on the full dataset (it can be a baseline when the
+subset misled the search); a bootstrap over the subset's images gives a 95 % interval of the winner's primary.
 """
 
 from __future__ import annotations
@@ -45,8 +48,8 @@ MODES: tuple[str, ...] = ("head", "free")
 #: Anchors per location of torchvision's pretrained RetinaNet head.
 HEAD_ANCHORS = 9
 TV_BASES: tuple[float, ...] = (32.0, 64.0, 128.0, 256.0, 512.0)
-_GLOBAL = tuple(round(2.0 ** (i / 4), 4) for i in range(-8, 5))  # 0.25 .. 2
-_LEVEL = (0.8, 0.9, 1.0, 1.12, 1.25)
+_GLOBAL = tuple(round(2.0 ** (i / 4), 4) for i in range(-12, 5))  # 0.125 .. 2
+_LEVEL = (0.7, 0.8, 0.9, 1.0, 1.12, 1.25, 1.4)
 _SPREAD = (1.5, 2.0, 2.5, 3.0)
 
 
@@ -153,10 +156,11 @@ class Params:
     centre: float = 1.0
     spread: float = 2.0
     n_ratios: int = 3
+    span: float = 1.0
 
 
 def params_ladder(p: Params, bases: tuple[float, ...] = TV_BASES) -> AnchorLadder:
-    """Bases ``round(base * scale * level[l], 2)``, multipliers ``2**(k / n_scales)``, ratios
+    """Bases ``round(base * scale * level[l], 2)``, multipliers ``2**(span * k / n_scales)``, ratios
     ``centre * spread**j`` for j centred on 0 (3 ratios: 1/spread, 1, spread times the centre).
 
     Example:
@@ -164,7 +168,7 @@ def params_ladder(p: Params, bases: tuple[float, ...] = TV_BASES) -> AnchorLadde
         (0.5, 1.0, 2.0)
     """
     lv = tuple(max(1.0, round(b * p.scale * f, 2)) for b, f in zip(bases, p.level, strict=True))
-    mult = tuple(round(2.0 ** (k / p.n_scales), 4) for k in range(p.n_scales))
+    mult = tuple(round(2.0 ** (p.span * k / p.n_scales), 4) for k in range(p.n_scales))
     half = (p.n_ratios - 1) / 2.0
     ratios = tuple(round(p.centre * p.spread ** (j - half), 4) for j in range(p.n_ratios))
     return AnchorLadder(lv, mult, ratios)
@@ -184,6 +188,7 @@ def _moves(p: Params, mode: str) -> list[list[Params]]:
     for lvl in range(len(p.level)):
         coords.append([rep(p, level=(*p.level[:lvl], f, *p.level[lvl + 1 :])) for f in _LEVEL])
     coords.append([rep(p, spread=s) for s in _SPREAD])
+    coords.append([rep(p, span=s) for s in (0.5, 0.75, 1.0, 1.5, 2.0)])
     coords.append([rep(p, centre=c) for c in (0.5, 0.7071, 1.0, 1.4142, 2.0)])
     if mode == "free":
         coords.append([rep(p, n_scales=n) for n in (1, 2, 3, 4)])
