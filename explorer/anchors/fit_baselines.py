@@ -106,8 +106,8 @@ def _checked(wh: np.ndarray, k: int) -> np.ndarray:
 
 
 def _kmeans_euclid(x: np.ndarray, k: int, rng: np.random.Generator, iters: int = 30) -> np.ndarray:
-    """Lloyd's k-means in Euclidean distance (scipy's ``kmeans`` as YOLOv5 calls it: ``iter`` restarts there, one
-    run of at most ``iters`` rounds from k points drawn without replacement here)."""
+    """Lloyd's k-means in Euclidean distance: one run of at most ``iters`` rounds from k points drawn without
+    replacement (scipy is not a dependency; scipy's ``kmeans`` keeps the best of ``iter`` such runs)."""
     centers = x[rng.choice(len(x), k, replace=False)].copy()
     for _ in range(iters):
         d = ((x[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)
@@ -138,15 +138,18 @@ def yolov5_autoanchor(
 ) -> AnchorLadder:
     """YOLOv5's autoanchor, ``utils/autoanchor.py`` ``kmean_anchors`` (Ultralytics, v7.0).
 
-    Its steps: keep boxes of at least 2 px a side; k-means on (w, h) divided by their standard deviation, the
-    centres multiplied back; then a genetic evolution of ``generations`` rounds: each round multiplies every
-    anchor coordinate by ``(mask(p=0.9) * U(0,1) * N(0,1) * 0.1 + 1).clip(0.3, 3.0)`` (redrawn until something
-    changes), clips anchors to >= 2 px, and keeps the mutant when :func:`yolov5_fitness` (threshold 1 / ``thr``)
-    improves. YOLOv5 uses k = 9 over its three levels; here k = 15 over RetinaNet's five, mapped onto the levels
-    as in the module docstring.
+    Its steps: keep boxes with a side of at least 2 px (all boxes when fewer than k remain); k-means on (w, h)
+    divided by their standard deviation, the centres multiplied back (YOLOv5 calls scipy's ``kmeans`` with 30
+    restarts; here one Lloyd run, see :func:`_kmeans_euclid`); then a genetic evolution of ``generations``
+    rounds: each round multiplies every anchor coordinate by
+    ``(mask(p=0.9) * U(0,1) * N(0,1) * 0.1 + 1).clip(0.3, 3.0)`` (redrawn until something changes), clips the
+    anchors to >= 2 px, and keeps the mutant when :func:`yolov5_fitness` (threshold 1 / ``thr``) improves.
+    YOLOv5 uses k = 9 over its three levels; here k = 15 over RetinaNet's five, mapped onto the levels as in the
+    module docstring.
     """
     wh = _checked(wh, k)
-    wh = wh[(wh >= 2.0).all(axis=1)] if ((wh >= 2.0).all(axis=1)).sum() >= k else wh
+    keep = (wh >= 2.0).any(axis=1)  # YOLOv5: wh0[(wh0 >= 2.0).any(1)]
+    wh = wh[keep] if keep.sum() >= k else wh
     rng = np.random.default_rng(seed)
     s = wh.std(axis=0)
     anchors = _kmeans_euclid(wh / s, k, rng) * s
