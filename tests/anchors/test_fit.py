@@ -133,6 +133,16 @@ def test_the_report_holds_the_three_snippets_and_before_after(sample):
     assert report["after"]["full"]["covered_share"] == w.full.covered
 
 
+def test_the_before_after_table_is_the_primary_per_size_bucket(sample):
+    _, _, fit = sample
+    table = fx.before_after_table(fit.before_result, fit.winner_result).set_index("size")
+    assert list(table.index) == ["small", "medium", "large", "all"]
+    assert table.loc["all", "boxes"] == fit.winner.full.boxes == table.loc[["small", "medium", "large"], "boxes"].sum()
+    assert table.loc["all", "no_positive_before"] == pytest.approx(1.0 - fit.before.full.covered)
+    assert table.loc["all", "no_positive_after"] == pytest.approx(1.0 - fit.winner.full.covered)
+    assert "no positive >= pos" in fx.format_table(table.reset_index())
+
+
 def test_subset_scans_like_the_same_images_on_their_own(sample):
     _, ds, _ = sample
     idx = np.array([0, 4, 5, 17])
