@@ -301,12 +301,14 @@ def fit_anchors(
         seed: the subset draw, the baselines' k-means and the bootstrap; subset_images: images searched on.
 
     Raises:
-        ValueError: an unknown mode, a negative budget, or a dataset without boxes.
+        ValueError: an unknown mode, a negative budget or seed, or a dataset without boxes.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if not (budget_s >= 0 and math.isfinite(budget_s)):
         raise ValueError(f"budget_s must be a finite number >= 0, got {budget_s}")
+    if int(seed) != seed or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed}")
     scan = scan or ScanConfig()
     say = progress or (lambda _msg: None)
     t0 = time.perf_counter()

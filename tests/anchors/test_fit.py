@@ -187,6 +187,9 @@ def test_yolov5_evolution_never_lowers_fitness_and_pyodi_keeps_retinanet_bases()
         (["--out", "{d}/fit.json", "--mode", "both"], "invalid choice"),
         (["--out", "{d}/fit.json", "--pos", "0.3"], "neg_thresh <= pos_thresh"),
         (["--out", "{d}/fit.json", "--subset", "0"], "--subset must be >= 1"),
+        (["--out", "{d}/fit.json", "--seed", "-1"], "seed must be a non-negative integer"),
+        (["--out", "{d}/fit.json", "--min-size", "0"], "min_size and max_size must be >= 1"),
+        (["--out", "{d}/fit.json", "--format", "bogus"], "unknown format 'bogus'"),
     ],
 )
 def test_cli_bad_input_exits_2_with_one_line(sample, tmp_path, capsys, extra, message):
@@ -195,6 +198,11 @@ def test_cli_bad_input_exits_2_with_one_line(sample, tmp_path, capsys, extra, me
     code = _exit_code(argv)
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1
+
+
+def test_cli_refuses_a_missing_dataset(tmp_path, capsys):
+    assert _exit_code(["fit-anchors", str(tmp_path / "none.json"), "--out", str(tmp_path / "f.json")]) == 2
+    assert "dataset not found" in capsys.readouterr().err
 
 
 def test_cli_refuses_a_dataset_without_boxes(tmp_path, capsys):
