@@ -102,6 +102,17 @@ def test_the_fit_beats_or_ties_every_baseline(case, request):
     assert 0.0 <= lo <= hi <= 1.0
 
 
+def test_on_the_built_in_sample_the_fit_ties_or_beats_every_baseline():
+    path = synthetic.sample_dataset()
+    scan = ScanConfig(anchors=default_config(min_size=400, max_size=667))
+    fit = fit_anchors(load_coco(path), scan, budget_s=15, subset_images=40, seed=0)
+    assert len(fit.candidates) == 5 and fit.winner.full.boxes == 1770
+    for c in fit.candidates:
+        assert fit.winner.full.key() >= c.full.key(), c.name
+    assert fit.winner.full.covered > fit.before.full.covered
+    assert_matches_torchvision(path, dataclasses.replace(scan, anchors=fit.winner.config), limit=4)
+
+
 def test_the_search_itself_improves_small_object_coverage(small_objects):
     _, _, fit = small_objects
     searched = next(c for c in fit.candidates if c.name == "fit")
