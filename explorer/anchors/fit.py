@@ -301,12 +301,15 @@ def fit_anchors(
         seed: the subset draw, the baselines' k-means and the bootstrap; subset_images: images searched on.
 
     Raises:
-        ValueError: an unknown mode, a negative budget or seed, or a dataset without boxes.
+        ValueError: an unknown mode, a negative budget or seed, anchors of other than 5 levels, or a dataset
+            without boxes.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if not (budget_s >= 0 and math.isfinite(budget_s)):
         raise ValueError(f"budget_s must be a finite number >= 0, got {budget_s}")
+    if scan is not None and scan.anchors.num_levels != len(TV_BASES):
+        raise ValueError(f"the fit searches RetinaNet's {len(TV_BASES)} levels, got {scan.anchors.num_levels}")
     if int(seed) != seed or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed}")
     scan = scan or ScanConfig()

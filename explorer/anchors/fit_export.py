@@ -3,7 +3,9 @@
 All three snippets describe the same anchors: per-level sizes ``base * scale`` and shared ratios h / w (all three
 frameworks use h / w). mmdet's ``AnchorGenerator`` takes ``base_sizes`` and shared ``scales``, so its snippet is
 written from the :class:`~explorer.anchors.fit_baselines.AnchorLadder`; its sizes equal the torchvision ones up to
-the 4-decimal rounding of the latter. The frameworks still differ in their own conventions (torchvision rounds
+the 4-decimal rounding of the latter, except when torchvision's default wins: its mmdet snippet is then mmdet's
+own RetinaNet default (bases 32..512, scales ``2**(k/3)``), whose float sizes torchvision truncates (40.3 -> 40).
+The frameworks still differ in their own conventions (torchvision rounds
 cell anchors to integers, detectron2 orders anchors size-major; see :mod:`explorer.anchors.grid`).
 
 Example:

@@ -189,6 +189,19 @@ def test_yolov5_evolution_never_lowers_fitness_and_pyodi_keeps_retinanet_bases()
         fb.kmeans_iou(wh[:5])
 
 
+def test_fit_anchors_refuses_bad_arguments(sample):
+    _, ds, _ = sample
+    three = ScanConfig(anchors=default_config(sizes=((32,), (64,), (128,)), strides=(8, 16, 32)))
+    for kwargs, message in (
+        ({"mode": "both"}, "mode must be one of"),
+        ({"budget_s": float("nan")}, "budget_s must be"),
+        ({"seed": -2}, "seed must be"),
+        ({"scan": three}, "5 levels, got 3"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            fit_anchors(ds, **kwargs)
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
