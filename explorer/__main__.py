@@ -1,6 +1,7 @@
 """Command line: ``python -m explorer scan DATASET [--out stats.parquet|stats.csv] [options]``,
-``python -m explorer convert DATASET --to coco|yolo|voc OUT`` and ``python -m explorer model-scan``
-(:mod:`explorer.model_scan.cli`).
+``python -m explorer convert DATASET --to coco|yolo|voc OUT``, ``python -m explorer model-scan``
+(:mod:`explorer.model_scan.cli`) and ``python -m explorer fit-anchors DATASET --out fit.json``
+(:mod:`explorer.anchors.fit_cli`).
 
 DATASET is a COCO JSON (or .json.gz), a YOLO data.yaml or images/ + labels/ folder, or a Pascal VOC folder
 (:func:`explorer.dataset.formats.load_dataset`). ``scan`` labels it with RetinaNet's anchors and label assignment
@@ -24,6 +25,7 @@ from typing import NoReturn
 
 import pandas as pd
 
+from explorer.anchors import fit_cli
 from explorer.anchors.grid import CONVENTIONS, TORCHVISION_SIZES, default_config
 from explorer.dataset.convert import TARGETS, add_convert_command, run_convert
 from explorer.model_scan import cli as model_scan_cli
@@ -125,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--quiet", action="store_true", help="no progress bar")
     model_scan_cli.add_parser(sub)
     add_convert_command(sub)
+    fit_cli.add_parser(sub)
     return parser
 
 
@@ -248,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
             return model_scan_cli.run(args)
         if args.command == "convert":
             return run_convert(args)
+        if args.command == "fit-anchors":
+            return fit_cli.run(args)
     except ValueError as exc:  # includes CocoFormatError
         print(f"error: {' '.join(str(exc).splitlines())}", file=sys.stderr)
         return 2
