@@ -58,6 +58,7 @@ def _torchvision_covered(path, cfg: ScanConfig, ds) -> tuple[int, list[int]]:
     return covered, positives
 
 
+@pytest.mark.slow  # several seconds: the full suite runs it, the fast loop does not
 def test_the_fitted_score_is_torchvision_s_own_labelling(sample):
     path, ds, fit = sample
     cfg = dataclasses.replace(SCAN, anchors=fit.winner.config)
@@ -91,6 +92,7 @@ def test_the_torchvision_snippet_builds_a_retinanet_with_the_same_anchors(sample
     assert set(out[0]) == {"boxes", "scores", "labels"}
 
 
+@pytest.mark.slow  # several seconds: the full suite runs it, the fast loop does not
 @pytest.mark.parametrize("case", ["sample", "small_objects"])
 def test_the_fit_beats_or_ties_every_baseline(case, request):
     _, _, fit = request.getfixturevalue(case)
@@ -102,6 +104,7 @@ def test_the_fit_beats_or_ties_every_baseline(case, request):
     assert 0.0 <= lo <= hi <= 1.0
 
 
+@pytest.mark.slow  # several seconds: the full suite runs it, the fast loop does not
 def test_on_the_built_in_sample_the_fit_ties_or_beats_every_baseline():
     path = synthetic.sample_dataset()
     scan = ScanConfig(anchors=default_config(min_size=400, max_size=667))
@@ -120,6 +123,7 @@ def test_the_search_itself_improves_small_object_coverage(small_objects):
     assert searched.sample.covered >= fit.before.sample.covered
 
 
+@pytest.mark.slow  # several seconds: the full suite runs it, the fast loop does not
 def test_head_mode_keeps_nine_anchors_and_free_mode_warns_only_when_it_changes(sample):
     _, ds, fit = sample
     assert all(a == HEAD_ANCHORS for c in fit.candidates for a in c.config.anchors_per_location())
@@ -237,6 +241,7 @@ def test_cli_refuses_a_dataset_without_boxes(tmp_path, capsys):
     assert "no (non-crowd) boxes" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # several seconds: the full suite runs it, the fast loop does not
 def test_cli_writes_the_report_and_prints_the_snippets(sample, tmp_path, capsys):
     path, _, _ = sample
     out = tmp_path / "fit.json"
@@ -255,6 +260,7 @@ def _exit_code(argv: list[str]) -> int:
         return int(exc.code)
 
 
+@pytest.mark.slow  # several seconds: the full suite runs it, the fast loop does not
 def test_the_fit_is_deterministic_for_a_seed_when_it_converges(sample):
     _, ds, _ = sample
     small, scan = subset(ds, np.arange(4)), ScanConfig(anchors=default_config(min_size=240, max_size=400))
