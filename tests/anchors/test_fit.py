@@ -69,6 +69,7 @@ def test_the_fitted_score_is_torchvision_s_own_labelling(sample):
     assert s.median_pos == np.median(positives) and s.p10_pos == np.percentile(positives, 10)
 
 
+@pytest.mark.slow  # its fixture runs a fit: the full suite runs it, the fast loop does not
 def test_the_torchvision_snippet_builds_a_retinanet_with_the_same_anchors(sample):
     from torchvision.models.detection import retinanet_resnet50_fpn
 
@@ -116,6 +117,7 @@ def test_on_the_built_in_sample_the_fit_ties_or_beats_every_baseline():
     assert_matches_torchvision(path, dataclasses.replace(scan, anchors=fit.winner.config), limit=4)
 
 
+@pytest.mark.slow  # its fixture runs a fit: the full suite runs it, the fast loop does not
 def test_the_search_itself_improves_small_object_coverage(small_objects):
     _, _, fit = small_objects
     searched = next(c for c in fit.candidates if c.name == "fit")
