@@ -26,7 +26,8 @@ from typing import NoReturn
 import pandas as pd
 
 from explorer.anchors import fit_cli
-from explorer.anchors.grid import CONVENTIONS, TORCHVISION_SIZES, default_config
+from explorer.anchors.config_text import anchors_from_report, parse_numbers, parse_sizes
+from explorer.anchors.grid import CONVENTIONS, TORCHVISION_SIZES, AnchorConfig, default_config
 from explorer.dataset.convert import TARGETS, add_convert_command, run_convert
 from explorer.model_scan import cli as model_scan_cli
 
@@ -43,14 +44,9 @@ class _Parser(argparse.ArgumentParser):
 
 def _floats(text: str) -> tuple[float, ...]:
     try:
-        values = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError(f"expected at least one number, got {text!r}")
-    if not all(map(math.isfinite, values)):
-        raise argparse.ArgumentTypeError(f"expected finite numbers (no inf or nan), got {text!r}")
-    return values
+        return parse_numbers(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _positive(text: str) -> float:
@@ -66,14 +62,10 @@ def _positive(text: str) -> float:
 
 def _sizes(text: str) -> tuple[tuple[float, ...], ...]:
     """'32,40,50;64,80,101;...' -> per-level sizes (integers stay integers, as torchvision's)."""
-    levels = []
-    for part in text.split(";"):
-        if part.strip():
-            values = _floats(part)
-            levels.append(tuple(int(v) if v.is_integer() and abs(v) < 2**53 else v for v in values))
-    if not levels:
-        raise argparse.ArgumentTypeError(f"expected sizes per level like '32,40,50;64,80,101', got {text!r}")
-    return tuple(levels)
+    try:
+        return parse_sizes(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -117,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--ratios", type=_floats, default=(0.5, 1.0, 2.0), help="aspect ratios h/w (0.5,1,2)")
     scan.add_argument("--strides", type=_ints, default=None, help="level strides (8,16,32,64,128)")
     scan.add_argument(
+        "--anchors", type=Path, default=None, help="use the fitted sizes and ratios of a fit-anchors report (fit.json)"
+    )
+    scan.add_argument(
         "--device",
         choices=("auto", "cpu", "cuda"),
         default="auto",
@@ -159,6 +154,39 @@ def _bytes(mb: float) -> int:
     return int(min(mb * 1e6, sys.maxsize))
 
 
+#: A fit-anchors report is a few kB; anything much larger is not one.
+MAX_REPORT_BYTES = 10_000_000
+
+
+def _report_anchors(path: Path) -> tuple[tuple[tuple[float, ...], ...], tuple[float, ...]]:
+    """The fitted sizes and ratios of a fit-anchors report file (``ValueError`` naming the file otherwise)."""
+    try:
+        if path.stat().st_size > MAX_REPORT_BYTES:
+            raise ValueError(f"{path.stat().st_size:,} bytes is too large for a fit-anchors report")
+        return anchors_from_report(path.read_bytes())
+    except OSError as err:
+        raise ValueError(f"cannot read {path}: {err.strerror or err}") from None
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+
+
+def _scan_anchors(args: argparse.Namespace) -> AnchorConfig:
+    """The scan's anchors from ``--convention``, ``--sizes`` / ``--anchors``, ``--ratios``, ``--strides`` and the
+    input size."""
+    overrides: dict = {"min_size": args.min_size, "max_size": args.max_size, "aspect_ratios": tuple(args.ratios)}
+    if args.anchors is not None:
+        if args.sizes is not None:
+            raise ValueError("give --anchors or --sizes, not both")
+        args.sizes, overrides["aspect_ratios"] = _report_anchors(args.anchors)
+    if args.sizes is not None:
+        overrides["sizes"] = args.sizes
+    elif args.strides is not None and args.convention == "torchvision":
+        overrides["sizes"] = TORCHVISION_SIZES[: len(args.strides)]
+    if args.strides is not None:
+        overrides["strides"] = args.strides
+    return default_config(args.convention, **overrides)
+
+
 def run_scan(args: argparse.Namespace) -> int:
     from explorer.dataset.formats import load_dataset
     from explorer.dataset.scan import _cuda_available, scan_dataset
@@ -169,15 +197,8 @@ def run_scan(args: argparse.Namespace) -> int:
         raise ValueError("no CUDA GPU is available; use --device auto or cpu")
     for p in (args.out, args.boxes_out, args.classes_out, args.problems_out):
         _check_out(p)
-    overrides: dict = {"min_size": args.min_size, "max_size": args.max_size, "aspect_ratios": tuple(args.ratios)}
-    if args.sizes is not None:
-        overrides["sizes"] = args.sizes
-    elif args.strides is not None and args.convention == "torchvision":
-        overrides["sizes"] = TORCHVISION_SIZES[: len(args.strides)]
-    if args.strides is not None:
-        overrides["strides"] = args.strides
     cfg = ScanConfig(
-        anchors=default_config(args.convention, **overrides),
+        anchors=_scan_anchors(args),
         pos_thresh=args.pos,
         neg_thresh=args.neg,
         low_quality=not args.no_low_quality,

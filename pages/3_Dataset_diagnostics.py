@@ -8,8 +8,8 @@ from explorer.dataset.image_stores import coverage_message
 from explorer.dataset.view import filter_images, image_boxes, no_positive_rows
 from explorer.figures import dataset as figs
 from explorer.labels import ratio_text
+from ui import anchor_fit, sources
 from ui import dataset as ui
-from ui import sources
 from ui.common import kept, page_link, page_setup, plot
 
 page_setup("Dataset diagnostics", "📊")
@@ -66,8 +66,10 @@ if n_err:
     st.warning(f"{n_err:,} record(s) could not be used; see the Validation tab.")
 
 tabs = st.tabs(
-    ["Overview", "Classes", "Levels and sizes", "Images", "Boxes without a positive", "Validation", "Export"]
-)
+    ["Overview", "Classes", "Levels and sizes", "Images", "Boxes without a positive", "Anchor fit", "Validation",
+     "Export"],
+    key="dd_tab", on_change="rerun",  # the chosen tab stays chosen when a button in it reruns the page
+)  # fmt: skip
 
 with tabs[0]:
     c1, c2 = st.columns(2)
@@ -209,6 +211,9 @@ with tabs[4]:
     st.dataframe(no_pos.head(ui.TABLE_ROWS), hide_index=True, width="stretch")
 
 with tabs[5]:
+    anchor_fit.fit_tab(source, ds, config)
+
+with tabs[6]:
     summary_table = ds.problem_summary()
     if ds.problems.empty:
         st.success("No validation problems.")
@@ -223,7 +228,7 @@ with tabs[5]:
         )
         st.dataframe(ds.problems[ds.problems["severity"].isin(severities)].head(5000), hide_index=True, width="stretch")
 
-with tabs[6]:
+with tabs[7]:
     export_key = f"{source.key}:{config!r}"
     stem = ds.name.removesuffix(".json")
     if st.toggle("Prepare the downloads", key=kept("dd_exports"), help="Builds the CSV and Parquet files (cached)."):

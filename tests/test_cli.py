@@ -156,14 +156,14 @@ def _run(argv: list[str]) -> int:
         (["--ratios", "inf"], "argument --ratios: expected finite numbers"),
         (["--ratios", "0.5,nan"], "argument --ratios: expected finite numbers"),
         (["--ratios", "1e300"], "aspect ratios must be positive numbers in [0.001, 1000]"),
-        (["--sizes", "inf;64;128;256;512"], "argument --sizes: expected finite numbers"),
+        (["--sizes", "inf;64;128;256;512"], "argument --sizes: anchor sizes of level 1: expected finite numbers"),
         (["--sizes", "1e300;64;128;256;512"], "anchor sizes must be positive numbers from 1 to 100,000 px"),
         (["--strides", "1e30,2e30,4e30,8e30,16e30"], "strides must be positive integers up to 100,000"),
         (["--min-size", "100000000"], "min_size and max_size must be >= 1 and at most 100,000"),
         (["--max-mb", "inf"], "argument --max-mb: expected a finite number > 0"),
         (["--max-mb", "nan"], "argument --max-mb: expected a finite number > 0"),
         (["--max-mb", "-1"], "argument --max-mb: expected a finite number > 0"),
-        (["--sizes", "a,b"], "argument --sizes: expected comma-separated numbers"),
+        (["--sizes", "a,b"], "argument --sizes: anchor sizes of level 1: expected comma-separated"),
     ],
 )
 def test_bad_numbers_and_devices_exit_2_with_one_line(annotations, capsys, monkeypatch, options, message):
@@ -258,3 +258,31 @@ def test_format_errors_exit_2_with_one_line(tmp_path, capsys, setup, argv, messa
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and len(err.splitlines()) == 1, err
     assert message in err
+
+
+def test_scan_with_a_fit_report_uses_its_anchors(annotations, tmp_path, capsys):
+    report = tmp_path / "fit.json"
+    sizes = [[20.5, 29.0, 41.0], [41.0, 58.0, 82.0], [82.0, 116.0, 164.0], [164.0, 232.0, 328.0], [328, 464, 656]]
+    report.write_text(json.dumps({"torchvision": {"sizes": sizes, "aspect_ratios": [[0.5, 1.0, 2.0]] * 5}}))
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    assert main(["scan", str(annotations), "--quiet", "--out", str(a), "--anchors", str(report)]) == 0
+    text = ";".join(",".join(str(v) for v in level) for level in sizes)
+    assert main(["scan", str(annotations), "--quiet", "--out", str(b), "--sizes", text]) == 0
+    default = tmp_path / "d.csv"
+    assert main(["scan", str(annotations), "--quiet", "--out", str(default)]) == 0
+    capsys.readouterr()
+    pd.testing.assert_frame_equal(pd.read_csv(a), pd.read_csv(b))
+    assert not pd.read_csv(a)["positives"].equals(pd.read_csv(default)["positives"])
+
+
+def test_a_bad_fit_report_exits_2_with_one_line(annotations, tmp_path, capsys):
+    bad = tmp_path / "fit.json"
+    bad.write_text('{"mmdet": {}}')
+    for extra, message in (
+        (["--anchors", str(bad)], "fit.json: not a fit-anchors report"),
+        (["--anchors", str(tmp_path / "missing.json")], "cannot read"),
+        (["--anchors", str(bad), "--sizes", "32;64"], "give --anchors or --sizes, not both"),
+    ):
+        assert main(["scan", str(annotations), "--quiet", *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, err

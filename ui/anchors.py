@@ -9,6 +9,7 @@ import streamlit as st
 
 from explorer import overlay, synthetic
 from explorer.anchors import lab
+from explorer.anchors.config_text import custom_config, format_ratios, format_sizes, parse_ratios, parse_sizes
 from explorer.anchors.grid import AnchorConfig, octave_sizes
 from explorer.anchors.iou import SparseIoU
 from explorer.anchors.stats import threshold_sweep
@@ -16,11 +17,13 @@ from explorer.dataset import image_boxes as boxio
 from explorer.dataset.coco import CocoDataset, load_coco
 from explorer.images import UPLOAD_EXTENSIONS
 from ui.common import (
+    KEPT_VALUES,
     MAX_JSON_BYTES,
     decode_upload,
     digest,
     kept,
     kept_file,
+    md_escape,
     pixel_limit_help,
     sample_dataset,
     sample_dataset_image,
@@ -35,6 +38,31 @@ class ImageInput:
     key: str
     name: str
     own_boxes: boxio.BoxSet | None
+
+
+#: Session-state key of an image sent to the Anchor lab from another page (:func:`send_to_lab`).
+HANDOFF = "al_handoff"
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """An image sent to the Anchor lab from another page: its encoded bytes, file name, boxes (original pixels,
+    crowd / difficult regions kept apart) and where it came from. Lives in the sender's session only."""
+
+    data: bytes
+    name: str
+    boxes: boxio.BoxSet
+    origin: str
+
+
+def send_to_lab(handoff: Handoff, values: dict[str, object]) -> None:
+    """Give the Anchor lab this image and these widget values (its kept keys, e.g. ``al_sizes``): call from a
+    button's ``on_click``; the sender then opens the page with ``st.switch_page``."""
+    st.session_state[HANDOFF] = handoff
+    kept_values = st.session_state.setdefault(KEPT_VALUES, {})
+    for key, value in {**values, "al_source": "handoff"}.items():
+        kept_values[key] = value
+        st.session_state[key] = value
 
 
 # ---------------------------------------------------------------- cached loaders
@@ -114,6 +142,31 @@ def sweep(
 # ---------------------------------------------------------------- widgets
 
 
+def custom_anchor_text(
+    prefix: str, sizes: tuple[tuple[float, ...], ...], ratios: tuple[float, ...]
+) -> tuple[tuple[tuple[float, ...], ...], tuple[float, ...]] | None:
+    """Text inputs for anchor sizes per level and aspect ratios (kept as ``{prefix}_sizes`` and
+    ``{prefix}_ratios_text``), starting from ``sizes`` and ``ratios``; None, with the reason shown, when the text
+    cannot be read."""
+    sizes_text = st.text_input(
+        "Sizes per level (px, P3 first)", format_sizes(sizes), key=kept(f"{prefix}_sizes"),
+        help="Levels separated by ';', sizes by ','; e.g. torchvision's default "
+        "'32, 40, 50; 64, 80, 101; 128, 161, 203; 256, 322, 406; 512, 645, 812'. Level k gets stride 8·2^k.",
+    )  # fmt: skip
+    ratios_text = st.text_input(
+        "Aspect ratios (h/w)", format_ratios(ratios), key=kept(f"{prefix}_ratios_text"),
+        help="Comma-separated, shared by every level; 0.5 is a wide box.",
+    )  # fmt: skip
+    try:
+        return parse_sizes(sizes_text), parse_ratios(ratios_text)
+    except ValueError as err:
+        st.error(str(err))
+        return None
+
+
+ANCHOR_MODES = {"ladder": "Octave ladder", "custom": "Custom sizes"}
+
+
 def anchor_config_widgets() -> AnchorConfig:
     """Sidebar controls for the anchor configuration and the input size."""
     st.subheader("Anchors")
@@ -124,6 +177,31 @@ def anchor_config_widgets() -> AnchorConfig:
         help="torchvision: integer sizes, rounded cell anchors, stride = padded // grid, floor resize. "
         "mmdet / detectron2: float sizes, fixed strides, rounded resize; detectron2 orders anchors size-major.",
     )
+    mode = st.radio(
+        "Anchor sizes", list(ANCHOR_MODES), format_func=ANCHOR_MODES.get, horizontal=True, key=kept("al_anchor_mode"),
+        help="Octave ladder: a base size doubling per level, n scales per octave. Custom: any sizes per level and "
+        "ratios (a fit-anchors result, another framework's config).",
+    )  # fmt: skip
+    sizes, ratios, strides = _ladder_widgets(convention) if mode == "ladder" else _custom_widgets()
+    st.subheader("Input size")
+    resize = st.toggle("Resize like the model", value=True, key=kept("al_resize"))
+    c3, c4 = st.columns(2)
+    min_size = c3.number_input("Short side", 128, 2048, 800, 32, key=kept("al_min"), disabled=not resize)
+    max_size = c4.number_input("Long side max", 128, 4096, 1333, 1, key=kept("al_max"), disabled=not resize)
+    div = st.selectbox("Pad to a multiple of", [32, 64, 128, 1], key=kept("al_div"))
+    return AnchorConfig(
+        sizes=sizes,
+        aspect_ratios=ratios,
+        strides=strides,
+        min_size=int(min_size),
+        max_size=int(max(max_size, min_size)),
+        size_divisible=int(div),
+        convention=convention,
+        resize=bool(resize),
+    )
+
+
+def _ladder_widgets(convention: str) -> tuple[tuple[tuple[float, ...], ...], tuple[float, ...], tuple[int, ...]]:
     c1, c2 = st.columns(2)
     base = c1.number_input("P3 base size (px)", 4, 256, 32, 4, key=kept("al_base"), help="Sizes double per level.")
     spo = c2.number_input("Scales per octave", 1, 5, 3, 1, key=kept("al_spo"))
@@ -135,29 +213,34 @@ def anchor_config_widgets() -> AnchorConfig:
         help="h / w in all three frameworks: 0.5 is a wide box.",
     )
     levels = st.slider("Pyramid levels", 3, 7, (3, 7), key=kept("al_levels"))
-    st.subheader("Input size")
-    resize = st.toggle("Resize like the model", value=True, key=kept("al_resize"))
-    c3, c4 = st.columns(2)
-    min_size = c3.number_input("Short side", 128, 2048, 800, 32, key=kept("al_min"), disabled=not resize)
-    max_size = c4.number_input("Long side max", 128, 4096, 1333, 1, key=kept("al_max"), disabled=not resize)
-    div = st.selectbox("Pad to a multiple of", [32, 64, 128, 1], key=kept("al_div"))
     lv = list(range(levels[0], levels[1] + 1))
     bases = tuple(int(base) * 2 ** (k - 3) for k in lv)
-    sizes = octave_sizes(bases, int(spo), integer=convention == "torchvision")
     if not ratios:
         st.warning("No aspect ratio selected: using 1.0.")
         ratios = [1.0]
-    cfg = AnchorConfig(
-        sizes=sizes,
-        aspect_ratios=tuple(float(r) for r in sorted(ratios)),
-        strides=tuple(2**k for k in lv),
-        min_size=int(min_size),
-        max_size=int(max(max_size, min_size)),
-        size_divisible=int(div),
-        convention=convention,
-        resize=bool(resize),
-    )
-    return cfg
+    sizes = octave_sizes(bases, int(spo), integer=convention == "torchvision")
+    return sizes, tuple(float(r) for r in sorted(ratios)), tuple(2**k for k in lv)
+
+
+def _custom_widgets() -> tuple[tuple[tuple[float, ...], ...], tuple[float, ...], tuple[int, ...]]:
+    default = AnchorConfig()
+    parsed = custom_anchor_text("al", default.sizes, default.aspect_ratios)
+    cfg = checked_custom_config(parsed)
+    return cfg.sizes, cfg.aspect_ratios, cfg.strides
+
+
+def checked_custom_config(parsed: tuple | None, base: AnchorConfig | None = None) -> AnchorConfig:
+    """``base`` (torchvision's default) with parsed sizes and ratios
+    (:func:`~explorer.anchors.config_text.custom_config`), or ``base`` unchanged, with the reason shown, when the
+    text is unreadable or out of range."""
+    base = base or AnchorConfig()
+    if parsed is not None:
+        try:
+            return custom_config(*parsed, base)
+        except ValueError as err:
+            st.error(str(err))
+    st.caption("Using the default anchors until the text reads.")
+    return base
 
 
 def assigner_widgets() -> dict:
@@ -192,10 +275,19 @@ def assigner_widgets() -> dict:
 
 def image_input_widget() -> ImageInput | None:
     """Image source: a sample scene, an image of the sample dataset, or an upload. None when nothing usable."""
-    source = st.radio(
-        "Image", ["scene", "dataset", "upload"], horizontal=True, key=kept("al_source"),
-        format_func={"scene": "Sample scene", "dataset": "Sample dataset", "upload": "Upload"}.get,
-    )  # fmt: skip
+    handoff: Handoff | None = st.session_state.get(HANDOFF)
+    labels = {"scene": "Sample scene", "dataset": "Sample dataset", "upload": "Upload", "handoff": "Sent image"}
+    options = ["scene", "dataset", "upload"] + (["handoff"] if handoff is not None else [])
+    source = st.radio("Image", options, horizontal=True, key=kept("al_source"), format_func=labels.get)
+    if source == "handoff" and handoff is not None:
+        key = digest(handoff.data)
+        try:
+            img = decode_upload(key, handoff.data)
+        except ValueError as err:
+            st.error(f"Cannot use {handoff.name}: {err}")
+            return None
+        st.caption(f"**{md_escape(handoff.name)}**, sent from {handoff.origin}.")
+        return ImageInput(img, f"handoff-{key}", handoff.name, handoff.boxes)
     if source == "scene":
         seed = int(st.number_input("Scene seed", 0, 10_000, 7, 1, key=kept("al_seed")))
         img, anns = sample_scene(seed)
@@ -277,7 +369,8 @@ def boxes_input_widget(inp: ImageInput) -> boxio.BoxSet:
     """
     h, w = inp.image.shape[:2]
     options = (["own"] if inp.own_boxes is not None else []) + ["coco", "yolo", "voc", "table"]
-    labels = {"own": "Sample annotations", "coco": "COCO JSON", "yolo": "YOLO .txt", "voc": "VOC .xml"}
+    own = "Its annotations" if inp.key.startswith("handoff-") else "Sample annotations"
+    labels = {"own": own, "coco": "COCO JSON", "yolo": "YOLO .txt", "voc": "VOC .xml"}
     labels["table"] = "Table only"
     src = st.radio("Boxes", options, format_func=labels.get, horizontal=True, key=f"al_boxsrc_{bool(inp.own_boxes)}")
     parsed = boxio.BoxSet(np.zeros((0, 4), np.float32), [])

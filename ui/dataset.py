@@ -19,6 +19,7 @@ from explorer.dataset.scan_result import ScanResult
 from explorer.dataset.view import box_crop, labeled_anchor_image
 from explorer.images import decode_image
 from explorer.settings import limits
+from ui.anchors import checked_custom_config, custom_anchor_text
 from ui.common import kept, shared_cache
 from ui.sources import Source
 
@@ -46,6 +47,12 @@ def scan_config_widgets() -> ScanConfig:
         st.warning(f"Negative threshold {neg} is above the positive one {pos}: using {pos} for both.")
         neg = pos
     anchors = default_config(convention, min_size=int(min_size), max_size=int(max(min_size, max_size)))
+    if st.toggle(
+        "Custom anchors", key=kept("dd_custom"),
+        help="Any sizes per level and aspect ratios instead of RetinaNet's default (the Anchor fit tab sets them).",
+    ):  # fmt: skip
+        parsed = custom_anchor_text("dd", anchors.sizes, anchors.aspect_ratios)
+        anchors = checked_custom_config(parsed, anchors)
     return ScanConfig(anchors=anchors, pos_thresh=float(pos), neg_thresh=float(neg), low_quality=bool(low_quality))
 
 

@@ -13,17 +13,18 @@ with the candidate's anchors and the user's thresholds. From the per-box table, 
 :meth:`FitScore.key` is that tuple; a higher key is better. Positives per box count low-quality matches when the
 scan's ``low_quality`` is on (they are positives torchvision trains on); the primary does not.
 
-**The search** (:func:`fit_anchors`) works on an :class:`~explorer.anchors.fit_baselines.AnchorLadder`: a
-global scale on torchvision's level bases 32..512, a factor per level, n scales per level (multipliers
-``2**(span * k / n)``, span 1 = one octave as RetinaNet) and ratios ``centre * spread**j``. Mode ``"head"``
-keeps 3 scales x 3 ratios (9 anchors per location, so COCO weights still load); ``"free"`` also searches 1..4
-scales and 1, 3 or 5 ratios. It is coordinate descent over a small grid per coordinate, on a seeded subset of
-images, until no coordinate improves or the time budget is spent; deterministic for a seed when it converges
-within the budget (a search cut by the budget depends on the machine's speed; :attr:`FitResult.stopped_by_budget`
-says so). The finalists (the search's winner, torchvision's default and the baselines of
-:mod:`explorer.anchors.fit_baselines` that fit the mode) are then scored on the full dataset and the best key
-wins, so the reported winner is never worse than a baseline on the full dataset (it can be a baseline when the
-subset misled the search); a bootstrap over the subset's images gives a 95 % interval of the winner's primary.
+**The search** (:func:`fit_anchors`) works on an :class:`~explorer.anchors.fit_baselines.AnchorLadder` (a base
+size per level, scale multipliers and ratios shared by the levels). It starts from the best, on a seeded subset of
+images, of torchvision's default and the baselines of :mod:`explorer.anchors.fit_baselines` that fit the mode, and
+runs coordinate descent with steps relative to the current ladder: every base times 0.25..2, one level's base
+times 0.7..1.4, the spread of the multipliers and of the ratios (an exponent 0.5..2), the ratios' centre (times
+0.5..2). Mode ``"head"`` keeps 3 scales x 3 ratios (9 anchors per location, so COCO weights still load); ``"free"``
+also searches 1..4 scales and 1, 3 or 5 ratios. A move is taken only when it raises the key, until no move does or
+the time budget is spent; deterministic for a seed when it converges within the budget (a search cut by the budget
+depends on the machine's speed; :attr:`FitResult.stopped_by_budget` says so). The finalists (the search's winner,
+torchvision's default and the baselines) are then scored on the full dataset and the best key wins, so the
+reported winner is never worse than a baseline on the full dataset (it can be a baseline when the subset misled
+the search); a bootstrap over the subset's images gives a 95 % interval of the winner's primary.
 """
 
 from __future__ import annotations
@@ -48,9 +49,13 @@ MODES: tuple[str, ...] = ("head", "free")
 #: Anchors per location of torchvision's pretrained RetinaNet head.
 HEAD_ANCHORS = 9
 TV_BASES: tuple[float, ...] = (32.0, 64.0, 128.0, 256.0, 512.0)
-_GLOBAL = tuple(round(2.0 ** (i / 4), 4) for i in range(-12, 5))  # 0.125 .. 2
-_LEVEL = (0.7, 0.8, 0.9, 1.0, 1.12, 1.25, 1.4)
-_SPREAD = (1.5, 2.0, 2.5, 3.0)
+#: torchvision's default anchors as a ladder (its sizes truncate these products to integers).
+TV_LADDER = AnchorLadder(TV_BASES, (1.0, 1.2599, 1.5874), (0.5, 1.0, 2.0))
+# The search's steps, each relative to the current ladder.
+_GLOBAL = tuple(round(2.0 ** (i / 4), 4) for i in range(-8, 5) if i)  # x0.25 .. x2 for every base
+_LEVEL = (0.7, 0.8, 0.9, 1.12, 1.25, 1.4)  # one level's base
+_POWER = (0.5, 0.75, 1.25, 1.5, 2.0)  # spread of the multipliers or of the ratios (exponent)
+_CENTRE = (0.5, 0.7071, 1.4142, 2.0)  # the ratios' centre
 
 
 @dataclass(frozen=True)
@@ -146,34 +151,6 @@ def bootstrap_ci(result: ScanResult, *, seed: int = 0, n: int = 1000, level: flo
     return float(np.nanquantile(share, a)), float(np.nanquantile(share, 1.0 - a))
 
 
-@dataclass(frozen=True)
-class Params:
-    """One point of the search space: see :func:`params_ladder`."""
-
-    scale: float = 1.0
-    level: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0)
-    n_scales: int = 3
-    centre: float = 1.0
-    spread: float = 2.0
-    n_ratios: int = 3
-    span: float = 1.0
-
-
-def params_ladder(p: Params, bases: tuple[float, ...] = TV_BASES) -> AnchorLadder:
-    """Bases ``round(base * scale * level[l], 2)``, multipliers ``2**(span * k / n_scales)``, ratios
-    ``centre * spread**j`` for j centred on 0 (3 ratios: 1/spread, 1, spread times the centre).
-
-    Example:
-        >>> params_ladder(Params()).ratios
-        (0.5, 1.0, 2.0)
-    """
-    lv = tuple(max(1.0, round(b * p.scale * f, 2)) for b, f in zip(bases, p.level, strict=True))
-    mult = tuple(round(2.0 ** (p.span * k / p.n_scales), 4) for k in range(p.n_scales))
-    half = (p.n_ratios - 1) / 2.0
-    ratios = tuple(round(p.centre * p.spread ** (j - half), 4) for j in range(p.n_ratios))
-    return AnchorLadder(lv, mult, ratios)
-
-
 def ladder_config(ladder: AnchorLadder, base: AnchorConfig) -> AnchorConfig:
     """``base`` with the ladder's sizes and ratios (torchvision convention, strides and resize kept)."""
     ratios = tuple(min(max(r, 1e-3), 1e3) for r in ladder.ratios)
@@ -181,19 +158,42 @@ def ladder_config(ladder: AnchorLadder, base: AnchorConfig) -> AnchorConfig:
     return dataclasses.replace(base, sizes=sizes, aspect_ratios=ratios)
 
 
-def _moves(p: Params, mode: str) -> list[list[Params]]:
-    """The candidate values of each coordinate around ``p``."""
-    rep = dataclasses.replace
-    coords = [[rep(p, scale=s) for s in _GLOBAL]]
-    for lvl in range(len(p.level)):
-        coords.append([rep(p, level=(*p.level[:lvl], f, *p.level[lvl + 1 :])) for f in _LEVEL])
-    coords.append([rep(p, spread=s) for s in _SPREAD])
-    coords.append([rep(p, span=s) for s in (0.5, 0.75, 1.0, 1.5, 2.0)])
-    coords.append([rep(p, centre=c) for c in (0.5, 0.7071, 1.0, 1.4142, 2.0)])
+def _ladder(bases: tuple[float, ...], scales: tuple[float, ...], ratios: tuple[float, ...]) -> AnchorLadder:
+    """A ladder with rounded values (bases to 0.01 px, multipliers and ratios to 4 decimals): clean snippets."""
+    return AnchorLadder(
+        tuple(max(1.0, round(float(b), 2)) for b in bases),
+        tuple(max(1e-3, round(float(m), 4)) for m in scales),
+        tuple(min(max(round(float(r), 4), 1e-3), 1e3) for r in ratios),
+    )
+
+
+def _spread(values: tuple[float, ...], n: int, fallback: float) -> tuple[float, ...]:
+    """``n`` values in geometric progression over the range of ``values``, centred on their geometric mean (the
+    step of ``values``, or ``fallback`` when there is one value)."""
+    v = np.asarray(values, np.float64)
+    step = (v.max() / v.min()) ** (1.0 / (len(v) - 1)) if len(v) > 1 else fallback
+    centre = float(np.exp(np.log(v).mean()))
+    return tuple(centre * step ** (j - (n - 1) / 2.0) for j in range(n))
+
+
+def _moves(ld: AnchorLadder, mode: str) -> list[list[AnchorLadder]]:
+    """The candidate ladders of each coordinate around ``ld``, all relative to it: the global scale, each level's
+    base, the spread of the scale multipliers and of the ratios, the ratios' centre; in free mode also the number
+    of scales (1-4) and of ratios (1, 3, 5)."""
+    b, m, r = ld.bases, ld.scales, ld.ratios
+    m0 = m[0]
+    centre = float(np.exp(np.log(r).mean()))
+    coords = [[_ladder(tuple(x * f for x in b), m, r) for f in _GLOBAL]]
+    for lvl in range(len(b)):
+        coords.append([_ladder((*b[:lvl], b[lvl] * f, *b[lvl + 1 :]), m, r) for f in _LEVEL])
+    coords.append([_ladder(b, tuple(m0 * (x / m0) ** p for x in m), r) for p in _POWER])
+    coords.append([_ladder(b, m, tuple(centre * (x / centre) ** p for x in r)) for p in _POWER])
+    coords.append([_ladder(b, m, tuple(x * f for x in r)) for f in _CENTRE])
     if mode == "free":
-        coords.append([rep(p, n_scales=n) for n in (1, 2, 3, 4)])
-        coords.append([rep(p, n_ratios=n) for n in (1, 3, 5)])
-    return coords
+        first = m0 / _spread(m, len(m), 2.0)[0]  # keep the smallest multiplier where it is
+        coords.append([_ladder(b, tuple(x * first for x in _spread(m, n, 2.0 ** (1 / 3))), r) for n in (1, 2, 3, 4)])
+        coords.append([_ladder(b, m, _spread(r, n, 2.0)) for n in (1, 3, 5)])
+    return [[c for c in options if c != ld] for options in coords]
 
 
 @dataclass
@@ -236,19 +236,23 @@ ProgressFn = Callable[[str], None]
 
 
 def _search(
-    sub: CocoDataset, scan: ScanConfig, mode: str, deadline: float, say: ProgressFn
-) -> tuple[Params, int, bool]:
-    """Coordinate descent from torchvision's default point; returns the best params, evaluations, budget hit."""
+    sub: CocoDataset, scan: ScanConfig, seeds: list[AnchorLadder], mode: str, deadline: float, say: ProgressFn
+) -> tuple[AnchorLadder, int, bool]:
+    """Coordinate descent from the best of ``seeds`` on the subset; returns the best ladder, the configurations
+    scanned and whether the budget ended it. Each accepted move raises the key, so it ends."""
     cache: dict[AnchorConfig, tuple[float, ...]] = {}
 
-    def key(p: Params) -> tuple[float, ...]:
-        cfg = ladder_config(params_ladder(p), scan.anchors)
+    def key(ld: AnchorLadder) -> tuple[float, ...]:
+        cfg = ladder_config(ld, scan.anchors)
         if cfg not in cache:
             cache[cfg] = evaluate(sub, cfg, scan)[0].key()
         return cache[cfg]
 
-    best = Params()
+    best = seeds[0]
     best_key = key(best)
+    for seed in seeds[1:]:  # max keeps the first of equal keys: torchvision's default on a tie
+        if (k := key(seed)) > best_key:
+            best, best_key = seed, k
     improved, rounds = True, 0
     while improved:
         improved, rounds = False, rounds + 1
@@ -266,8 +270,7 @@ def _search(
 def baseline_candidates(boxes_wh: np.ndarray, base: AnchorConfig, *, seed: int = 0) -> list[Candidate]:
     """torchvision's default and the three published recipes of :mod:`explorer.anchors.fit_baselines` (a recipe
     that cannot run, too few boxes, is left out)."""
-    tv = AnchorLadder(TV_BASES, (1.0, 1.2599, 1.5874), (0.5, 1.0, 2.0))
-    out = [Candidate("torchvision default", dataclasses.replace(base, sizes=default_config().sizes), tv)]
+    out = [Candidate("torchvision default", dataclasses.replace(base, sizes=default_config().sizes), TV_LADDER)]
     recipes = (
         ("mmdet k-means (1 - IoU)", lambda: fb.kmeans_iou(boxes_wh, seed=seed)),
         ("YOLOv5 autoanchor", lambda: fb.yolov5_autoanchor(boxes_wh, seed=seed)),
@@ -322,10 +325,10 @@ def fit_anchors(
     if not len(sub_default.boxes):
         raise ValueError("the dataset has no (non-crowd) boxes to fit anchors to")
     say(f"searching on {n_sub} of {ds.num_images} images ({mode} mode, budget {budget_s:g} s)")
-    best, evals, hit = _search(sub, scan, mode, t0 + budget_s, say)
     wh = sub_default.boxes[["x2", "y2"]].to_numpy(np.float64) - sub_default.boxes[["x1", "y1"]].to_numpy(np.float64)
-    cands = [Candidate("fit", ladder_config(params_ladder(best), scan.anchors), params_ladder(best))]
-    cands += [c for c in baseline_candidates(wh, scan.anchors, seed=seed) if _fits_mode(c.config, mode)]
+    baselines = [c for c in baseline_candidates(wh, scan.anchors, seed=seed) if _fits_mode(c.config, mode)]
+    best, evals, hit = _search(sub, scan, [c.ladder for c in baselines], mode, t0 + budget_s, say)
+    cands = [Candidate("fit", ladder_config(best, scan.anchors), best), *baselines]
     return _finish(ds, sub, scan, cands, mode, n_sub, evals, hit, t0, say, seed)
 
 

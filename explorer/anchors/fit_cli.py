@@ -123,3 +123,10 @@ def _print(fit: FitResult, fx: ModuleType, out: TextIO) -> None:
     print("\n# detectron2\n" + fx.detectron2_snippet(w.config.sizes, w.config.aspect_ratios), file=out)
     print("\nbefore (torchvision default) -> after, all images:", file=out)
     print(fx.format_table(fx.before_after_table(fit.before_result, fit.winner_result)), file=out)
+    print("\nanchors by label (before -> after):", file=out)
+    for r in fx.label_totals(fit.before_result, fit.winner_result).itertuples():
+        print(f"  {r.count.replace('_', ' '):<18}{r.before:>14,} -> {r.after:,}", file=out)
+    print("positives per level (before -> after):", file=out)
+    for r in fx.before_after_levels(fit.before_result, fit.winner_result).itertuples():
+        print(f"  {r.level:<4}{r.positives_before:>14,} -> {r.positives_after:,}", file=out)
+    print("per class: the report's tables.per_class", file=out)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from explorer.anchors.fit import HEAD_ANCHORS, Candidate, FitResult, covered_mask
@@ -150,6 +151,7 @@ def report_dict(fit: FitResult) -> dict:
         "winner": w.name,
         "warning": head_warning(w.config),
         "finalists": [score_dict(c) for c in fit.candidates],
+        "tables": tables_dict(fit),
         "search": {
             "mode": fit.mode,
             "subset_images": fit.subset_images,
@@ -183,6 +185,70 @@ def before_after_table(before: ScanResult, after: ScanResult) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def before_after_classes(before: ScanResult, after: ScanResult) -> pd.DataFrame:
+    """Per class (the dataset's order): boxes and the share without a positive at IoU >= pos (the primary's
+    complement), before and after, and the change in points; classes without boxes are left out."""
+    b0 = before.boxes.assign(uncovered=~covered_mask(before))
+    b1 = after.boxes.assign(uncovered=~covered_mask(after))
+    names = dict(zip(before.category_ids.tolist(), before.category_names, strict=True))
+    g0, g1 = b0.groupby("category_id"), b1.groupby("category_id")
+    out = pd.DataFrame(
+        {
+            "boxes": g0.size(),
+            "no_positive_before": g0["uncovered"].mean(),
+            "no_positive_after": g1["uncovered"].mean(),
+            "pos_per_box_before": g0["num_positive"].mean(),
+            "pos_per_box_after": g1["num_positive"].mean(),
+        }
+    ).reset_index()
+    out.insert(1, "category", [names.get(c, str(c)) for c in out["category_id"]])
+    order = {c: k for k, c in enumerate(before.category_ids.tolist())}
+    return out.sort_values("category_id", key=lambda s: s.map(order)).reset_index(drop=True)
+
+
+def before_after_levels(before: ScanResult, after: ScanResult) -> pd.DataFrame:
+    """Per pyramid level: anchors and positives before and after, and each level's share of all positives."""
+    l0, l1 = before.levels, after.levels
+    out = pd.DataFrame({"level": l0["level"].to_numpy()})
+    for tag, lv in (("before", l0), ("after", l1)):
+        pos = lv["positives"].to_numpy()
+        out[f"anchors_{tag}"] = lv["anchors"].to_numpy()
+        out[f"positives_{tag}"] = pos
+        out[f"share_{tag}"] = pos / pos.sum() if pos.sum() else math.nan
+    return out
+
+
+def label_totals(before: ScanResult, after: ScanResult) -> pd.DataFrame:
+    """Anchors by label over the dataset, before and after: positives, ignored, hard and easy negatives, and
+    boxes without a positive (low-quality rescues counted as positives, as the scan counts them)."""
+    rows = []
+    for col in ("anchors", "positives", "ignored", "hard_negatives", "easy_negatives", "boxes_no_positive"):
+        rows.append({"count": col, "before": int(before.images[col].sum()), "after": int(after.images[col].sum())})
+    return pd.DataFrame(rows)
+
+
+def tables_dict(fit: FitResult) -> dict:
+    """The before/after tables (size buckets, classes, levels, label totals) as JSON-ready records."""
+    b, a = fit.before_result, fit.winner_result
+    if b is None or a is None:
+        return {}
+    tables = {
+        "per_size": before_after_table(b, a),
+        "per_class": before_after_classes(b, a),
+        "per_level": before_after_levels(b, a),
+        "labels": label_totals(b, a),
+    }
+    return {k: [{c: _json_value(v) for c, v in r.items()} for r in t.to_dict("records")] for k, t in tables.items()}
+
+
+def _json_value(v: object) -> object:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    return _nan_none(float(v))
 
 
 def _buckets(before: ScanResult, after: ScanResult) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
