@@ -27,10 +27,14 @@ with st.sidebar:
     st.header("Model")
     request = ui.model_picker()
     st.header("Image")
-    source = st.radio("Source", ["Sample scenes", "Upload"], horizontal=True, key=kept("det_source"))
+    sent = st.session_state.get(ui.SENT)
+    options = ["Sample scenes", "Upload"] + ([ui.SENT_SOURCE] if sent is not None else [])
+    source = st.radio("Source", options, horizontal=True, key=kept("det_source"))
     scene_index = 0
     uploads, gt_file = [], None
-    if source == "Sample scenes":
+    if source == ui.SENT_SOURCE:
+        st.caption(f"**{ui.md_escape(sent.name)}**, sent from {sent.origin}, with its ground truth.")
+    elif source == "Sample scenes":
         scene_index = st.selectbox(
             "Scene",
             range(detection_view.NUM_SAMPLE_SCENES),
@@ -65,7 +69,18 @@ for notice in loaded.notices:
 image, image_name, image_key, gt, crowd = None, "", "", None, None
 # Why there is no ground truth, for the loss section (which needs it).
 no_gt = "upload a COCO JSON whose image file names match your uploads in the sidebar, or pick a sample scene"
-if source == "Sample scenes":
+if source == ui.SENT_SOURCE and sent is not None:
+    image_key, image_name = ui.digest(sent.data), sent.name
+    try:
+        image = ui.decode_upload(image_key, sent.data)
+    except ValueError as err:
+        st.error(f"{sent.name}: {err}")
+    gt, crowd = sent.ground_truth()
+    if mismatch := detection_view.category_mismatch(sent.dataset, gt[1], loaded.class_names):
+        gt, crowd = None, None
+        no_gt = f"the categories of {sent.dataset.name} are not this model's classes (see the warning above)"
+        st.warning(f"{mismatch} Showing detections without ground truth; pick the model the scan ran.")
+elif source == "Sample scenes":
     scene = detection_view.sample_scene(scene_index)
     image, image_name, image_key = scene.image, scene.name, f"scene-{scene_index}"
     if loaded.arch == "demo":

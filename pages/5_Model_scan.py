@@ -72,8 +72,10 @@ m[3].metric("TP / FP / FN", f"{int(ok['tp'].sum()):,} / {int(ok['fp'].sum()):,} 
 m[4].metric("Positives / image", f"{ok['positives'].mean():.1f}")
 
 tabs = st.tabs(
-    ["Where the loss goes", "Easy / hard by p_t", "Images", "Score vs IoU", "Label problems", "Assigners", "Export"]
-)
+    ["Where the loss goes", "Easy / hard by p_t", "Images", "Classes", "Score vs IoU", "Label problems", "Assigners",
+     "Export"],
+    key="ms_tab", on_change="rerun",  # the chosen tab stays chosen when a widget in it reruns the page
+)  # fmt: skip
 with tabs[0]:
     c1, c2 = st.columns(2)
     alpha = c1.slider("alpha", 0.0, 1.0, 0.25, 0.05, key=kept("ms_alpha"))
@@ -106,10 +108,14 @@ with tabs[1]:
 with tabs[2]:
     by = st.radio("Hardest by", ["focal_loss", "ce_loss", "box_loss"], horizontal=True, key=kept("ms_by"))
     plot(figs.loss_histogram(ok, by), key="ms_hist_chart")
-    st.dataframe(summary.hardest(scan.images, by), hide_index=True, width="stretch")
+    hardest = summary.hardest(scan.images, by)
+    st.dataframe(hardest, hide_index=True, width="stretch")
+    ui.open_in_live(ds, source, hardest["file_name"].tolist(), "hardest")
     if n_err:
         st.dataframe(scan.images.loc[scan.images["error"] != "", ["file_name", "error"]], hide_index=True)
 with tabs[3]:
+    ui.class_section(key, state.done, ds, scan, config.score_thresh)
+with tabs[4]:
     names = {int(c): n for c, n in zip(ds.category_ids.tolist(), ds.category_names, strict=True)}
     present = sorted({c for c, _ in scan.histograms})
     c1, c2 = st.columns(2)
@@ -126,9 +132,9 @@ with tabs[3]:
         + ", ".join(f"{k}: **{v:,}**" for k, v in counts.items())
         + ". QFL and Varifocal train the score to be the IoU."
     )
-with tabs[4]:
-    ui.problems_section(scan, ds, source, names, key)
 with tabs[5]:
+    ui.problems_section(scan, ds, source, names, key)
+with tabs[6]:
     compared = summary.assigner_table(scan.images)
     if compared.empty:
         st.info("Pick assigners under 'Also compare assigners' in the sidebar and run again to compare them here.")
@@ -138,7 +144,7 @@ with tabs[5]:
                      hide_index=True, width="stretch")  # fmt: skip
         st.caption("Every assigner on the same anchors and the same model outputs, image by image; the per-image "
                    "columns are in the export.")  # fmt: skip
-with tabs[6]:
+with tabs[7]:
     download_buttons(name="model_scan_images", df=scan.images, key="ms_dl_images", parquet=True)
     download_buttons(name="model_scan_problems", df=scan.problems, key="ms_dl_problems")
     st.caption(f"The CLI writes the same rows: `python -m explorer model-scan ANNOTATIONS --images DIR --model demo "

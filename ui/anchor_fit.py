@@ -27,7 +27,7 @@ from explorer.figures import anchor_fit as figs
 from explorer.images import decode_image
 from explorer.settings import limits
 from ui.anchors import Handoff, send_to_lab
-from ui.common import KEPT_VALUES, kept, md_escape, plot
+from ui.common import kept, md_escape, plot, set_kept
 from ui.sources import Source
 
 FITS = "dd_fits"
@@ -202,10 +202,7 @@ def use_in_scan(fit: FitResult) -> None:
         "dd_sizes": format_sizes(fit.winner.config.sizes),
         "dd_ratios_text": format_ratios(fit.winner.config.aspect_ratios),
     }
-    kept_values = st.session_state.setdefault(KEPT_VALUES, {})
-    for key, value in values.items():
-        kept_values[key] = value
-        st.session_state[key] = value
+    set_kept(values)
 
 
 def changed_images(fit: FitResult) -> pd.DataFrame:

@@ -17,7 +17,6 @@ from explorer.dataset import image_boxes as boxio
 from explorer.dataset.coco import CocoDataset, load_coco
 from explorer.images import UPLOAD_EXTENSIONS
 from ui.common import (
-    KEPT_VALUES,
     MAX_JSON_BYTES,
     decode_upload,
     digest,
@@ -27,6 +26,7 @@ from ui.common import (
     pixel_limit_help,
     sample_dataset,
     sample_dataset_image,
+    set_kept,
 )
 
 
@@ -59,10 +59,7 @@ def send_to_lab(handoff: Handoff, values: dict[str, object]) -> None:
     """Give the Anchor lab this image and these widget values (its kept keys, e.g. ``al_sizes``): call from a
     button's ``on_click``; the sender then opens the page with ``st.switch_page``."""
     st.session_state[HANDOFF] = handoff
-    kept_values = st.session_state.setdefault(KEPT_VALUES, {})
-    for key, value in {**values, "al_source": "handoff"}.items():
-        kept_values[key] = value
-        st.session_state[key] = value
+    set_kept({**values, "al_source": "handoff"})
 
 
 # ---------------------------------------------------------------- cached loaders

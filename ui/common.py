@@ -185,6 +185,15 @@ def kept(key: str) -> str:
     return key
 
 
+def set_kept(values: dict[str, object]) -> None:
+    """Give kept widgets these values, on this page or another (``{"al_sizes": "..."}``): call from a button's
+    ``on_click`` (a widget drawn in this run cannot be set after it is drawn)."""
+    kept_values = st.session_state.setdefault(KEPT_VALUES, {})
+    for key, value in values.items():
+        kept_values[key] = value
+        st.session_state[key] = value
+
+
 @dataclass(frozen=True)
 class Upload:
     """An uploaded file kept in the session: its name, bytes and Streamlit's id of the upload."""

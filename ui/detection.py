@@ -25,6 +25,7 @@ from ui.common import (  # noqa: F401 (decode_upload, md_escape: used by the pag
     kept_file,
     md_escape,
     pixel_limit_help,
+    set_kept,
 )
 
 MODEL_CHOICES: dict[str, str] = {
@@ -228,3 +229,33 @@ def model_picker() -> ModelRequest:
         req.checkpoint = up.data if up is not None else None
         req.categories = cats.data if cats is not None else None
     return req
+
+
+# ---------------------------------------------------------------- an image sent from another page
+
+#: Session-state key of an image sent to Live detections (:func:`send_image`).
+SENT = "det_sent"
+SENT_SOURCE = "Sent image"
+
+
+@dataclass(frozen=True)
+class SentImage:
+    """An image of a dataset sent to Live detections (from the Model scan): its encoded bytes, file name, dataset
+    (for its category names) and index there, and where it came from. Lives in the sender's session only."""
+
+    data: bytes
+    name: str
+    dataset: CocoDataset
+    index: int
+    origin: str
+
+    def ground_truth(self) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """((boxes, category ids), (crowd boxes, their ids)) of the image, as the one COCO reader keeps them."""
+        ann = self.dataset.image_annotations(self.index)
+        return (ann.boxes_xyxy, ann.category_ids), (ann.crowd_xyxy, ann.crowd_category_ids)
+
+
+def send_image(sent: SentImage) -> None:
+    """Give Live detections this image, with its ground truth; the caller then opens the page (``st.switch_page``)."""
+    st.session_state[SENT] = sent
+    set_kept({"det_source": SENT_SOURCE})

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import pandas as pd
 import streamlit as st
 
 from explorer.anchors.compare import ASSIGNERS
 from explorer.dataset.coco import CocoDataset
+from explorer.model_scan import summary
 from explorer.model_scan.image_stats import LossSettings
 from explorer.model_scan.run import Accumulator, ModelScan, ModelScanConfig, iter_scan
 from explorer.settings import limits
 from ui.common import cached, kept
-from ui.detection import ServedModel
+from ui.detection import SentImage, ServedModel, send_image
 from ui.sources import Source
 
 STATE = "ms_run"
@@ -159,3 +161,55 @@ def problems_section(scan: ModelScan, ds: CocoDataset, source: Source, names: di
             cols[k % 6].image(img, caption=caption, width="stretch")
     view = rows.assign(label=rows["label"].map(lambda c: names.get(int(c), c)))
     st.dataframe(view.drop(columns=["kind"]), hide_index=True, width="stretch")
+    open_in_live(ds, source, rows["file_name"].tolist(), f"problems_{kind}")
+
+
+LIVE_PAGE = "pages/4_Live_detections.py"
+
+
+def open_in_live(ds: CocoDataset, source: Source, file_names: list[str], where: str) -> None:
+    """Pick one of ``file_names`` and open it in Live detections with its ground truth (the model is the same: both
+    pages share the model picker's choice)."""
+    if source.images is None or not file_names:
+        return
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    name = c1.selectbox("Image", list(dict.fromkeys(file_names)), key=f"ms_open_{where}")
+    if not c2.button("Open in Live detections", key=f"ms_open_{where}_go", icon=":material/open_in_new:"):
+        return
+    index = ds.index_of(name)
+    data = source.images.read(name)
+    if index is None or data is None:
+        st.error(f"{name} is not among the images ({source.images.description}).")
+        return
+    send_image(SentImage(data, name, ds, index, f"the model scan of {ds.name}"))
+    st.switch_page(LIVE_PAGE)
+
+
+def ap_tables(key: str, done: int, ds: CocoDataset, scan: ModelScan) -> tuple[dict[str, float], pd.DataFrame]:
+    """COCO AP overall and per class of the scanned images, once per run (``key``) and number of images done."""
+    from explorer.model_scan.ap import ap_report
+
+    ids = summary.scanned(scan.images)["image_id"].tolist()
+    return cached("ms_ap", f"{key}:{done}", lambda: ap_report(ds, scan.detections, ids), max_entries=4)
+
+
+def class_section(key: str, done: int, ds: CocoDataset, scan: ModelScan, score_thresh: float) -> None:
+    """AP and AP50, and the per-class table."""
+    overall, per_class = ap_tables(key, done, ds, scan)
+    m = st.columns(3)
+    m[0].metric("AP", "n/a" if overall["AP"] != overall["AP"] else f"{overall['AP']:.3f}",
+                help="pycocotools COCOeval, bbox, IoU 0.5:0.95, 100 detections per image")  # fmt: skip
+    m[1].metric("AP50", "n/a" if overall["AP50"] != overall["AP50"] else f"{overall['AP50']:.3f}")
+    table = summary.class_table(scan, ds, per_class, score_thresh)
+    m[2].metric("Classes", f"{len(table):,}")
+    st.dataframe(
+        table, hide_index=True, width="stretch",
+        column_config={"AP": st.column_config.NumberColumn(format="%.3f"),
+                       "AP50": st.column_config.NumberColumn(format="%.3f")},
+    )  # fmt: skip
+    st.caption(
+        "Per class over the scanned images: its boxes (crowd left out), the anchors labeled positive for them, its "
+        "detections at the score, COCO AP from the same COCOeval run, and its likely label problems. A class with "
+        "many boxes but few positive anchors is an anchor problem (see Dataset diagnostics → Anchor fit); many "
+        "positives but a low AP is a classifier or box problem; many problems points at its labels."
+    )

@@ -16,11 +16,46 @@ from explorer.dataset.coco import CocoDataset
 
 
 def coco_ap(ds: CocoDataset, detections: pd.DataFrame, image_ids: list) -> dict[str, float]:
-    """``{"AP": ..., "AP50": ...}`` over ``image_ids`` (NaN when there is no box to find).
+    """``{"AP": ..., "AP50": ...}`` over ``image_ids`` (NaN when there is no box to find, 0 without detections).
 
     Args:
         ds: the dataset; detections: rows ``image_id, category_id, x, y, w, h, score``; image_ids: the scanned ids.
     """
+    return ap_report(ds, detections, image_ids)[0]
+
+
+def per_class_ap(ds: CocoDataset, detections: pd.DataFrame, image_ids: list) -> pd.DataFrame:
+    """Per category: AP (IoU 0.5:0.95) and AP50 (see :func:`ap_report`)."""
+    return ap_report(ds, detections, image_ids)[1]
+
+
+def ap_report(ds: CocoDataset, detections: pd.DataFrame, image_ids: list) -> tuple[dict[str, float], pd.DataFrame]:
+    """AP and AP50 overall (``COCOeval.stats[0:2]``) and per category from one ``COCOeval`` run: a category's AP is
+    the mean of its precision entries as ``COCOeval.summarize`` averages them (area all, 100 detections); NaN for a
+    category with no box in the scanned images. The table's columns: ``category_id, AP, AP50``."""
+    ev = coco_eval(ds, detections, image_ids)
+    ids = [int(c) for c in ds.category_ids]
+    if ev is None or isinstance(ev, float):
+        value = float("nan") if ev is None else ev
+        return {"AP": value, "AP50": value}, pd.DataFrame({"category_id": ids, "AP": value, "AP50": value})
+    precision = ev.eval["precision"]  # (T IoU thresholds, R recall points, K categories, A areas, M max dets)
+    rows = []
+    for k, cat in enumerate(ev.params.catIds):
+        p_all, p50 = precision[:, :, k, 0, -1], precision[0, :, k, 0, -1]
+        rows.append(
+            {
+                "category_id": int(cat),
+                "AP": float(p_all[p_all > -1].mean()) if (p_all > -1).any() else float("nan"),
+                "AP50": float(p50[p50 > -1].mean()) if (p50 > -1).any() else float("nan"),
+            }
+        )
+    overall = {"AP": float(ev.stats[0]), "AP50": float(ev.stats[1])}
+    return overall, pd.DataFrame(rows, columns=["category_id", "AP", "AP50"])
+
+
+def coco_eval(ds: CocoDataset, detections: pd.DataFrame, image_ids: list):  # -> COCOeval | float | None
+    """pycocotools' ``COCOeval`` (bbox) of the detections on ``image_ids``, evaluated, accumulated and summarized;
+    None when the images hold no non-crowd box, 0.0 when there is no detection (COCOeval cannot load none)."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -37,7 +72,7 @@ def coco_ap(ds: CocoDataset, detections: pd.DataFrame, image_ids: list) -> dict[
                  "bbox": [x1, y1, x2 - x1, y2 - y1], "area": float(ds.areas[k]), "iscrowd": int(ds.iscrowd[k])}
             )  # fmt: skip
     if not any(a["iscrowd"] == 0 for a in anns):
-        return {"AP": float("nan"), "AP50": float("nan")}
+        return None
     gt = COCO()
     gt.dataset = {
         "images": [{"id": _plain(x)} for x in ds.image_ids[index]],
@@ -52,14 +87,13 @@ def coco_ap(ds: CocoDataset, detections: pd.DataFrame, image_ids: list) -> dict[
             for r in detections.itertuples(index=False)
         ]  # fmt: skip
         if not dets:
-            return {"AP": 0.0, "AP50": 0.0}
-        dt = gt.loadRes(dets)
-        ev = COCOeval(gt, dt, "bbox")
+            return 0.0
+        ev = COCOeval(gt, gt.loadRes(dets), "bbox")
         ev.params.imgIds = list(gt.getImgIds())
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    return {"AP": float(ev.stats[0]), "AP50": float(ev.stats[1])}
+    return ev
 
 
 def _plain(value: object) -> object:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from explorer.dataset.coco import CocoDataset
 from explorer.labels import AnchorLabel
 from explorer.model_scan.image_stats import COUNTED, HIGH_IOU, HIGH_SCORE, LOW_IOU, LOW_SCORE
 from explorer.model_scan.run import HIST_BINS, ModelScan
@@ -167,3 +168,28 @@ def consistency_counts(images: pd.DataFrame) -> dict[str, int]:
         f"IoU ≥ {HIGH_IOU:g}, score < {LOW_SCORE:g}": int(ok["high_iou_low_score"].sum()),
         f"score ≥ {HIGH_SCORE:g}, IoU < {LOW_IOU:g}": int(ok["high_score_low_iou"].sum()),
     }
+
+
+def class_table(scan: ModelScan, ds: CocoDataset, ap: pd.DataFrame, score_thresh: float) -> pd.DataFrame:
+    """Per class, over the images scanned without error: GT boxes (crowd left out), positive anchors, detections
+    at ``score_thresh``, COCO AP and AP50 (``ap``: :func:`explorer.model_scan.ap.per_class_ap`), and the likely label
+    problems of the class (a missing label counts for the detection's class, the others for the box's). Classes
+    with no box, detection or positive are left out; sorted by GT boxes."""
+    ok = scanned(scan.images)
+    rows = np.flatnonzero(np.isin(ds.ann_image, np.flatnonzero(np.isin(ds.image_ids, ok["image_id"].to_numpy()))))
+    boxes = pd.Series(ds.ann_category[rows][ds.iscrowd[rows] == 0]).value_counts()
+    positives: dict[int, float] = {}
+    for (c, _), h in scan.histograms.items():  # per (class, size bucket): add the buckets up
+        positives[c] = positives.get(c, 0.0) + float(h.sum())
+    dets = scan.detections[scan.detections["score"] >= score_thresh]["category_id"].value_counts()
+    kinds = scan.problems.pivot_table(index="label", columns="kind", values="image_id", aggfunc="size", fill_value=0)
+    out = pd.DataFrame({"category_id": [int(c) for c in ds.category_ids], "category": list(ds.category_names)})
+    out["boxes"] = out["category_id"].map(boxes).fillna(0).astype(np.int64)
+    out["positive anchors"] = out["category_id"].map(pd.Series(positives, dtype=np.float64)).fillna(0).astype(np.int64)
+    out[f"detections ≥ {score_thresh:g}"] = out["category_id"].map(dets).fillna(0).astype(np.int64)
+    out = out.merge(ap, on="category_id", how="left")
+    for kind in ("missing_label", "not_found", "class_confusion"):
+        col = kinds[kind] if kind in kinds.columns else pd.Series(dtype=np.int64)
+        out[kind.replace("_", " ")] = out["category_id"].map(col).fillna(0).astype(np.int64)
+    used = out[["boxes", "positive anchors", f"detections ≥ {score_thresh:g}"]].sum(axis=1) > 0
+    return out[used].sort_values(["boxes", "category_id"], ascending=[False, True]).reset_index(drop=True)

@@ -46,6 +46,38 @@ def test_run_on_the_sample_with_the_demo_model(monkeypatch: pytest.MonkeyPatch) 
     if len(state.acc.problems):
         at.radio(key="ms_problem").set_value("not_found").run()
         _ok(at)
+    # per class: AP from the same COCOeval as the CLI, the class's boxes over the scanned images
+    from explorer.dataset.coco import load_coco
+    from explorer.model_scan.ap import coco_ap
+
+    scan = state.acc.result()
+    ds = load_coco(synthetic.sample_dataset())
+    want = coco_ap(ds, scan.detections, scan.images["image_id"].tolist())
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["AP"] == f"{want['AP']:.3f}" and shown["AP50"] == f"{want['AP50']:.3f}"
+    table = next(d.value for d in at.dataframe if "positive anchors" in d.value.columns)
+    scanned = set(scan.images["image_id"])
+    boxes = sum(len(ds.image_annotations(i).boxes_xyxy) for i in range(ds.num_images) if ds.image_ids[i] in scanned)
+    assert table["boxes"].sum() == boxes and table["positive anchors"].sum() == scan.images["positives"].sum()
+
+
+def test_an_image_opens_in_live_detections_with_its_ground_truth(monkeypatch: pytest.MonkeyPatch) -> None:
+    from explorer.dataset.coco import load_coco
+    from ui.detection import SENT, SentImage
+
+    monkeypatch.chdir(ROOT)
+    path = synthetic.sample_dataset()
+    ds = load_coco(path)
+    name = ds.file_names[5]
+    at = AppTest.from_file(str(ROOT / "pages" / "4_Live_detections.py"), default_timeout=120)
+    at.session_state[SENT] = SentImage((path.parent / "images" / name).read_bytes(), name, ds, 5, "the model scan")
+    at.session_state["det_source"] = "Sent image"
+    at.run()
+    _ok(at)
+    assert any(name in c.value and "sent from the model scan" in c.value for c in at.sidebar.caption)
+    # the ground truth came with it: the loss maps (which need it) are drawn, not the "need ground truth" notice
+    assert not any("loss maps need ground truth" in i.value for i in at.info)
+    assert at.session_state["det_source"] == "Sent image"
 
 
 def test_changed_settings_ask_for_a_new_run(monkeypatch: pytest.MonkeyPatch) -> None:

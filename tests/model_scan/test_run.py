@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from pathlib import Path
@@ -17,7 +18,7 @@ from explorer.dataset.coco import load_coco
 from explorer.dataset.image_stores import FolderImages, ZipImages
 from explorer.detection.loading import load_demo_model
 from explorer.model_scan import cli, summary
-from explorer.model_scan.ap import coco_ap
+from explorer.model_scan.ap import coco_ap, coco_eval, per_class_ap
 from explorer.model_scan.run import ModelScan, ModelScanConfig
 from explorer.model_scan.store import ScanStore
 from tests.helpers import zip_bytes
@@ -65,6 +66,40 @@ def test_ap_of_perfect_detections_is_one():
     )  # fmt: skip
     assert coco_ap(ds, dets, [1, 2, 3]) == pytest.approx({"AP": 1.0, "AP50": 1.0})
     assert coco_ap(ds, dets.iloc[:0], [1, 2, 3]) == {"AP": 0.0, "AP50": 0.0}
+
+
+def test_ap_per_class_is_cocoeval_s_own_per_category_average():
+    from pycocotools.cocoeval import COCOeval
+
+    coco, _ = synthetic.make_dataset(6, seed=2)
+    ds = load_coco(coco)
+    rows = []
+    for k, a in enumerate(coco["annotations"]):
+        x, y, w, h = a["bbox"]
+        shift = 0.0 if a["category_id"] % 2 else w * 0.3  # even classes: boxes 30 % off, IoU about 0.54
+        rows.append({"image_id": a["image_id"], "category_id": a["category_id"], "x": x + shift, "y": y, "w": w,
+                     "h": h, "score": 0.5 + 0.4 * ((k * 7) % 10) / 10})  # fmt: skip
+    dets = pd.DataFrame(rows)
+    table = per_class_ap(ds, dets, ds.image_ids.tolist()).set_index("category_id")
+    present = set(ds.ann_category.tolist())
+    odd = [c for c in present if c % 2]
+    even = [c for c in present if not c % 2]
+    assert odd and even
+    assert (table.loc[odd, "AP"] == 1.0).all() and (table.loc[even, "AP"] < 0.5).all()
+    assert (table.loc[even, "AP50"] == 1.0).all()
+    absent = [c for c in ds.category_ids.tolist() if c not in present]
+    assert table.loc[absent, "AP"].isna().all()
+    # one class alone: its AP is COCOeval's stats[0] over that class
+    ev = coco_eval(ds, dets, ds.image_ids.tolist())
+    assert isinstance(ev, COCOeval)
+    one = even[0]
+    ev.params.catIds = [one]
+    with contextlib.redirect_stdout(io.StringIO()):
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    assert table.loc[one, "AP"] == pytest.approx(ev.stats[0], abs=1e-12)
+    assert table.loc[one, "AP50"] == pytest.approx(ev.stats[1], abs=1e-12)
 
 
 def _cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str]:
