@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -321,8 +323,23 @@ def sample_dataset(root: str | Path | None = None) -> Path:
     """
     folder = Path(root) if root is not None else cache_root() / f"sample-v{SAMPLE_VERSION}"
     ann = folder / "annotations.json"
-    if not ann.exists():
-        write_dataset(folder, SAMPLE_IMAGES, SAMPLE_SEED)
+    if ann.exists():
+        return ann
+    # Written beside, then renamed into place: two processes (the app and the CLI, or parallel test workers)
+    # generating it at once never see a half-written folder; the later rename finds it there and is dropped.
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        write_dataset(staging, SAMPLE_IMAGES, SAMPLE_SEED)
+        if folder.exists() and not ann.exists():  # left half-written by an older version: replace it
+            shutil.rmtree(folder, ignore_errors=True)
+        try:
+            staging.rename(folder)
+        except OSError:
+            if not ann.exists():  # not another process's finished copy either
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return ann
 
 
