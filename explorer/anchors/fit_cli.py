@@ -12,6 +12,7 @@ import argparse
 import json
 import math
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, TextIO
@@ -56,6 +57,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
 
+class _SearchBar:
+    """A progress bar on stderr over the search's time budget (the search ends when it converges or the budget is
+    spent, whichever comes first); the fit's messages are written above it."""
+
+    def __init__(self, budget_s: float, *, disable: bool) -> None:
+        from tqdm import tqdm
+
+        self.t0 = time.perf_counter()
+        self.bar = tqdm(total=max(1, round(budget_s)), unit="s", desc="search", file=sys.stderr, disable=disable)
+
+    def say(self, msg: str) -> None:
+        self.bar.n = min(self.bar.total, round(time.perf_counter() - self.t0))
+        self.bar.write(msg, file=sys.stderr)
+        self.bar.refresh()
+
+    def __enter__(self) -> _SearchBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+
+
 def _check_out(path: Path) -> None:
     if path.suffix.lower() != ".json":
         raise ValueError(f"output file {path} must end in .json")
@@ -82,17 +105,14 @@ def run(args: argparse.Namespace) -> int:
         pos_thresh=args.pos,
         neg_thresh=args.neg,
     )
-    err = sys.stderr
-
-    def say(msg: str) -> None:
-        if not args.quiet:
-            print(msg, file=err, flush=True)
-
-    say(f"loading {args.annotations} ...")
+    if not args.quiet:
+        print(f"loading {args.annotations} ...", file=sys.stderr, flush=True)
     ds = load_dataset(args.annotations, format=args.format, split=args.split)
-    fit = fit_anchors(
-        ds, scan, mode=args.mode, budget_s=args.budget_s, seed=args.seed, subset_images=args.subset, progress=say
-    )
+    with _SearchBar(args.budget_s, disable=args.quiet) as bar:
+        fit = fit_anchors(
+            ds, scan, mode=args.mode, budget_s=args.budget_s, seed=args.seed, subset_images=args.subset,
+            progress=bar.say,
+        )  # fmt: skip
     report = fx.report_dict(fit)
     args.out.write_text(json.dumps(report, indent=2))
     _print(fit, fx, sys.stdout)
