@@ -4,7 +4,8 @@ It runs the model stage by stage under the model's lock (torchvision's ``AnchorG
 itself during forward, so a shared model is not thread-safe), times the stages, and returns the final detections,
 the candidates before NMS and the dense outputs (``explorer.detection.outputs``). A CUDA out-of-memory error runs
 that one image on a CPU copy of the model (:func:`cpu_copy`) with a notice; the shared model stays on the GPU for
-every other request.
+every other request. :class:`BatchInference` (the model scan's) runs images of one padded input size
+(:func:`padded_input_hw`) several at a time, halving the batch on CUDA out-of-memory before it falls back the same way.
 """
 
 from __future__ import annotations

@@ -125,7 +125,7 @@ class ModelActor:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         pending = [pickle.loads(b) for b in batch["pending"]]
         pairs = scan_pending(self.ds, pending, self.run, self.loaded, self.config)
-        notices = [json.dumps(self.notices)] + ["[]"] * (len(pairs) - 1)
+        notices = [json.dumps(self.notices)] + ["[]"] * (len(pairs) - 1) if pairs else []
         self.notices.clear()
         return {
             "position": np.array([p for p, _ in pairs], np.int64),
@@ -152,11 +152,12 @@ def _pipeline(ray: Any, order: list[int], ds_ref: Any, store: ImageStore, loaded
     """The two-stage ``ray.data`` pipeline over ``order`` (see the module docstring)."""
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True
-    ctx.enable_progress_bars = False
+    ctx.enable_progress_bars = False  # the CLI has its own
+    ctx.print_on_execution_start = False
     resources = ray.cluster_resources()
     gpus, cpus = int(resources.get("GPU", 0)), max(1, int(resources.get("CPU", 1)))
     n_actors = actors or max(1, gpus)
-    readers = max(1, min(4, cpus - (0 if gpus else n_actors)))
+    readers = max(1, min(8, cpus - (0 if gpus else n_actors)))
     threads = max(1, (cpus - readers) // n_actors)
     batch = config.batch_size_on(torch.device("cuda" if gpus else "cpu"))
     items = ray.data.from_items([{"position": p, "index": i} for p, i in enumerate(order)])

@@ -1,9 +1,13 @@
 """The model scan's driver: a detector over every image of a dataset, one row of statistics per image.
 
-Each image is read from its store (folder or zip), decoded safely, run through the model
-(:func:`explorer.detection.inference.run_inference`, the model's lock held, CUDA out-of-memory falling back to a CPU
-copy), and reduced at once (:mod:`explorer.model_scan.image_stats`, :mod:`explorer.model_scan.detections`): memory
-stays flat with the dataset's size. A missing or corrupt image is an error row and the scan goes on. Category ids
+Each image is read from its store (folder or zip), decoded safely (:func:`prepare_image`), grouped with the images of
+the same padded input size into batches (:func:`grouped`: torchvision pads a batch to its largest image, so only
+those give the rows of a batch size of 1), run through the model
+(:class:`explorer.detection.inference.BatchInference`, the model's lock held, CUDA out-of-memory halving the batch,
+then falling back to a CPU copy), and reduced at once (:func:`reduce_image`: :mod:`explorer.model_scan.image_stats`,
+:mod:`explorer.model_scan.detections`), the results put back in scan order: memory stays flat with the dataset's
+size (at most two batches of decoded images wait). :mod:`explorer.model_scan.ray_engine` runs the same functions on
+Ray Data. A missing or corrupt image is an error row and the scan goes on. Category ids
 are the model's label ids (torchvision's references use the COCO category id as the label of its 91-class models;
 the demo model's shape ids are its labels); a dataset whose categories are not the model's classes is refused
 before anything runs.

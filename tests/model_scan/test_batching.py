@@ -166,3 +166,15 @@ def test_cuda_out_of_memory_halves_the_batch_then_runs_one_image_on_a_cpu_copy(d
     assert results[2].notices == [CPU_FALLBACK_NOTICE] and shared.model is demo.model
     for got, want in zip(results, reference, strict=True):
         torch.testing.assert_close(got.dense.cls_logits, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_batched_rows_equal_batch_size_1_on_cuda(monkeypatch):
+    # TF32 off: with it cuDNN may pick other algorithms (other roundings, ~1e-3) for a batch of 8 than for one image.
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    path = synthetic.sample_dataset()
+    ds, store, gpu = load_coco(path), FolderImages(path.parent / "images"), load_demo_model(torch.device("cuda"))
+    one = ModelScan.run(ds, store, gpu, ModelScanConfig(limit=12, batch_size=1))
+    eight = ModelScan.run(ds, store, gpu, ModelScanConfig(limit=12))  # the CUDA default, 8
+    assert_same_scan(one, eight)
