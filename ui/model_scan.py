@@ -112,7 +112,7 @@ def run(state: RunState, ds: CocoDataset, served: ServedModel, source: Source, c
         n = state.done
         bar.progress(n / max(1, state.total), text=f"Scanned {n:,} / {state.total:,} images…")
 
-    for result in iter_scan(ds, source.images, served.model, config, skip=skip, progress=progress):
+    for result in iter_scan(ds, source.images, served.model, config, skip=skip, progress=progress, notice=st.toast):
         state.acc.add(result)
     state.finished = True
     st.session_state[RUNNING] = False

@@ -2,7 +2,12 @@
 
 This is the benchmarked GPU path: ``bench/bench_detect.py`` times it against torchvision's eager forward and checks
 that both give the same detections (results in BENCHMARKS.md). The app does not use it: the Live detections page
-runs :func:`explorer.detection.inference.run_inference`, which needs the dense per-anchor outputs for its loss maps.
+runs :func:`explorer.detection.inference.run_inference`, which needs the dense per-anchor outputs for its loss maps,
+and the model scan needs them too, for losses equal to torchvision's ``compute_loss`` within 1e-5. This path returns
+detections only, and what it guarantees is detection-level (each of eager float32's top-100 boxes matched with the
+same label, IoU >= 0.95 and a score within 0.02: ``tests/detection/test_fast.py`` on CUDA), from float16 logits
+(about three significant digits). The scan's GPU speed comes from batching instead
+(:class:`explorer.detection.inference.BatchInference`).
 
 :class:`FastRetinaNet` wraps a torchvision ``RetinaNet`` (any of the three architectures here) and, on CUDA:
 

@@ -1,10 +1,11 @@
-"""Running a model on one image: :func:`run_inference`.
+"""Running a model on one image (:func:`run_inference`) or on batches of images (:class:`BatchInference`).
 
 It runs the model stage by stage under the model's lock (torchvision's ``AnchorGenerator`` caches per-size anchors on
 itself during forward, so a shared model is not thread-safe), times the stages, and returns the final detections,
 the candidates before NMS and the dense outputs (``explorer.detection.outputs``). A CUDA out-of-memory error runs
 that one image on a CPU copy of the model (:func:`cpu_copy`) with a notice; the shared model stays on the GPU for
-every other request.
+every other request. :class:`BatchInference` (the model scan's) runs images of one padded input size
+(:func:`padded_input_hw`) several at a time, halving the batch on CUDA out-of-memory before it falls back the same way.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from __future__ import annotations
 import copy
 import itertools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torchvision.models.detection import RetinaNet
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from explorer.boxes import resized_hw
 from explorer.detection.architectures import LoadedModel, device_name
@@ -57,13 +60,19 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def image_to_tensor(image: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 RGB -> (3, H, W) float32 in [0, 1]."""
+def check_image_array(image: np.ndarray) -> np.ndarray:
+    """The image as an array, or ``ValueError`` unless it is (H, W, 3) uint8 RGB of at least 2x2 pixels."""
     arr = np.asarray(image)
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
         raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {arr.shape} {arr.dtype}")
     if arr.shape[0] < 2 or arr.shape[1] < 2:
         raise ValueError(f"image is too small: {arr.shape[1]}x{arr.shape[0]} pixels")
+    return arr
+
+
+def image_to_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> (3, H, W) float32 in [0, 1]."""
+    arr = check_image_array(image)
     # The float32 copy is made by numpy: shared decoded images are read-only, and torch warns on those.
     return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).permute(2, 0, 1).div_(255.0)
 
@@ -89,40 +98,73 @@ def check_input_size(height: int, width: int, min_size: float, max_size: float) 
     return h, w
 
 
+def padded_input_hw(height: int, width: int, transform: GeneralizedRCNNTransform) -> tuple[int, int]:
+    """The padded network input (H, W) of an image alone: torchvision's resize (:func:`check_input_size`), then each
+    side rounded up to the transform's ``size_divisible``.
+
+    torchvision pads a batch to its largest image, which moves the anchors and the border activations: only images
+    with the same padded input size give the same outputs batched as alone, so batches are grouped by this key.
+
+    Args:
+        height, width: the image's size.
+        transform: the model's ``transform``.
+
+    Example (the demo model: shorter side to 480 px, longer at most 640 px, padded to multiples of 32):
+        >>> from explorer.detection.demo_model import build_demo_model
+        >>> t = build_demo_model().transform
+        >>> padded_input_hw(480, 640, t), padded_input_hw(240, 320, t), padded_input_hw(480, 500, t)
+        ((480, 640), (480, 640), (480, 512))
+    """
+    h, w = check_input_size(height, width, float(transform.min_size[-1]), transform.max_size)
+    d = int(transform.size_divisible)
+    return -(-h // d) * d, -(-w // d) * d
+
+
 @torch.inference_mode()
-def _forward_dense(model: RetinaNet, image: np.ndarray, device: torch.device) -> tuple[DenseOutputs, dict[str, float]]:
-    timings: dict[str, float] = {}
+def _forward_dense_batch(
+    model: RetinaNet, images: list[np.ndarray], device: torch.device
+) -> tuple[list[DenseOutputs], dict[str, float]]:
+    """One forward pass over images of one padded input size; the timings are the batch's, per image."""
     t0 = time.perf_counter()
-    tensor = image_to_tensor(image)
-    check_input_size(tensor.shape[1], tensor.shape[2], float(model.transform.min_size[-1]), model.transform.max_size)
-    tensor = tensor.to(device)
-    images, _ = model.transform([tensor])
+    tensors = [image_to_tensor(image) for image in images]
+    keys = {padded_input_hw(int(t.shape[1]), int(t.shape[2]), model.transform) for t in tensors}
+    if len(keys) > 1:
+        raise ValueError(f"a batch must hold images of one padded input size, got {sorted(keys)}")
+    batch, _ = model.transform([t.to(device) for t in tensors])
     _sync(device)
     t1 = time.perf_counter()
-    features = list(model.backbone(images.tensors).values())
+    features = list(model.backbone(batch.tensors).values())
     _sync(device)
     t2 = time.perf_counter()
     head = model.head(features)
-    anchors = model.anchor_generator(images, features)[0]
+    anchors = model.anchor_generator(batch, features)
     _sync(device)
     t3 = time.perf_counter()
-    timings["preprocess"] = (t1 - t0) * 1000
-    timings["backbone+FPN"] = (t2 - t1) * 1000
-    timings["head"] = (t3 - t2) * 1000
+    n = len(images)
+    timings = {"preprocess": (t1 - t0) * 1000 / n, "backbone+FPN": (t2 - t1) * 1000 / n, "head": (t3 - t2) * 1000 / n}
     grid_sizes = [(int(f.shape[-2]), int(f.shape[-1])) for f in features]
     a = model.anchor_generator.num_anchors_per_location()[0]
     levels = torch.cat([torch.full((gh * gw * a,), i, dtype=torch.int64) for i, (gh, gw) in enumerate(grid_sizes)])
-    dense = DenseOutputs(
-        cls_logits=head["cls_logits"][0].float().cpu(),
-        bbox_deltas=head["bbox_regression"][0].float().cpu(),
-        anchors=anchors.float().cpu(),
-        levels=levels,
-        grid_sizes=grid_sizes,
-        anchors_per_location=a,
-        input_size=(int(images.image_sizes[0][0]), int(images.image_sizes[0][1])),
-        image_size=(int(image.shape[0]), int(image.shape[1])),
-    )
+    logits, deltas = head["cls_logits"].float().cpu(), head["bbox_regression"].float().cpu()
+    dense = [
+        DenseOutputs(
+            cls_logits=logits[i],
+            bbox_deltas=deltas[i],
+            anchors=anchors[i].float().cpu(),
+            levels=levels,
+            grid_sizes=grid_sizes,
+            anchors_per_location=a,
+            input_size=(int(batch.image_sizes[i][0]), int(batch.image_sizes[i][1])),
+            image_size=(int(image.shape[0]), int(image.shape[1])),
+        )
+        for i, image in enumerate(images)
+    ]
     return dense, timings
+
+
+def _forward_dense(model: RetinaNet, image: np.ndarray, device: torch.device) -> tuple[DenseOutputs, dict[str, float]]:
+    dense, timings = _forward_dense_batch(model, [image], device)
+    return dense[0], timings
 
 
 def cpu_copy(model: RetinaNet) -> RetinaNet:
@@ -143,6 +185,22 @@ def cpu_copy(model: RetinaNet) -> RetinaNet:
         for dst, src in zip(itertools.chain(clone.parameters(), clone.buffers()), originals, strict=True):
             dst.copy_(src)
     return clone
+
+
+#: What a user is told when one image ran on a CPU copy after CUDA ran out of memory.
+CPU_FALLBACK_NOTICE = (
+    "CUDA ran out of memory: this image ran on a CPU copy of the model (slower); the model stays on the GPU for the "
+    "next image."
+)
+
+
+def _finish(dense: DenseOutputs, timings: dict[str, float], device: torch.device, notices: list[str], **post: float):
+    """Postprocess one image's dense outputs into an :class:`InferenceResult`."""
+    t0 = time.perf_counter()
+    detections, candidates = postprocess_dense(dense, **post)
+    timings = {**timings, "postprocess": (time.perf_counter() - t0) * 1000}
+    timings["total"] = sum(timings.values())
+    return InferenceResult(detections, candidates, dense, timings, device_name(device), notices)
 
 
 def run_inference(
@@ -181,15 +239,71 @@ def run_inference(
             fallback = cpu_copy(loaded.model)
     if fallback is not None:  # a private copy: it needs no lock, and other requests keep the GPU meanwhile
         device = torch.device("cpu")
-        notices.append(
-            "CUDA ran out of memory: this image ran on a CPU copy of the model (slower); the model stays "
-            "on the GPU for the next image."
-        )
+        notices.append(CPU_FALLBACK_NOTICE)
         dense, timings = _forward_dense(fallback, image, device)
-    t0 = time.perf_counter()
-    detections, candidates = postprocess_dense(
-        dense, score_thresh=score_thresh, topk=topk, nms_thresh=nms_thresh, detections_per_img=detections_per_img
-    )
-    timings["postprocess"] = (time.perf_counter() - t0) * 1000
-    timings["total"] = sum(timings.values())
-    return InferenceResult(detections, candidates, dense, timings, device_name(device), notices)
+    post = {"score_thresh": score_thresh, "topk": topk, "nms_thresh": nms_thresh}
+    return _finish(dense, timings, device, notices, detections_per_img=detections_per_img, **post)
+
+
+class BatchInference:
+    """Batched forward passes for the model scan, adapting to the GPU's memory.
+
+    Each call takes images of one padded input size (:func:`padded_input_hw`; the scan groups them) and runs them
+    ``batch_size`` at a time under the model's lock, with torchvision's postprocessing defaults. On a CUDA
+    out-of-memory error the batch size is halved, for this call and every later one, and the batch retried; an image
+    that does not fit alone runs on a CPU copy of the model (:func:`cpu_copy`). Each event is one line given to
+    ``notice`` (the CLI prints it, the page shows it).
+
+    Args:
+        loaded: the model.
+        batch_size: images per forward pass (>= 1).
+        notice: called with each out-of-memory event's line.
+
+    Example (the demo model on the CPU, two 480x640 images in one pass):
+        >>> from explorer.detection.loading import load_demo_model
+        >>> run = BatchInference(load_demo_model(torch.device("cpu")), batch_size=2)
+        >>> [len(r.dense.cls_logits) for r in run([np.zeros((480, 640, 3), np.uint8)] * 2)]
+        [57600, 57600]
+    """
+
+    def __init__(self, loaded: LoadedModel, batch_size: int, *, notice: Callable[[str], None] | None = None) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.loaded = loaded
+        self.batch_size = batch_size
+        self.notice = notice or (lambda line: None)
+
+    def __call__(self, images: list[np.ndarray]) -> list[InferenceResult]:
+        """Results for ``images`` (one padded input size), in order."""
+        results: list[InferenceResult] = []
+        while len(results) < len(images):
+            chunk = images[len(results) : len(results) + self.batch_size]
+            results.extend(self._run(chunk))
+        return results
+
+    def _run(self, chunk: list[np.ndarray]) -> list[InferenceResult]:
+        """One forward pass; on out-of-memory, fewer results (the batch size halved) or a CPU copy's one."""
+        device = self.loaded.device
+        with self.loaded.lock:
+            try:
+                dense, timings = _forward_dense_batch(self.loaded.model, chunk, device)
+            except torch.OutOfMemoryError:
+                if device.type != "cuda":
+                    raise
+                torch.cuda.empty_cache()
+                if len(chunk) > 1:
+                    self.batch_size = max(1, len(chunk) // 2)
+                    self.notice(
+                        f"CUDA ran out of memory on a batch of {len(chunk)} images: continuing with batches of "
+                        f"{self.batch_size}"
+                    )
+                    return []
+                fallback = cpu_copy(self.loaded.model)
+            else:
+                fallback = None
+        if fallback is None:
+            return [_finish(d, timings, device, []) for d in dense]
+        self.notice(CPU_FALLBACK_NOTICE)
+        cpu = torch.device("cpu")
+        dense, timings = _forward_dense_batch(fallback, chunk, cpu)
+        return [_finish(dense[0], timings, cpu, [CPU_FALLBACK_NOTICE])]

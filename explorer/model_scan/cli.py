@@ -7,6 +7,13 @@ Runs a detector over the dataset's images and writes one row per image (see :mod
 with its sidecars (:mod:`explorer.model_scan.store`); rerunning with the same ``--out`` resumes. MODEL is ``demo``,
 ``retinanet_resnet50_fpn``, ``retinanet_resnet50_fpn_v2`` (torchvision's COCO weights from the torch hub cache, or
 downloaded) or a checkpoint path (a state dict, checked before it is read).
+
+``--batch-size B`` runs B images per forward pass (default 1 on the CPU, 8 on CUDA; only images of one padded input
+size share a pass, so the rows equal those of B = 1); a CUDA out-of-memory error halves it, down to one image on a
+CPU copy of the model, and says so in one line. ``--engine ray`` runs the same scan on Ray Data
+(:mod:`explorer.model_scan.ray_engine`): reading and decoding in CPU tasks, the model in one actor per GPU (CPU
+actors without one, ``--actors N``); without ``RAY_ADDRESS`` it starts a local Ray instance, with it
+(``RAY_ADDRESS=auto`` or ``ray://HOST:10001``) it runs on that cluster, whose workers must reach the images.
 """
 
 from __future__ import annotations
@@ -46,6 +53,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--assigners", type=_names, default=(),
         help="also compare these assigners on every image, e.g. max_iou,atss,tal_mmdet,tal_ultralytics,simota",
     )  # fmt: skip
+    p.add_argument(
+        "--batch-size", type=int,
+        help="images per forward pass (default 1 on the CPU, 8 on CUDA; halved on CUDA out-of-memory)",
+    )  # fmt: skip
+    p.add_argument(
+        "--engine", choices=("local", "ray"), default="local",
+        help="local: this process (default); ray: Ray Data, reading in CPU tasks and one model actor per GPU (CPU "
+        "actors without one); a local Ray instance, or the cluster at $RAY_ADDRESS. Needs pip install 'ray[data]'",
+    )  # fmt: skip
+    p.add_argument("--actors", type=int, help="with --engine ray: model actors (default: one per GPU, else 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -73,6 +90,22 @@ def _model(args: argparse.Namespace):
     return loading.load_checkpoint_model(path.read_bytes(), categories=categories, device=device)
 
 
+def _engine(args: argparse.Namespace):  # -> the iter_scan of the chosen engine
+    """``iter_scan`` (local) or the Ray engine's, with ``--actors``; ``ValueError`` when Ray is not installed."""
+    from functools import partial
+
+    from explorer.model_scan import run as local
+
+    if args.actors is not None and (args.engine != "ray" or args.actors < 1):
+        raise ValueError(f"--actors needs --engine ray and a count >= 1, got {args.actors}")
+    if args.engine == "local":
+        return local.iter_scan
+    from explorer.model_scan import ray_engine
+
+    ray_engine.import_ray()
+    return partial(ray_engine.iter_scan, actors=args.actors)
+
+
 def _store(path: Path | None):  # -> ImageStore (imported lazily)
     from explorer.dataset.image_stores import FolderImages, ZipImages
 
@@ -89,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     from explorer.dataset.formats import load_dataset
     from explorer.model_scan.ap import coco_ap
     from explorer.model_scan.image_stats import LossSettings
-    from explorer.model_scan.run import Accumulator, ModelScanConfig, iter_scan
+    from explorer.model_scan.run import Accumulator, ModelScanConfig
     from explorer.model_scan.store import ScanStore
 
     store = ScanStore(args.out)
@@ -99,7 +132,9 @@ def run(args: argparse.Namespace) -> int:
         args.limit,
         args.seed,
         args.assigners,
+        args.batch_size,
     )
+    scan_images = _engine(args)
     ds = load_dataset(args.dataset, format=args.format, split=args.split)
     root = args.images or (Path(ds.image_root) if ds.image_root else None)
     images, loaded = _store(root), _model(args)
@@ -117,10 +152,13 @@ def run(args: argparse.Namespace) -> int:
             bar.total = total
             bar.update(n - bar.n)
 
+    def notice(line: str) -> None:
+        (bar.write if bar is not None else print)(f"note: {line}", file=sys.stderr)
+
     t0 = time.perf_counter()
     acc = Accumulator()
     try:
-        for result in iter_scan(ds, images, loaded, config, skip=done, progress=progress):
+        for result in scan_images(ds, images, loaded, config, skip=done, progress=progress, notice=notice):
             acc.add(result)
             if len(acc.rows) >= CHUNK:
                 store.write_part(acc.result())

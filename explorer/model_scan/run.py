@@ -1,9 +1,13 @@
 """The model scan's driver: a detector over every image of a dataset, one row of statistics per image.
 
-Each image is read from its store (folder or zip), decoded safely, run through the model
-(:func:`explorer.detection.inference.run_inference`, the model's lock held, CUDA out-of-memory falling back to a CPU
-copy), and reduced at once (:mod:`explorer.model_scan.image_stats`, :mod:`explorer.model_scan.detections`): memory
-stays flat with the dataset's size. A missing or corrupt image is an error row and the scan goes on. Category ids
+Each image is read from its store (folder or zip), decoded safely (:func:`prepare_image`), grouped with the images of
+the same padded input size into batches (:func:`grouped`: torchvision pads a batch to its largest image, so only
+those give the rows of a batch size of 1), run through the model
+(:class:`explorer.detection.inference.BatchInference`, the model's lock held, CUDA out-of-memory halving the batch,
+then falling back to a CPU copy), and reduced at once (:func:`reduce_image`: :mod:`explorer.model_scan.image_stats`,
+:mod:`explorer.model_scan.detections`), the results put back in scan order: memory stays flat with the dataset's
+size (at most two batches of decoded images wait). :mod:`explorer.model_scan.ray_engine` runs the same functions on
+Ray Data. A missing or corrupt image is an error row and the scan goes on. Category ids
 are the model's label ids (torchvision's references use the COCO category id as the label of its 91-class models;
 the demo model's shape ids are its labels); a dataset whose categories are not the model's classes is refused
 before anything runs.
@@ -26,12 +30,14 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
+import torch
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from explorer.anchors.compare import ASSIGNERS, assigner_columns, inputs_from_dense, run_assigners
 from explorer.dataset.coco import AREA_MEDIUM, AREA_SMALL, CocoDataset
 from explorer.dataset.image_stores import ImageStore
 from explorer.detection.architectures import LoadedModel
-from explorer.detection.inference import run_inference
+from explorer.detection.inference import BatchInference, InferenceResult, check_image_array, padded_input_hw
 from explorer.detection.view import category_mismatch
 from explorer.images import decode_image
 from explorer.model_scan.detections import detection_row
@@ -42,18 +48,23 @@ from explorer.model_scan.reweight import LossBins
 HIST_BINS = 20
 #: The default score at which detections count and are confident.
 SCORE_THRESH = 0.5
+#: Images per forward pass on CUDA by default (halved on out-of-memory): 8 of COCO's 800x1333 inputs take a few GB
+#: with ``retinanet_resnet50_fpn`` in float32.
+CUDA_BATCH_SIZE = 8
 
 
 @dataclass(frozen=True)
 class ModelScanConfig:
     """Loss settings, the detection score, which images (``limit`` of them, drawn with ``seed``; all if None), and
-    the assigners to compare on every image (:mod:`explorer.anchors.compare`; none by default: they cost time)."""
+    the assigners to compare on every image (:mod:`explorer.anchors.compare`; none by default: they cost time),
+    and the images per forward pass (:meth:`batch_size_on`)."""
 
     losses: LossSettings = field(default_factory=LossSettings)
     score_thresh: float = SCORE_THRESH
     limit: int | None = None
     seed: int = 0
     assigners: tuple[str, ...] = ()
+    batch_size: int | None = None
 
     def __post_init__(self) -> None:
         unknown = [a for a in self.assigners if a not in ASSIGNERS]
@@ -63,6 +74,15 @@ class ModelScanConfig:
             raise ValueError(f"score_thresh must be in (0, 1), got {self.score_thresh}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+    def batch_size_on(self, device: torch.device) -> int:
+        """The batch size to run at: ``batch_size``, or by default 1 on the CPU (batching gains nothing there) and
+        :data:`CUDA_BATCH_SIZE` on CUDA."""
+        if self.batch_size is not None:
+            return self.batch_size
+        return CUDA_BATCH_SIZE if device.type == "cuda" else 1
 
 
 def check_categories(ds: CocoDataset, loaded: LoadedModel) -> None:
@@ -91,20 +111,52 @@ class ImageResult:
     detections: list[dict] = field(default_factory=list)
 
 
+@dataclass
+class Pending:
+    """An image read and decoded, waiting for the model: its place in the scan, dataset index, row so far, pixels
+    ((H, W, 3) uint8; None when unreadable: ``row["error"]`` says why) and padded input size (the batch key)."""
+
+    position: int
+    index: int
+    row: dict
+    image: np.ndarray | None = None
+    key: tuple[int, int] | None = None
+
+
+def prepare_image(
+    ds: CocoDataset, index: int, store: ImageStore, transform: GeneralizedRCNNTransform, position: int = 0
+) -> Pending:
+    """Read and decode image ``index`` (:func:`explorer.images.decode_image`'s checks) and compute its padded input
+    size under the model's ``transform``; an unreadable or unusable image comes back with its ``error``, no pixels."""
+    name = ds.file_names[index]
+    row = {"image_id": ds.image_ids[index], "file_name": name, "error": ""}
+    data = store.read(name)
+    if data is None:
+        return Pending(position, index, {**row, "error": f"not among the images ({store.description})"})
+    try:
+        image = decode_image(data)
+        check_image_array(image)
+        key = padded_input_hw(image.shape[0], image.shape[1], transform)
+    except ValueError as err:
+        return Pending(position, index, {**row, "error": str(err)})
+    return Pending(position, index, row, image, key)
+
+
 def scan_image(
     ds: CocoDataset, index: int, store: ImageStore, loaded: LoadedModel, config: ModelScanConfig
 ) -> ImageResult:
-    """Read, run and reduce image ``index``; an unreadable image gives a row with its ``error``."""
-    name = ds.file_names[index]
-    base = {"image_id": ds.image_ids[index], "file_name": name, "error": ""}
-    data = store.read(name)
-    if data is None:
-        return ImageResult({**base, "error": f"not among the images ({store.description})"})
-    try:
-        image = decode_image(data)
-        result = run_inference(loaded, image)
-    except ValueError as err:
-        return ImageResult({**base, "error": str(err)})
+    """Read, run and reduce image ``index`` alone; an unreadable image gives a row with its ``error``."""
+    pending = prepare_image(ds, index, store, loaded.model.transform)
+    if pending.image is None:
+        return ImageResult(pending.row)
+    return reduce_image(ds, pending, BatchInference(loaded, 1)([pending.image])[0], loaded, config)
+
+
+def reduce_image(
+    ds: CocoDataset, pending: Pending, result: InferenceResult, loaded: LoadedModel, config: ModelScanConfig
+) -> ImageResult:
+    """One image's model outputs reduced to its row, loss bins, positives, problems and detections."""
+    index, base, name = pending.index, pending.row, pending.row["file_name"]
     ann = ds.image_annotations(index)
     settings = replace(config.losses, box_loss=getattr(loaded.model.head.regression_head, "_loss_type", "l1"))
     losses = image_losses(result.dense, ann.boxes_xyxy, ann.category_ids, settings)
@@ -155,13 +207,78 @@ class ModelScan:
         *,
         limit: int | None = None,
         progress: Callable[[int, int], None] | None = None,
+        notice: Callable[[str], None] | None = None,
     ) -> ModelScan:
         """Scan ``ds`` in memory (the CLI writes parts to disk instead: :mod:`explorer.model_scan.store`)."""
         cfg = config or ModelScanConfig(limit=limit)
         acc = Accumulator()
-        for result in iter_scan(ds, store, loaded, cfg, progress=progress):
+        for result in iter_scan(ds, store, loaded, cfg, progress=progress, notice=notice):
             acc.add(result)
         return acc.result()
+
+
+def scan_order(ds: CocoDataset, config: ModelScanConfig, skip: set | None = None) -> list[int]:
+    """Dataset indices the scan runs, in order: :func:`image_order` less the image ids in ``skip``."""
+    return [int(i) for i in image_order(ds, config.limit, config.seed) if not skip or ds.image_ids[i] not in skip]
+
+
+def run_group(
+    ds: CocoDataset, group: list[Pending], run: BatchInference, loaded: LoadedModel, config: ModelScanConfig
+) -> list[tuple[int, ImageResult]]:
+    """Run images of one padded input size through the model and reduce each: ``(position, result)`` pairs."""
+    outputs = run([p.image for p in group])
+    return [(p.position, reduce_image(ds, p, out, loaded, config)) for p, out in zip(group, outputs, strict=True)]
+
+
+def scan_pending(
+    ds: CocoDataset, pending: list[Pending], run: BatchInference, loaded: LoadedModel, config: ModelScanConfig
+) -> list[tuple[int, ImageResult]]:
+    """Scan a list of read images at once (what a Ray actor gets): error rows as they are, the others grouped by
+    padded input size and run in batches; ``(position, result)`` pairs in the order of ``pending``."""
+    out = [(p.position, ImageResult(p.row)) for p in pending if p.image is None]
+    groups: dict[tuple[int, int], list[Pending]] = {}
+    for p in pending:
+        if p.image is not None:
+            groups.setdefault(p.key, []).append(p)
+    for group in groups.values():
+        out.extend(run_group(ds, group, run, loaded, config))
+    return sorted(out, key=lambda pair: pair[0])
+
+
+def grouped(pending: Iterator[Pending], run: BatchInference, max_waiting: int) -> Iterator[list[Pending]]:
+    """Batches of one padded input size from a stream of read images, with at most ``max_waiting`` decoded images
+    held: a group goes when it is a full batch, or, when too many wait, the group of the image waiting longest; the
+    rest at the end. Unreadable images go alone at once (a list of one, no pixels)."""
+    groups: dict[tuple[int, int], list[Pending]] = {}
+    waiting = 0
+    for p in pending:
+        if p.image is None:
+            yield [p]
+            continue
+        groups.setdefault(p.key, []).append(p)
+        waiting += 1
+        if len(groups[p.key]) >= run.batch_size:
+            key = p.key
+        elif waiting >= max_waiting:
+            key = min(groups, key=lambda k: groups[k][0].position)
+        else:
+            continue
+        waiting -= len(groups[key])
+        yield groups.pop(key)
+    yield from sorted(groups.values(), key=lambda g: g[0].position)
+
+
+def in_order(pairs: Iterator[tuple[int, ImageResult]]) -> Iterator[ImageResult]:
+    """Results in scan order from ``(position, result)`` pairs that come out of order (positions 0, 1, ...)."""
+    held: dict[int, ImageResult] = {}
+    next_position = 0
+    for position, result in pairs:
+        held[position] = result
+        while next_position in held:
+            yield held.pop(next_position)
+            next_position += 1
+    if held:
+        raise ValueError(f"scan results missing before position {min(held)}")
 
 
 def iter_scan(
@@ -172,12 +289,29 @@ def iter_scan(
     *,
     skip: set | None = None,
     progress: Callable[[int, int], None] | None = None,
+    notice: Callable[[str], None] | None = None,
 ) -> Iterator[ImageResult]:
-    """Scan image by image (after the category check), skipping the image ids in ``skip``."""
+    """Scan (after the category check), skipping the image ids in ``skip``; results come in scan order.
+
+    Images are read and decoded one by one, grouped by padded input size (:func:`grouped`: at most two batches of
+    decoded images wait) and run ``config.batch_size_on(device)`` at a time (:class:`BatchInference`; CUDA
+    out-of-memory events go to ``notice``, one line each). The rows equal those of a batch size of 1.
+    """
     check_categories(ds, loaded)
-    order = [i for i in image_order(ds, config.limit, config.seed) if not skip or ds.image_ids[i] not in skip]
-    for done, index in enumerate(order, start=1):
-        yield scan_image(ds, int(index), store, loaded, config)
+    order = scan_order(ds, config, skip)
+    run = BatchInference(loaded, config.batch_size_on(loaded.device), notice=notice)
+    transform = loaded.model.transform
+    pending = (prepare_image(ds, index, store, transform, position) for position, index in enumerate(order))
+
+    def pairs() -> Iterator[tuple[int, ImageResult]]:
+        for group in grouped(pending, run, max_waiting=2 * run.batch_size):
+            if group[0].image is None:
+                yield group[0].position, ImageResult(group[0].row)
+            else:
+                yield from run_group(ds, group, run, loaded, config)
+
+    for done, result in enumerate(in_order(pairs()), start=1):
+        yield result
         if progress is not None:
             progress(done, len(order))
 

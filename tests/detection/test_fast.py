@@ -42,3 +42,20 @@ def test_fold_batchnorm_keeps_outputs():
         ref = net(x)
         assert fold_batchnorm(net) == 20
         torch.testing.assert_close(net(x), ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_fast_path_on_cuda_gives_torchvision_eagers_top_100(demo):
+    # What the fast path guarantees (and all it does: detections, not the dense outputs the scan and Live detections
+    # need): each of eager float32's top-100 boxes matched, same label, IoU >= 0.95, score within 0.02.
+    from explorer.detection.view import sample_scene
+
+    cuda = torch.device("cuda")
+    model = copy.deepcopy(demo.model).to(cuda)
+    fast = FastRetinaNet(copy.deepcopy(demo.model), cuda)
+    for index in range(4):
+        x = image_to_tensor(sample_scene(index).image).to(cuda)
+        with torch.inference_mode():
+            ref = model([x])[0]
+        matched, compared = match_detections_strict(ref, fast(x), top=100)
+        assert compared > 0 and matched == compared, f"scene {index}: {matched}/{compared}"
