@@ -20,7 +20,7 @@ Example:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,29 +117,48 @@ def parse_annotations(records: list, images: ImageRecords, cats: dict[int, str],
     areas = _areas(rows, boxes)
     kept_rows = np.flatnonzero(rows.keep)
     _report_duplicate_ids(rows, kept_rows)
+    columns = {"image": image_idx, "category": cat_arr, "xyxy": clamped, "area": areas, "iscrowd": iscrowd}
+    return group_by_image(
+        rows, kept_rows, columns, len(images.ids), cats, lambda order: id_array([rows.ids[k] for k in order.tolist()])
+    )
+
+
+def group_by_image(
+    rows: _AnnotationRows,
+    kept_rows: np.ndarray,
+    columns: dict[str, np.ndarray],
+    n_images: int,
+    cats: dict[int, str],
+    ids_of: Callable[[np.ndarray], np.ndarray],
+) -> Annotations:
+    """The kept rows grouped by image (image order, then file order), after the crowd info row.
+
+    Args:
+        columns: (N,) ``image`` position, ``category`` id, (N, 4) ``xyxy``, ``area``, ``iscrowd`` of every row.
+        ids_of: the (K,) annotation id array of (K,) int64 rows (:func:`id_array`).
+    """
+    iscrowd, image_idx = columns["iscrowd"], columns["image"]
     crowd_kept = int(iscrowd[kept_rows].sum())
     if crowd_kept:
-        problems.add(
+        rows.problems.add(
             "info",
             "crowd",
             f"{crowd_kept} crowd annotation(s) (iscrowd=1) are excluded from matching, as in torchvision and "
             "detectron2",
         )
-    # grouped by image
     order = kept_rows[np.argsort(image_idx[kept_rows], kind="stable")]
     ann_image = image_idx[order]
-    n_images = len(images.ids)
     offsets = np.zeros(n_images + 1, np.int64)
     np.cumsum(np.bincount(ann_image, minlength=n_images), out=offsets[1:])
     cat_ids = np.fromiter(cats, np.int64, count=len(cats))
     return Annotations(
         category_ids=cat_ids,
         category_names=[cats[c] for c in cat_ids.tolist()],
-        ann_ids=id_array([rows.ids[k] for k in order.tolist()]),
+        ann_ids=ids_of(order),
         ann_image=ann_image.astype(np.int64),
-        ann_category=cat_arr[order],
-        boxes_xyxy=np.ascontiguousarray(clamped[order]),
-        areas=areas[order],
+        ann_category=columns["category"][order],
+        boxes_xyxy=np.ascontiguousarray(columns["xyxy"][order]),
+        areas=columns["area"][order],
         iscrowd=iscrowd[order],
         ann_offsets=offsets,
         crowd_kept=crowd_kept,
@@ -225,7 +244,12 @@ def _category_ids(rows: _AnnotationRows, cats: dict[int, str]) -> tuple[np.ndarr
 
 def _xywh_boxes(rows: _AnnotationRows, bboxes: list[Any]) -> np.ndarray:
     """(N, 4) float64 xywh; malformed, non-finite and empty boxes are dropped (non-finite ones set to 0)."""
-    boxes = _bbox_array(bboxes, rows.drop)
+    return check_xywh(rows, _bbox_array(bboxes, rows.drop), bboxes)
+
+
+def check_xywh(rows: _AnnotationRows, boxes: np.ndarray, bboxes: Sequence[Any]) -> np.ndarray:
+    """Drop the non-finite boxes of (N, 4) float64 xywh ``boxes`` (set to 0 in place) and the empty ones;
+    ``bboxes[k]`` is the original value of row ``k``, for the messages."""
     finite = np.isfinite(boxes).all(axis=1)
     rows.drop(
         np.flatnonzero(~finite & rows.keep),
@@ -290,7 +314,7 @@ def _iscrowd(rows: _AnnotationRows) -> np.ndarray:
     keep = rows.keep
     if all_int64(crowd_col):
         crowd_arr = np.asarray(crowd_col, dtype=np.int64) if rows.n else np.zeros(0, np.int64)
-        odd = np.flatnonzero((crowd_arr != 0) & (crowd_arr != 1) & keep)
+        return report_iscrowd(rows, crowd_arr, None, crowd_col)
     else:
         crowd_arr = np.zeros(rows.n, np.int64)
         odd_list = []
@@ -308,11 +332,34 @@ def _iscrowd(rows: _AnnotationRows) -> np.ndarray:
         odd = np.asarray([k for k in odd_list if keep[k]], dtype=np.int64)
         if missing:
             rows.problems.add("warning", "missing_iscrowd", f"{missing} annotation(s) have no 'iscrowd'; taken as 0")
+    _report_odd_iscrowd(rows, odd, crowd_arr, crowd_col)
+    return crowd_arr != 0
+
+
+def report_iscrowd(
+    rows: _AnnotationRows, crowd_arr: np.ndarray, missing: np.ndarray | None, crowd_col: Sequence[Any]
+) -> np.ndarray:
+    """(N,) bool ``iscrowd != 0`` from (N,) int64 flags of whole-number values (``missing``: (N,) bool, where the
+    key is absent, or None when none is), with the problems :func:`_iscrowd` reports; ``crowd_col[k]`` is the
+    original value of row ``k``, for the messages."""
+    keep = rows.keep
+    odd = (crowd_arr != 0) & (crowd_arr != 1) & keep
+    if missing is not None:
+        odd &= ~missing
+        count = int((missing & keep).sum())
+        if count:
+            rows.problems.add("warning", "missing_iscrowd", f"{count} annotation(s) have no 'iscrowd'; taken as 0")
+    _report_odd_iscrowd(rows, np.flatnonzero(odd), crowd_arr, crowd_col)
+    return crowd_arr != 0
+
+
+def _report_odd_iscrowd(
+    rows: _AnnotationRows, odd: np.ndarray, crowd_arr: np.ndarray, crowd_col: Sequence[Any]
+) -> None:
     for k in odd.tolist():
         rows.warn(
             k, "invalid_iscrowd", f"iscrowd {short(crowd_col[k])} is not 0 or 1; taken as {1 if crowd_arr[k] else 0}"
         )
-    return crowd_arr != 0
 
 
 def _areas(rows: _AnnotationRows, boxes: np.ndarray) -> np.ndarray:
@@ -325,6 +372,12 @@ def _areas(rows: _AnnotationRows, boxes: np.ndarray) -> np.ndarray:
         areas = np.asarray(area_col, dtype=np.float64) if rows.n else np.zeros(0)
     except OverflowError:  # an integer beyond float64 (10**400)
         areas = np.fromiter(map(as_float, area_col), np.float64, count=rows.n)
+    return report_areas(rows, areas, box_area)
+
+
+def report_areas(rows: _AnnotationRows, areas: np.ndarray, box_area: np.ndarray) -> np.ndarray:
+    """(N,) float64 ``areas`` (NaN where absent or not a number) with the invalid ones replaced by ``box_area``,
+    one info row for all of them."""
     bad_area = ~(np.isfinite(areas) & (areas >= 0))
     if (bad_area & rows.keep).any():
         cnt = int((bad_area & rows.keep).sum())
