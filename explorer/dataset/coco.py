@@ -39,10 +39,11 @@ from pathlib import PurePosixPath
 import numpy as np
 import pandas as pd
 
-from explorer.dataset.coco_annotations import Annotations, parse_annotations
+from explorer.dataset.coco_annotations import Annotations, parse_annotation_columns, parse_annotations
+from explorer.dataset.coco_columns import CocoColumns, annotation_columns, decode_columns
 from explorer.dataset.coco_json import DEFAULT_MAX_BYTES, CocoFormatError, parse_json_lean, read_bytes
 from explorer.dataset.coco_problems import MISSING, SEVERITIES, Problems
-from explorer.dataset.coco_records import ImageRecords, id_array, parse_categories, parse_images
+from explorer.dataset.coco_records import ImageRecords, id_array, image_columns, parse_categories, parse_images
 
 #: COCO's area ranges (``COCOeval``): small < 32², medium < 96², large otherwise, in original-image pixels².
 AREA_SMALL = 32.0**2
@@ -239,6 +240,10 @@ def load_coco(
         data, default_name = source, "COCO dict"
     else:
         raw, default_name = read_bytes(source, max_bytes)
+        columns = decode_columns(raw)
+        if columns is not None:
+            del raw
+            return _build_columns(columns, name or default_name)
         data = parse_json_lean(raw)
         del raw
     if not isinstance(data, dict):
@@ -267,6 +272,20 @@ def _build(data: dict, name: str) -> CocoDataset:
         anns = []
     kept = parse_annotations(anns, images, cats, problems)
     return assemble(images, kept, problems.frame(), name, annotations_in_file=len(anns))
+
+
+def _build_columns(cols: CocoColumns, name: str) -> CocoDataset:
+    """:func:`_build` for a file read as columns (:mod:`explorer.dataset.coco_columns`): the same checks, the same
+    problems in the same order."""
+    problems = Problems()
+    images = image_columns(cols.image_ids, cols.widths, cols.heights, cols.file_names, problems)
+    cats = parse_categories({} if cols.categories is None else {"categories": cols.categories}, problems)
+    anns = cols.annotations
+    if anns is None:
+        problems.add("warning", "missing_key", "no 'annotations' list: every image is treated as empty")
+        anns = annotation_columns([])
+    kept = parse_annotation_columns(anns, images, cats, problems)
+    return assemble(images, kept, problems.frame(), name, annotations_in_file=len(anns.ids))
 
 
 def assemble(

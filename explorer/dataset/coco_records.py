@@ -18,7 +18,16 @@ from typing import Any
 
 import numpy as np
 
-from explorer.dataset.coco_problems import MISSING, Problems, id_text, image_side_problem, is_id, is_int, short
+from explorer.dataset.coco_problems import (
+    MAX_IMAGE_SIDE,
+    MISSING,
+    Problems,
+    id_text,
+    image_side_problem,
+    is_id,
+    is_int,
+    short,
+)
 
 
 @dataclass
@@ -29,7 +38,7 @@ class ImageRecords:
     file_names: list[str]
     heights: np.ndarray
     widths: np.ndarray
-    index: dict[Any, int]  # valid image id -> position
+    index: dict[Any, int] | None  # valid image id -> position (None from the columnar reader: ids are int64)
     invalid: dict[Any, str]  # id of an image dropped for its size -> reason
 
 
@@ -72,6 +81,33 @@ def parse_images(records: list, problems: Problems) -> ImageRecords:
     return ImageRecords(ids, names, np.asarray(hs, np.int64), np.asarray(ws, np.int64), index, invalid)
 
 
+def image_columns(
+    ids: np.ndarray, widths: np.ndarray, heights: np.ndarray, file_names: list[str], problems: Problems
+) -> ImageRecords:
+    """:func:`parse_images` for images read as columns ((I,) int64 ids, widths, heights): the same records kept,
+    set aside and reported, with ``ids`` an int64 array and no ``index`` dict."""
+    _, first = np.unique(ids, return_index=True)
+    is_first = np.zeros(len(ids), bool)
+    is_first[first] = True
+    for k in np.flatnonzero(~is_first).tolist():
+        image_id = int(ids[k])
+        problems.add(
+            "error",
+            "duplicate_id",
+            f"image id {image_id!r} appears again at images[{k}]; the first is kept",
+            image_id=image_id,
+        )
+    good = (widths >= 1) & (widths <= MAX_IMAGE_SIDE) & (heights >= 1) & (heights <= MAX_IMAGE_SIDE)
+    invalid: dict[Any, str] = {}
+    for k in np.flatnonzero(is_first & ~good).tolist():
+        w, h = int(widths[k]), int(heights[k])
+        bad = [f"{key} {why}" for key, v in (("width", w), ("height", h)) if (why := image_side_problem(v)) is not None]
+        invalid[int(ids[k])] = ", ".join(bad)
+    keep = is_first & good
+    names = file_names if keep.all() else [file_names[k] for k in np.flatnonzero(keep).tolist()]
+    return ImageRecords(ids[keep], names, heights[keep], widths[keep], None, invalid)
+
+
 def parse_categories(data: dict, problems: Problems) -> dict[int, str]:
     """Category id -> name from ``data["categories"]`` ({} when absent: ids are then taken from the annotations)."""
     records = data.get("categories", MISSING)
@@ -106,8 +142,10 @@ def hashable(value: Any) -> bool:
     return type(value) in (int, str)
 
 
-def id_array(values: list[Any]) -> np.ndarray:
-    """Ids as an int64 array, or an object array when some are strings."""
+def id_array(values: list[Any] | np.ndarray) -> np.ndarray:
+    """Ids as an int64 array, or an object array when some are strings (an int64 array is returned as is)."""
+    if isinstance(values, np.ndarray) and values.dtype == np.int64:
+        return values
     if set(map(type, values)) <= {int}:
         return np.asarray(values, dtype=np.int64) if values else np.zeros(0, np.int64)
     return np.asarray(values, dtype=object)

@@ -1,0 +1,194 @@
+"""COCO JSON decoded straight into columns: typed msgspec records, no Python dict per record.
+
+:func:`decode_columns` decodes a COCO instances file with `msgspec <https://jcristharif.com/msgspec/>`_ into
+``msgspec.Struct`` records that declare only the fields the reader needs (image id / width / height / file name,
+category id / name, annotation id / image id / category id / bbox / iscrowd / area); every other field, the polygon
+segmentations first of all, is skipped by the decoder without building a Python object. The records become numpy
+columns (:class:`CocoColumns`), which :func:`explorer.dataset.coco.load_coco` checks with the same functions as the
+dict path. ``bench/bench_coco_parse.py`` compares this with the standard library, orjson and the lean parse.
+
+The typed schema is strict: an id that is not an integer, a bbox that is not 4 numbers, a ``null`` name, a bool
+flag, a ``NaN``... anything the schema does not describe exactly makes :func:`decode_columns` return ``None``, and
+the caller reads the file with the dict path (:func:`explorer.dataset.coco_json.parse_json_lean`), which reports
+every odd record as before. So the columnar path only ever reads files for which it gives the same dataset; the
+checks of what msgspec accepts and Python's ``json`` does not (invalid UTF-8 in a skipped string, an integer of
+more than 4,300 digits) send those files to the dict path too.
+
+Example:
+    >>> cols = decode_columns(b'{"images": [{"id": 4, "width": 64, "height": 48}], "annotations": [{"id": 1, '
+    ...                       b'"image_id": 4, "category_id": 2, "bbox": [1, 2, 3, 4], "segmentation": [[]]}]}')
+    >>> cols.image_ids.tolist(), cols.annotations.xywh.tolist(), cols.annotations.iscrowd_missing.tolist()
+    ([4], [[1.0, 2.0, 3.0, 4.0]], [True])
+    >>> decode_columns(b'{"images": [{"id": "a", "width": 64, "height": 48}]}') is None  # a string id: dict path
+    True
+"""
+
+from __future__ import annotations
+
+import codecs
+import gc
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import chain
+from operator import attrgetter
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from explorer.dataset.coco_annotations import AnnotationColumns
+
+_Number = int | float
+_UNSET = msgspec.UNSET
+
+
+class _Image(msgspec.Struct, gc=False):
+    id: int
+    width: int
+    height: int
+    file_name: str = ""
+
+
+class _Category(msgspec.Struct, gc=False):
+    id: int
+    name: str | msgspec.UnsetType = _UNSET
+
+
+class _Annotation(msgspec.Struct, gc=False):
+    id: int
+    image_id: int
+    category_id: int
+    bbox: tuple[_Number, _Number, _Number, _Number]
+    iscrowd: int | msgspec.UnsetType = _UNSET
+    area: _Number | msgspec.UnsetType = _UNSET
+
+
+class _Coco(msgspec.Struct):
+    images: list[_Image]
+    annotations: list[_Annotation] | msgspec.UnsetType = _UNSET
+    categories: list[_Category] | msgspec.UnsetType = _UNSET
+
+
+_DECODER = msgspec.json.Decoder(_Coco)
+
+#: Python's ``json`` refuses integers of more than this many digits (``sys.get_int_max_str_digits``); msgspec
+#: skips them. Any run of digits half this long sends the file to the dict path, which decides.
+_DIGIT_STRIDE = 2150
+_DIGIT_RUN = re.compile(rb"[0-9]*")
+
+
+@dataclass
+class CocoColumns:
+    """A COCO file as columns.
+
+    Attributes:
+        image_ids, widths, heights: (I,) int64, file order; file_names: (I,) list of str.
+        categories: the ``categories`` records as dicts (``id``, ``name`` when present), or None when the key is
+            absent (categories are few: they go through :func:`~explorer.dataset.coco_records.parse_categories`).
+        annotations: the annotation columns, or None when the file has no ``annotations`` key.
+    """
+
+    image_ids: np.ndarray
+    widths: np.ndarray
+    heights: np.ndarray
+    file_names: list[str]
+    categories: list[dict[str, Any]] | None
+    annotations: AnnotationColumns | None
+
+
+def decode_columns(raw: bytes) -> CocoColumns | None:
+    """The columns of COCO JSON ``raw`` (UTF-8), or None when the file does not fit the typed schema exactly.
+
+    None also for what msgspec would read but Python's ``json`` (the dict path) would refuse: invalid UTF-8 and
+    integers of more than 4,300 digits anywhere, ids beyond int64, numbers beyond float64.
+    """
+    if not _python_json_would_read(raw):
+        return None
+    enabled = gc.isenabled()
+    gc.disable()  # millions of small records: the collector would walk them again and again for nothing
+    try:
+        coco = _DECODER.decode(raw)
+        return _columns(coco)
+    except (msgspec.DecodeError, RecursionError, OverflowError):
+        return None
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _python_json_would_read(raw: bytes) -> bool:
+    """False for bytes that msgspec decodes but ``json.loads`` refuses: invalid UTF-8, a run of digits that may
+    be an integer over Python's 4,300-digit limit."""
+    if not raw.isascii():
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        view = memoryview(raw)
+        try:
+            for start in range(0, len(raw), 1 << 24):
+                decoder.decode(view[start : start + (1 << 24)])
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return False
+    # A run of >= 2 * stride digits covers two consecutive multiples of the stride: look only there.
+    sample = np.frombuffer(raw, np.uint8)[::_DIGIT_STRIDE]
+    digit = (sample >= 48) & (sample <= 57)
+    for k in np.flatnonzero(digit[:-1] & digit[1:]).tolist():
+        p = k * _DIGIT_STRIDE
+        if _DIGIT_RUN.match(raw, p, p + _DIGIT_STRIDE + 1).end() == p + _DIGIT_STRIDE + 1:
+            return False
+    return True
+
+
+def _columns(coco: _Coco) -> CocoColumns:
+    images = coco.images
+    n = len(images)
+    get = attrgetter
+    cats = None
+    if coco.categories is not _UNSET:
+        cats = [{"id": c.id} if c.name is _UNSET else {"id": c.id, "name": c.name} for c in coco.categories]
+    return CocoColumns(
+        image_ids=np.fromiter(map(get("id"), images), np.int64, n),
+        widths=np.fromiter(map(get("width"), images), np.int64, n),
+        heights=np.fromiter(map(get("height"), images), np.int64, n),
+        file_names=list(map(get("file_name"), images)),
+        categories=cats,
+        annotations=None if coco.annotations is _UNSET else annotation_columns(coco.annotations),
+    )
+
+
+def annotation_columns(anns: list[_Annotation]) -> AnnotationColumns:
+    """The columns of decoded annotation records (raises ``OverflowError`` for a value beyond int64 / float64)."""
+    n = len(anns)
+    get = attrgetter
+    crowd = list(map(get("iscrowd"), anns))
+    crowd_missing = np.fromiter((c is _UNSET for c in crowd), bool, n) if _UNSET in crowd else np.zeros(n, bool)
+    area = list(map(get("area"), anns))
+    if _UNSET in area:
+        area = [math.nan if a is _UNSET else a for a in area]
+    return AnnotationColumns(
+        ids=np.fromiter(map(get("id"), anns), np.int64, n),
+        image_ids=np.fromiter(map(get("image_id"), anns), np.int64, n),
+        category_ids=np.fromiter(map(get("category_id"), anns), np.int64, n),
+        xywh=np.fromiter(chain.from_iterable(map(get("bbox"), anns)), np.float64, 4 * n).reshape(n, 4),
+        iscrowd=np.fromiter((0 if c is _UNSET else c for c in crowd) if crowd_missing.any() else crowd, np.int64, n),
+        iscrowd_missing=crowd_missing,
+        areas=np.fromiter(area, np.float64, n),
+        original=_Originals(anns),
+    )
+
+
+class _Originals:
+    """The original JSON values of one annotation (for the messages of the few rows with a problem)."""
+
+    def __init__(self, anns: list[_Annotation]) -> None:
+        self._anns = anns
+
+    def bbox(self, k: int) -> list:
+        return list(self._anns[k].bbox)
+
+    def iscrowd(self, k: int) -> Any:
+        return self._anns[k].iscrowd
+
+    def __iter__(self) -> Iterator[_Annotation]:
+        return iter(self._anns)
