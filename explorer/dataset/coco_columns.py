@@ -142,18 +142,25 @@ def _python_json_would_read(raw: bytes) -> bool:
 
 def _columns(coco: _Coco) -> CocoColumns:
     images = coco.images
-    n = len(images)
-    get = attrgetter
     cats = None
     if coco.categories is not _UNSET:
         cats = [{"id": c.id} if c.name is _UNSET else {"id": c.id, "name": c.name} for c in coco.categories]
     return CocoColumns(
-        image_ids=np.fromiter(map(get("id"), images), np.int64, n),
-        widths=np.fromiter(map(get("width"), images), np.int64, n),
-        heights=np.fromiter(map(get("height"), images), np.int64, n),
-        file_names=list(map(get("file_name"), images)),
+        *image_columns_of(images),
         categories=cats,
         annotations=None if coco.annotations is _UNSET else annotation_columns(coco.annotations),
+    )
+
+
+def image_columns_of(images: list[_Image]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """(I,) int64 ids, widths, heights and the file names of decoded image records."""
+    n = len(images)
+    get = attrgetter
+    return (
+        np.fromiter(map(get("id"), images), np.int64, n),
+        np.fromiter(map(get("width"), images), np.int64, n),
+        np.fromiter(map(get("height"), images), np.int64, n),
+        list(map(get("file_name"), images)),
     )
 
 

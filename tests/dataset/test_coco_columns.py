@@ -175,3 +175,201 @@ def test_what_python_refuses_is_refused_as_before(raw, match):
     assert decode_columns(raw) is None
     with pytest.raises(CocoFormatError, match=match):
         load_coco(raw)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The same columns read in blocks (coco_stream): every block size, odd layouts, strings that look like structure
+# ---------------------------------------------------------------------------------------------------------------
+
+_ODD_LAYOUTS = {
+    "annotations first": b'{"annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4]}], '
+    b'"categories": [{"id": 1, "name": "a]}\\"[{"}], "images": [{"id": 1, "width": 9, "height": 9}]}',
+    "strings with brackets and escapes": b'{"info": {"x": "\\\\\\"[[{{", "y": ["]", "\\\\"]}, "images": [{"id": 1, '
+    b'"width": 9, "height": 9, "file_name": "a\\\\\\\\\\"b]}.jpg"}], "annotations": [{"id": 2, "image_id": 1, '
+    b'"category_id": 1, "bbox": [1, 2, 3, 4], "segmentation": [[1, 2]], "x": "\\"}]"}], "categories": []}',
+    "key written twice": b'{"images": [{"id": 1, "width": 9, "height": 9}], "annotations": [{"id": 1, "image_id": 1, '
+    b'"category_id": 1, "bbox": [1, 2, 3, 4]}], "images": [{"id": 2, "width": 9, "height": 9}], '
+    b'"annotations": [{"id": 3, "image_id": 2, "category_id": 1, "bbox": [1, 2, 3, 4]}]}',
+    "empty arrays and spaces": b' { "images" :\n[ ] ,"annotations":[\t],  "categories" : [ ] } \n',
+    "images as a key in a string": b'{"info": "\\"images\\": [", "images": [{"id": 1, "width": 9, "height": 9}]}',
+}
+
+
+_STREAMED = {
+    "annotations first": ["annotations", "images"],
+    "strings with brackets and escapes": ["images", "annotations"],
+    "key written twice": ["images", "annotations", "images", "annotations"],
+    "empty arrays and spaces": ["images", "annotations"],
+    "images as a key in a string": ["images"],
+}
+
+
+def _stream(raw: bytes, tmp_path, block: int):
+    from explorer.dataset.coco_stream import stream_columns
+
+    path = tmp_path / "a.json"
+    path.write_bytes(raw)
+    return stream_columns(path, block_bytes=block)
+
+
+def _streamed_keys(raw: bytes, tmp_path, block: int) -> list[str]:
+    """The arrays that were read in blocks (not left in the skeleton, which would hide a scanning error)."""
+    from explorer.dataset.coco_stream import _Reader
+
+    path = tmp_path / "b.json"
+    path.write_bytes(raw)
+    reader = _Reader(path, block)
+    reader.read()
+    return [stream.key for stream in reader.streams]
+
+
+def _same_columns(a, b) -> None:
+    assert (a is None) == (b is None)
+    if a is None:
+        return
+    for key in ("image_ids", "widths", "heights"):
+        assert getattr(a, key).tolist() == getattr(b, key).tolist()
+    assert a.file_names == b.file_names and a.categories == b.categories
+    assert (a.annotations is None) == (b.annotations is None)
+    if a.annotations is not None:
+        for key in ("ids", "image_ids", "category_ids", "xywh", "iscrowd", "iscrowd_missing", "areas"):
+            x, y = getattr(a.annotations, key), getattr(b.annotations, key)
+            assert x.dtype == y.dtype and x.tobytes() == y.tobytes(), key
+        for k in range(len(a.annotations.ids)):
+            assert a.annotations.original.bbox(k) == b.annotations.original.bbox(k)
+            assert a.annotations.original.iscrowd(k) == b.annotations.original.iscrowd(k)
+
+
+@pytest.mark.parametrize("case", list(_ODD_LAYOUTS), ids=list(_ODD_LAYOUTS))
+@pytest.mark.parametrize("block", [1, 5, 16, 97, 1 << 20])
+def test_streamed_columns_equal_whole_file_columns(case, block, tmp_path):
+    raw = _ODD_LAYOUTS[case]
+    whole = decode_columns(raw)
+    assert whole is not None
+    assert whole.image_ids.tolist() == [im["id"] for im in json.loads(raw)["images"]]  # Python reads it the same
+    _same_columns(_stream(raw, tmp_path, block), whole)
+    assert _streamed_keys(raw, tmp_path, block) == _STREAMED[case]
+
+
+def test_streamed_columns_on_the_cases_and_random_files(tmp_path):
+    from explorer.dataset.coco import _build_columns
+
+    rng = np.random.default_rng(1)
+    cocos = list(CASES.values()) + [_random_coco(rng) for _ in range(40)]
+    for k, coco in enumerate(cocos):
+        raw = json.dumps(coco, indent=k % 3 or None).encode()
+        cols = _stream(raw, tmp_path, int(rng.integers(1, 300)))
+        _same_columns(cols, decode_columns(raw))
+        assert_same_dataset(_build_columns(cols, "x"), load_coco(coco, name="x"))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"images": [{"id": 1, "width": 9, "height": 9},]}',  # trailing comma
+        b'{"images": [{"id": 1, "width": 9, "height": 9} {"id": 2, "width": 9, "height": 9}]}',  # no comma
+        b'{"images": [{"id": 1, "width": 9, "height": 9}], "annotations": 0}',  # a number where our marker goes
+        b'{"images": [{"id": 1, "width": 9, "height": 9}]',  # unclosed
+        b'{"images": [{"id": 1, "width": 9, "height": 9}]} x',
+        b'{"images": [{"id": "1", "width": 9, "height": 9}]}',
+        b'{"images": [], "info": "\xff"}',
+    ],
+)
+@pytest.mark.parametrize("block", [3, 1 << 20])
+def test_streamed_columns_refuse_what_the_whole_file_path_refuses(raw, block, tmp_path):
+    assert decode_columns(raw) is None
+    assert _stream(raw, tmp_path, block) is None
+
+
+def _brackets_by_hand(text: bytes) -> list[tuple[int, int]]:
+    """(position, depth after) of every bracket outside strings, one byte at a time."""
+    out, depth, in_string, escaped = [], 0, False, False
+    for i, c in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif c == ord("\\"):
+                escaped = True
+            elif c == ord('"'):
+                in_string = False
+        elif c == ord('"'):
+            in_string = True
+        elif c in b"[{":
+            depth += 1
+            out.append((i, depth))
+        elif c in b"]}":
+            depth -= 1
+            out.append((i, depth))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_block_scanner_finds_the_brackets_outside_strings(seed):
+    from explorer.dataset.coco_stream import _Scanner
+
+    rng = np.random.default_rng(seed)
+    # brackets outside strings, and strings of escaped quotes, escaped backslashes (runs of them) and brackets
+    outside, inside = [b"[", b"]", b"{", b"}", b"a", b" "], [b"\\\\", b'\\"', b"[", b"]", b"{", b"}", b"a"]
+    pieces = []
+    for _ in range(600):
+        if rng.uniform() < 0.3:
+            pieces += [b'"', *(inside[i] for i in rng.integers(0, len(inside), rng.integers(0, 8))), b'"']
+        else:
+            pieces.append(outside[rng.integers(0, len(outside))])
+    text = b"".join(pieces)
+    assert b"\\\\\\\\" in text and b'\\\\\\"' in text  # runs of 4 backslashes, and of 3 before a quote
+    expected = _brackets_by_hand(text)
+    for block in (1, 2, 3, 7, 64, 3000):
+        scanner, found = _Scanner(), []
+        for start in range(0, len(text), block):
+            pos, depth = scanner.structure(np.frombuffer(text[start : start + block], np.uint8))
+            found += list(zip((pos + start).tolist(), depth.tolist(), strict=True))
+        assert found == expected, block
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The memory budget, and files read in blocks by load_coco
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_a_file_over_the_memory_budget_is_refused_up_front_with_its_size_and_the_limit(tmp_path):
+    path = tmp_path / "big.json"
+    path.write_bytes(json.dumps(coco_dict(annotations=_anns({}))).encode())
+    size = path.stat().st_size
+    assert load_coco(path, memory_budget=int(size * 2.3)).num_annotations == 1
+    with pytest.raises(CocoFormatError, match=r"big.json is .* MB: loading it needs about .* budget of .* MB"):
+        load_coco(path, memory_budget=size * 2)
+
+
+def test_a_file_for_the_dict_reader_is_refused_when_its_dicts_would_not_fit(tmp_path):
+    path = tmp_path / "odd.json"
+    path.write_bytes(json.dumps(coco_dict(images=[image_rec("a")])).encode())  # a string id: dict reader
+    size = path.stat().st_size
+    assert load_coco(path, memory_budget=size * 9).num_images == 1
+    with pytest.raises(CocoFormatError, match=r"odd.json is .* needs about"):
+        load_coco(path, memory_budget=size * 3)
+
+
+def test_large_files_are_read_in_blocks_with_the_same_result(tmp_path, monkeypatch):
+    import explorer.dataset.coco as coco_module
+
+    coco = _random_coco(np.random.default_rng(5))
+    path = tmp_path / "a.json"
+    path.write_bytes(json.dumps(coco).encode())
+    monkeypatch.setattr(coco_module, "STREAM_MIN_BYTES", 10)
+    calls = []
+    monkeypatch.setattr(coco_module, "stream_columns", lambda p: calls.append(p) or decode_columns(p.read_bytes()))
+    assert_same_dataset(load_coco(path), load_coco(coco, name="a.json"))
+    assert calls == [path]
+    with pytest.raises(CocoFormatError, match=r"a.json is .* MB: loading it needs about"):
+        load_coco(path, memory_budget=10)
+
+
+def test_a_large_file_the_columnar_reader_cannot_read_is_refused_not_read_whole(tmp_path, monkeypatch):
+    import explorer.dataset.coco as coco_module
+
+    path = tmp_path / "odd.json"
+    path.write_bytes(json.dumps(coco_dict(images=[image_rec("a")])).encode())
+    monkeypatch.setattr(coco_module, "STREAM_MIN_BYTES", 10)
+    with pytest.raises(CocoFormatError, match=r"does not fit the columnar reader .* too large for the dict reader"):
+        load_coco(path)
