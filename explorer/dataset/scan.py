@@ -58,7 +58,7 @@ from explorer.dataset.scan_config import ScanConfig
 from explorer.dataset.scan_geometry import ElongatedImageError, Geometry, geometry
 from explorer.dataset.scan_numpy import PER_LEVEL, TOTALS, ChunkOut, scan_chunk
 from explorer.dataset.scan_reference import reference_image_stats
-from explorer.dataset.scan_result import ScanResult
+from explorer.dataset.scan_result import ScanResult, box_groups
 
 ProgressFn = Callable[[int, int], None]
 
@@ -164,6 +164,7 @@ def scan_dataset(
     device: str = "auto",
     chunk_images: int = _CHUNK_IMAGES,
     workers: int | None = None,
+    boxes_to: str | os.PathLike | None = None,
 ) -> ScanResult:
     """Scan every image of a dataset.
 
@@ -178,6 +179,9 @@ def scan_dataset(
         chunk_images: images per chunk of the numpy path.
         workers: threads for the numpy path (numpy releases the GIL in its array operations); ``None`` uses
             up to 2 threads (at most the CPU count) when there are several chunks.
+        boxes_to: write the per-box table to this Parquet file, :data:`BOX_SLICE_ROWS` rows at a time, instead
+            of keeping it in memory (a dataset of millions of boxes): ``result.boxes`` then holds only the boxes
+            without a positive, and the per-class and per-size aggregates are computed from the box columns.
 
     Returns:
         A :class:`ScanResult`.
@@ -209,7 +213,7 @@ def scan_dataset(
     _redo_with_reference(boxes_in, m, geo, cfg, counts)
     if progress is not None and n == 0:
         progress(n, n)
-    result = _assemble(ds, cfg, geo, boxes_in, m, counts)
+    result = _assemble(ds, cfg, geo, boxes_in, m, counts, boxes_to)
     result.seconds = time.perf_counter() - t0
     result.path = path
     result.reference_images = int(counts.fallback.sum())
@@ -288,18 +292,55 @@ def _redo_with_reference(boxes_in: np.ndarray, m: _Matchable, geo: Geometry, cfg
 
 
 def _assemble(
-    ds: CocoDataset, cfg: ScanConfig, geo: Geometry, boxes_in: np.ndarray, m: _Matchable, counts: _Counts
-) -> ScanResult:
-    """The :class:`ScanResult` tables from the counts."""
+    ds: CocoDataset, cfg: ScanConfig, geo: Geometry, boxes_in: np.ndarray, m: _Matchable, counts: _Counts,
+    boxes_to: str | os.PathLike | None,
+) -> ScanResult:  # fmt: skip
+    """The :class:`ScanResult` tables from the counts (the per-box one written to ``boxes_to`` when given)."""
     bucket = ds.size_bucket()[m.rows]
-    return ScanResult(
+    result = ScanResult(
         images=_images_table(ds, geo, m, counts, bucket),
-        boxes=_boxes_table(ds, boxes_in, m, counts, bucket),
+        boxes=pd.DataFrame(),
         levels=_levels_table(geo, counts.per_image, ds.num_images),
         category_ids=ds.category_ids,
         category_names=list(ds.category_names),
         config=cfg,
     )
+    if boxes_to is None:
+        result.boxes = _boxes_table(ds, boxes_in, m, counts, bucket)
+        return result
+    _write_boxes(boxes_to, ds, boxes_in, m, counts, bucket)
+    no_pos = np.flatnonzero(counts.box_pos == 0)
+    result.boxes = _boxes_table(ds, boxes_in, m, counts, bucket, no_pos).set_axis(no_pos)  # rows of the full table
+    result.boxes_path = str(boxes_to)
+    result.class_groups, result.size_groups = box_groups(
+        ds.ann_category[m.rows], m.image, counts.box_pos, counts.box_lq, counts.box_best, bucket
+    )
+    return result
+
+
+#: Rows of the per-box table per Parquet write when it is streamed (:func:`scan_dataset` ``boxes_to``).
+BOX_SLICE_ROWS = 1_000_000
+
+
+def _write_boxes(
+    path: str | os.PathLike, ds: CocoDataset, boxes_in: np.ndarray, m: _Matchable, counts: _Counts,
+    bucket: np.ndarray,
+) -> None:  # fmt: skip
+    """The per-box table written to a Parquet file slice by slice (one slice in memory at a time)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    writer = None
+    try:
+        for start in range(0, max(len(m.rows), 1), BOX_SLICE_ROWS):
+            sel = np.arange(start, min(len(m.rows), start + BOX_SLICE_ROWS))
+            table = pa.Table.from_pandas(_boxes_table(ds, boxes_in, m, counts, bucket, sel), preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(str(path), table.schema)
+            writer.write_table(table)
+    finally:
+        if writer is not None:
+            writer.close()
 
 
 def _images_table(ds: CocoDataset, geo: Geometry, m: _Matchable, counts: _Counts, bucket: np.ndarray) -> pd.DataFrame:
@@ -346,12 +387,17 @@ def _images_table(ds: CocoDataset, geo: Geometry, m: _Matchable, counts: _Counts
 
 
 def _boxes_table(
-    ds: CocoDataset, boxes_in: np.ndarray, m: _Matchable, counts: _Counts, bucket: np.ndarray
-) -> pd.DataFrame:
-    """One row per matched (non-crowd) box: ids, category, size, original and input-scale geometry, counts."""
+    ds: CocoDataset, boxes_in: np.ndarray, m: _Matchable, counts: _Counts, bucket: np.ndarray,
+    sel: np.ndarray | None = None,
+) -> pd.DataFrame:  # fmt: skip
+    """One row per matched (non-crowd) box (those at positions ``sel`` of the matched boxes, default all): ids,
+    category, size, original and input-scale geometry, counts."""
     n = ds.num_images
     m_rows, m_img = m.rows, m.image
     box_pos, box_best, box_lq = counts.box_pos, counts.box_best, counts.box_lq
+    if sel is not None:
+        m_rows, m_img, bucket = m_rows[sel], m_img[sel], bucket[sel]
+        box_pos, box_best, box_lq = box_pos[sel], box_best[sel], box_lq[sel]
     no_pos = box_pos == 0
     b = boxes_in[m_rows]
     ob = ds.boxes_xyxy[m_rows].astype(np.float64)

@@ -57,6 +57,9 @@ class ScanResult:
         config: the :class:`ScanConfig`.
         seconds: wall time of the scan; ``path``: "numpy", "torch-cuda" (and how many images went through the
             reference path, ``reference_images``).
+        boxes_path: when the per-box table was streamed to a Parquet file (a scan of millions of boxes), its
+            path; :attr:`boxes` then holds only the boxes without a positive, and ``class_groups`` /
+            ``size_groups`` the per-category and per-size sums of all boxes (:func:`box_groups`).
     """
 
     images: pd.DataFrame
@@ -68,6 +71,9 @@ class ScanResult:
     seconds: float = 0.0
     path: str = "numpy"
     reference_images: int = 0
+    boxes_path: str = ""
+    class_groups: pd.DataFrame | None = None
+    size_groups: pd.DataFrame | None = None
 
     def summary(self) -> dict[str, float]:
         """Headline figures: images, boxes, anchors and the share of each label, boxes without a positive."""
@@ -104,7 +110,9 @@ class ScanResult:
         ``tag``: "under-represented" / "over-represented" by share of positive anchors against a uniform share."""
         b = self.boxes
         cats = pd.DataFrame({"category_id": self.category_ids, "category": self.category_names})
-        if len(b):
+        if self.class_groups is not None:
+            out = cats.merge(self.class_groups, on="category_id", how="left")
+        elif len(b):
             g = b.groupby("category_id")
             agg = pd.DataFrame(
                 {
@@ -158,6 +166,8 @@ class ScanResult:
     def per_size(self) -> pd.DataFrame:
         """One row per COCO size bucket (small/medium/large, original-scale area): boxes, mean positives per
         box, share without a positive, share positive only through low-quality matches, mean best IoU."""
+        if self.size_groups is not None:
+            return self.size_groups.copy()
         b = self.boxes
         rows = []
         for name in SIZE_BUCKETS:
@@ -180,6 +190,52 @@ class ScanResult:
         """The boxes that no anchor labels positive, smallest first."""
         b = self.boxes[self.boxes["no_positive"]]
         return b.sort_values("area", kind="stable")
+
+
+def box_groups(
+    category_id: np.ndarray, image_index: np.ndarray, num_positive: np.ndarray, low_quality_only: np.ndarray,
+    best_iou: np.ndarray, size_code: np.ndarray,
+) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+    """The per-category sums of :meth:`ScanResult.per_class` and the rows of :meth:`ScanResult.per_size`, from
+    the (B,) columns of the boxes with numpy (bincount, unique): for a box table too large for pandas' groupby.
+    Counts are exact; means are float64 sums divided by counts (a pandas mean can differ in the last bit)."""
+    cats, cat_index = np.unique(category_id, return_inverse=True)
+    c = len(cats)
+    no_pos = num_positive == 0
+
+    def by_cat(weights: np.ndarray | None = None) -> np.ndarray:
+        return np.bincount(cat_index, weights, minlength=c)
+
+    instances = by_cat()
+    pairs = np.unique(cat_index.astype(np.int64) * (int(image_index.max(initial=0)) + 1) + image_index)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        classes = pd.DataFrame(
+            {
+                "category_id": cats.astype(np.int64),
+                "instances": instances.astype(np.int64),
+                "images": np.bincount(pairs // (int(image_index.max(initial=0)) + 1), minlength=c).astype(np.int64),
+                "positives": by_cat(num_positive.astype(np.float64)).astype(np.int64),
+                "no_positive": by_cat(no_pos.astype(np.float64)).astype(np.int64),
+                "low_quality_only": by_cat(low_quality_only.astype(np.float64)).astype(np.int64),
+                "mean_best_iou": by_cat(best_iou.astype(np.float64)) / instances,
+            }
+        )
+    rows = []
+    for k, name in enumerate(SIZE_BUCKETS):
+        sel = size_code == k
+        n = int(sel.sum())
+        rows.append(
+            {
+                "size": name,
+                "boxes": n,
+                "positives": int(num_positive[sel].sum()) if n else 0,
+                "mean_pos_per_box": float(num_positive[sel].sum(dtype=np.float64) / n) if n else np.nan,
+                "no_positive_share": float(no_pos[sel].sum() / n) if n else np.nan,
+                "low_quality_only_share": float(low_quality_only[sel].sum() / n) if n else np.nan,
+                "mean_best_iou": float(best_iou[sel].sum(dtype=np.float64) / n) if n else np.nan,
+            }
+        )
+    return classes, pd.DataFrame(rows)
 
 
 def format_summary(result: ScanResult) -> str:
