@@ -224,7 +224,12 @@ class _Reader:
         stream.blocks.append((stream.rows, start, len(body)))
         stream.rows += len(records)
         stream.first = False
-        stream.chunks.append(image_columns_of(records) if stream.key == "images" else annotation_columns(records))
+        if stream.key == "images":
+            stream.chunks.append(image_columns_of(records))
+        else:
+            columns = annotation_columns(records)
+            columns.original = None  # not the records: they would all stay alive; _FileOriginals decodes again
+            stream.chunks.append(columns)
 
     def _columns(self, skeleton: _Skeleton) -> CocoColumns:
         images = self._array(skeleton.images, "images")
