@@ -256,16 +256,15 @@ def run_scan(args: argparse.Namespace) -> int:
     return 0
 
 
-#: Datasets with more boxes than this stream the per-box table to Parquet (it does not stay in memory).
-STREAM_BOXES_MIN = 5_000_000
-
-
 def _boxes_parquet(boxes_out: Path | None, num_boxes: int) -> Path | None:
     """Where the scan streams its per-box table: the ``--boxes-out`` Parquet file, or for a dataset of more than
-    :data:`STREAM_BOXES_MIN` boxes a temporary file (deleted after the run); None to keep it in memory."""
+    :data:`explorer.dataset.scan.STREAM_BOXES_MIN` boxes a temporary file (deleted after the run); None to keep
+    it in memory."""
+    from explorer.dataset import scan
+
     if boxes_out is not None and boxes_out.suffix.lower() == ".parquet":
         return boxes_out
-    if num_boxes <= STREAM_BOXES_MIN:
+    if num_boxes <= scan.STREAM_BOXES_MIN:
         return None
     if boxes_out is not None:
         raise ValueError(

@@ -263,13 +263,13 @@ def test_format_errors_exit_2_with_one_line(tmp_path, capsys, setup, argv, messa
 
 
 def test_scan_streams_the_box_table_of_a_large_dataset(annotations, tmp_path, capsys, monkeypatch):
-    import explorer.__main__ as cli
+    import explorer.dataset.scan as scan_module
 
     full = tmp_path / "full.csv"
     argv = ["scan", str(annotations), "--quiet", "--boxes-out", str(full), "--classes-out", str(tmp_path / "a.csv")]
     assert main(argv) == 0
     capsys.readouterr()
-    monkeypatch.setattr(cli, "STREAM_BOXES_MIN", 3)  # "large": more than 3 boxes
+    monkeypatch.setattr(scan_module, "STREAM_BOXES_MIN", 3)  # "large": more than 3 boxes
     streamed = tmp_path / "b.parquet"
     argv = ["scan", str(annotations), "--quiet", "--boxes-out", str(streamed), "--classes-out", str(tmp_path / "b.csv")]
     assert main(argv) == 0

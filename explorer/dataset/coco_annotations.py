@@ -170,7 +170,8 @@ def parse_annotation_columns(
     cols: AnnotationColumns, images: ImageRecords, cats: dict[int, str], problems: Problems
 ) -> Annotations:
     """:func:`parse_annotations` for annotations read as columns: the same rows kept, repaired and dropped, the
-    same problems in the same order (ids, bboxes and flags are already numbers of the right type)."""
+    same problems in the same order (ids, bboxes and flags are already numbers of the right type). ``cols`` is
+    consumed: its arrays are changed and released as the checks go, to bound the memory of millions of boxes."""
     rows = _ColumnRows(cols, problems)
     image_idx = _lookup(images.ids, cols.image_ids)
     _drop_unknown_images(rows, image_idx, images)
@@ -184,10 +185,13 @@ def parse_annotation_columns(
         lambda k: f"category_id {short(int(cat_arr[k]))} is not in 'categories'; dropped",
     )
     bboxes = _Values(cols.original.bbox)
-    boxes = check_xywh(rows, cols.xywh.copy(), bboxes)
+    boxes = check_xywh(rows, cols.xywh, bboxes)  # in place: the columns are consumed
+    box_area = boxes[:, 2] * boxes[:, 3]
     clamped = _clamped_xyxy(rows, boxes, bboxes, images, image_idx)
+    cols.xywh = boxes = None  # release the largest column before the tables are built (millions of boxes)
     iscrowd = report_iscrowd(rows, cols.iscrowd, cols.iscrowd_missing, _Values(cols.original.iscrowd))
-    areas = report_areas(rows, cols.areas, (boxes[:, 2] * boxes[:, 3]).astype(np.float64))
+    areas = report_areas(rows, cols.areas, box_area)
+    cols.areas = cols.iscrowd = box_area = None
     kept_rows = np.flatnonzero(rows.keep)
     _report_duplicate_id_column(rows, cols.ids, kept_rows)
     columns = {"image": image_idx, "category": cat_arr, "xyxy": clamped, "area": areas, "iscrowd": iscrowd}

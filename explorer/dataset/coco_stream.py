@@ -89,13 +89,15 @@ class _Scanner:
         self.in_string = False
         self.backslashes = 0  # backslashes at the end of the previous block
 
-    def structure(self, buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Positions of the brackets outside strings in ``buf`` and the depth after each."""
+    def structure(self, buf: np.ndarray, raw: bytes | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Positions of the brackets outside strings in ``buf`` (uint8; ``raw``: the same bytes, when at hand, to
+        skip the backslash pass of a block without any) and the depth after each."""
         quotes = np.flatnonzero(buf == 34)
-        slashes = np.flatnonzero(buf == 92)
+        slashes = np.flatnonzero(buf == 92) if raw is None or b"\\" in raw else np.zeros(0, np.int64)
         if len(quotes) and (len(slashes) or self.backslashes):
             quotes = quotes[~self._escaped(quotes, slashes)]
-        brackets = np.flatnonzero(_OPEN[buf])
+        candidates = np.flatnonzero((buf & 0xD9) == 0x59)  # [ ] { } and a few others (Y _ y DEL)
+        brackets = candidates[_OPEN[buf[candidates]] != 0]
         before = np.searchsorted(quotes, brackets) + int(self.in_string)
         brackets = brackets[before % 2 == 0]
         depth = self.depth + np.cumsum(_OPEN[buf[brackets]], dtype=np.int64)
@@ -125,6 +127,26 @@ def _trailing_run(slashes: np.ndarray, n: int, carried: int) -> int:
         run += 1
         k -= 1
     return run + carried if run == n else run
+
+
+def _separator(text: bytearray, *, first: bool, last: bool) -> int | None:
+    """Where the records of ``[`` + a piece of an array start in ``text`` (after the whitespace and, for a piece
+    after the first, the one comma that separates it from the previous piece); None when it holds no record."""
+    n = len(text)
+    k = 1
+    while k < n and text[k] in _WHITESPACE:
+        k += 1
+    if not first:
+        if k == n and last:
+            return None
+        if k == n or text[k] != ord(","):
+            raise _NotTyped
+        k += 1
+        while k < n and text[k] in _WHITESPACE:
+            k += 1
+        if k == n:
+            raise _NotTyped  # a trailing comma before the array's end
+    return None if k == n else k
 
 
 def stream_columns(path: str | os.PathLike, *, block_bytes: int = BLOCK_BYTES) -> CocoColumns | None:
@@ -163,7 +185,7 @@ class _Reader:
 
     def _block(self, block: bytes, offset: int) -> None:
         """Scan one block: start and end streamed arrays, decode the complete records of the current one."""
-        brackets, depth = self.scanner.structure(np.frombuffer(block, np.uint8))
+        brackets, depth = self.scanner.structure(np.frombuffer(block, np.uint8), block)
         chars = np.frombuffer(block, np.uint8)[brackets]
         opening = _OPEN[chars] > 0
         top = np.flatnonzero(np.where(opening, depth == 2, depth == 1))  # values of the top-level object
@@ -179,7 +201,7 @@ class _Reader:
                     self.streams.append(self.current)
                     self.pending, self.pending_at, pos = b"", offset + b + 1, b + 1
             elif not opening[t]:  # the end of the streamed array
-                self._decode(self.pending + block[pos:b], last=True)
+                self._decode(memoryview(block)[pos:b], last=True)
                 self.current, pos = None, b + 1
         if self.current is None:
             self.skeleton += block[pos:]
@@ -189,7 +211,7 @@ class _Reader:
         ends = record_ends[record_ends >= pos]
         if len(ends) and len(self.pending) + int(ends[-1]) + 1 - pos >= self.block_bytes // 2:
             cut = int(ends[-1]) + 1
-            self._decode(self.pending + block[pos:cut], last=False)
+            self._decode(memoryview(block)[pos:cut], last=False)
             self.pending, self.pending_at, pos = b"", offset + cut, cut
         self.pending += block[pos:]
 
@@ -199,29 +221,24 @@ class _Reader:
         self._key = match.group(1).decode() if match else ""
         return match is not None
 
-    def _decode(self, text: bytes, *, last: bool) -> None:
-        """Decode the records in ``text``, a piece of the current array: records with their separators; a piece
-        after the first starts with the separator after the previous piece's last record."""
+    def _decode(self, more: memoryview, *, last: bool) -> None:
+        """Decode the records in ``pending + more``, a piece of the current array: records with their separators;
+        a piece after the first starts with the separator after the previous piece's last record."""
         stream = self.current
-        body = text.lstrip(_WHITESPACE)
-        start = self.pending_at + len(text) - len(body)
-        if not stream.first:
-            if not body and last:
-                return
-            if not body.startswith(b","):
-                raise _NotTyped
-            stripped = body[1:].lstrip(_WHITESPACE)
-            start += len(body) - len(stripped)
-            body = stripped
-            if not body:
-                raise _NotTyped  # a trailing comma before the array's end
-        if not body:
+        text = bytearray(b"[")
+        text += self.pending
+        text += more
+        head = _separator(text, first=stream.first, last=last)
+        if head is None:
             return
-        if not _python_json_would_read(body):
+        start = self.pending_at + head - 1
+        del text[1:head]
+        text += b"]"
+        if not _python_json_would_read(text):
             raise _NotTyped
         decoder = _IMAGES if stream.key == "images" else _ANNOTATIONS
-        records = decoder.decode(b"[" + body + b"]")
-        stream.blocks.append((stream.rows, start, len(body)))
+        records = decoder.decode(text)
+        stream.blocks.append((stream.rows, start, len(text) - 2))
         stream.rows += len(records)
         stream.first = False
         if stream.key == "images":

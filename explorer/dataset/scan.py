@@ -320,6 +320,9 @@ def _assemble(
 
 #: Rows of the per-box table per Parquet write when it is streamed (:func:`scan_dataset` ``boxes_to``).
 BOX_SLICE_ROWS = 1_000_000
+#: Datasets with more boxes than this have their per-box table streamed to Parquet by the CLI and the page
+#: (held in memory it would take several GB: 25 M boxes x 19 columns).
+STREAM_BOXES_MIN = 5_000_000
 
 
 def _write_boxes(
