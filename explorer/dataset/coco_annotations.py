@@ -391,15 +391,24 @@ def _clamped_xyxy(
         lambda k: f"bbox {short(bboxes[k])} has values beyond the 32-bit float range; dropped",
     )
     b32[too_big] = 0.0
-    safe_idx = np.where(image_idx >= 0, image_idx, 0)
-    w_img = images.widths[safe_idx].astype(np.float32) if len(images.ids) else np.zeros(n, np.float32)
-    h_img = images.heights[safe_idx].astype(np.float32) if len(images.ids) else np.zeros(n, np.float32)
-    clamped = b32.copy()
+    safe_idx = np.maximum(image_idx, 0)
+    w_img = images.widths.astype(np.float32)[safe_idx] if len(images.ids) else np.zeros(n, np.float32)
+    h_img = images.heights.astype(np.float32)[safe_idx] if len(images.ids) else np.zeros(n, np.float32)
+    del safe_idx
+    # a value changes under clipping to [0, side] exactly when it lies outside (all values are finite here)
+    outside = np.zeros(n, bool)
+    for col, side in ((0, w_img), (2, w_img), (1, h_img), (3, h_img)):
+        outside |= (b32[:, col] < 0) | (b32[:, col] > side)
+    outside &= keep
+    over = {
+        k: float(max(-b32[k, 0], -b32[k, 1], b32[k, 2] - w_img[k], b32[k, 3] - h_img[k]))
+        for k in np.flatnonzero(outside).tolist()
+    }
+    clamped = b32  # clipped in place: the unclipped values needed for the messages are in ``over``
     np.clip(clamped[:, 0], 0, w_img, out=clamped[:, 0])
     np.clip(clamped[:, 2], 0, w_img, out=clamped[:, 2])
     np.clip(clamped[:, 1], 0, h_img, out=clamped[:, 1])
     np.clip(clamped[:, 3], 0, h_img, out=clamped[:, 3])
-    outside = (clamped != b32).any(axis=1) & keep
     empty_after = (clamped[:, 2] <= clamped[:, 0]) | (clamped[:, 3] <= clamped[:, 1])
     rows.drop(
         np.flatnonzero(empty_after & keep),
@@ -410,11 +419,11 @@ def _clamped_xyxy(
         ),
     )
     for k in np.flatnonzero(outside & keep).tolist():
-        over = float(max(-b32[k, 0], -b32[k, 1], b32[k, 2] - w_img[k], b32[k, 3] - h_img[k]))
         rows.warn(
             k,
             "box_outside_image",
-            f"bbox {short(bboxes[k])} extends {over:.3g} px outside its {int(w_img[k])}x{int(h_img[k])} image; clamped",
+            f"bbox {short(bboxes[k])} extends {over[k]:.3g} px outside its {int(w_img[k])}x{int(h_img[k])} image; "
+            "clamped",
         )
     return clamped
 
