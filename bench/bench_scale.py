@@ -5,7 +5,8 @@ Each measurement runs in a fresh subprocess, so its peak memory (max RSS) is its
 - ``load``: :func:`explorer.dataset.coco.load_coco` (the columnar reader; files of 1 GB or more are read in
   blocks), time and peak RSS;
 - ``scan``: load, then :func:`explorer.dataset.scan.scan_dataset` on the first ``--scan-images`` images (all by
-  default), time and peak RSS of the whole;
+  default; the per-box table streamed to Parquet beyond 5 M boxes, as the CLI and the page do), time and peak RSS
+  of the whole;
 - ``pycocotools``: ``pycocotools.coco.COCO(path)`` (json.load + its indexes), the reference reader, under an
   address-space limit (``--pycocotools-limit-gb``, 8 by default: the machine is shared) so that a file it cannot
   hold stops it with a MemoryError instead of swapping; the time and peak RSS where it stopped are reported.
@@ -69,13 +70,17 @@ def _child(mode: str, path: str, scan_images: int) -> dict:
     out = {"load_s": time.perf_counter() - t0, "images": ds.num_images, "annotations": ds.num_annotations}
     if mode == "scan":
         from explorer.anchors.fit import subset
-        from explorer.dataset.scan import scan_dataset
+        from explorer.dataset.scan import STREAM_BOXES_MIN, scan_dataset
 
         if 0 < scan_images < ds.num_images:
             ds = subset(ds, range(scan_images))
+        boxes_to = OUT_DIR / "bench_scale_boxes.parquet" if ds.num_annotations > STREAM_BOXES_MIN else None
         t1 = time.perf_counter()
-        res = scan_dataset(ds, device="cpu")
+        res = scan_dataset(ds, device="cpu", boxes_to=boxes_to)
         out.update(scan_s=time.perf_counter() - t1, scanned_images=ds.num_images, boxes=int(res.summary()["boxes"]))
+        if boxes_to is not None:
+            out["boxes_parquet_mb"] = boxes_to.stat().st_size / 1e6
+            boxes_to.unlink()
     out["maxrss_mb"] = _maxrss_mb()
     return out
 
