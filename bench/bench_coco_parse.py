@@ -11,7 +11,8 @@ bytes in memory to the annotation columns (ids, image ids, category ids, boxes, 
   (:func:`explorer.dataset.coco_columns.decode_columns`); segmentations are skipped without building objects.
 
 It also times the whole ``load_coco`` (columnar path, checks included) and ``pycocotools.coco.COCO`` (the
-reference reader: json.load + its indexes) on the same file.
+reference reader: json.load + its indexes) on the same file. The garbage collector is off during the dict parsers
+too (``decode_columns`` turns it off while it decodes), so the comparison is of the parsers, not of the collector.
 
 Usage: ``python bench/bench_coco_parse.py [--images 118000] [--only NAME ...]``; results are printed and written to
 ``bench/out/bench_coco_parse.json``.
@@ -20,6 +21,7 @@ Usage: ``python bench/bench_coco_parse.py [--images 118000] [--only NAME ...]``;
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -56,6 +58,8 @@ def _dict_columns(data: dict) -> dict[str, np.ndarray]:
 def _run(name: str, path: str) -> dict:
     """Parse ``path`` with parser ``name`` (bytes already read), return time and annotation count."""
     raw = Path(path).read_bytes() if name != "pycocotools" else b""
+    if name in ("json", "json-lean", "orjson"):
+        gc.disable()  # as decode_columns does: millions of objects, the collector would walk them for nothing
     t0 = time.perf_counter()
     if name == "json":
         n = len(_dict_columns(json.loads(raw))["ids"])

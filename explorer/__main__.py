@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 import pandas as pd
 
@@ -229,6 +229,23 @@ def run_scan(args: argparse.Namespace) -> int:
     print("", file=out)
     print(format_summary(result), file=out)
     classes = result.per_class()
+    _print_tagged_classes(classes, out)
+    for path, df in (
+        (args.out, result.images),
+        (args.boxes_out, result.boxes),
+        (args.classes_out, classes),
+        (args.problems_out, ds.problems),
+    ):
+        if path is not None and path == boxes_to:
+            print(f"wrote {path} ({int(result.summary()['boxes']):,} rows, streamed)", file=out)
+        elif path is not None:
+            _write(df, path)
+            print(f"wrote {path} ({len(df):,} rows)", file=out)
+    return 0
+
+
+def _print_tagged_classes(classes: pd.DataFrame, out: TextIO) -> None:
+    """The under- and over-represented classes of a scan, the most extreme first."""
     for tag, ascending in (("under-represented", True), ("over-represented", False)):
         tagged = classes[classes["tag"] == tag].sort_values("representation", ascending=ascending)
         if not len(tagged):
@@ -242,18 +259,6 @@ def run_scan(args: argparse.Namespace) -> int:
             )
         if len(tagged) > _SHOW_CLASSES:
             print(f"  ... and {len(tagged) - _SHOW_CLASSES} more (see --classes-out)", file=out)
-    for path, df in (
-        (args.out, result.images),
-        (args.boxes_out, result.boxes),
-        (args.classes_out, classes),
-        (args.problems_out, ds.problems),
-    ):
-        if path is not None and path == boxes_to:
-            print(f"wrote {path} ({int(result.summary()['boxes']):,} rows, streamed)", file=out)
-        elif path is not None:
-            _write(df, path)
-            print(f"wrote {path} ({len(df):,} rows)", file=out)
-    return 0
 
 
 def _boxes_parquet(boxes_out: Path | None, num_boxes: int) -> Path | None:

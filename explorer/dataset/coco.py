@@ -40,11 +40,18 @@ import numpy as np
 import pandas as pd
 
 from explorer import settings
-from explorer.dataset.coco_annotations import Annotations, parse_annotation_columns, parse_annotations
-from explorer.dataset.coco_columns import CocoColumns, annotation_columns, decode_columns
+from explorer.dataset.coco_annotations import parse_annotations
+from explorer.dataset.coco_columns import CocoColumns, annotation_columns, decode_columns, parse_annotation_columns
 from explorer.dataset.coco_json import DEFAULT_MAX_BYTES, CocoFormatError, _mb, parse_json_lean, read_bytes
 from explorer.dataset.coco_problems import MISSING, SEVERITIES, Problems
-from explorer.dataset.coco_records import ImageRecords, id_array, image_columns, parse_categories, parse_images
+from explorer.dataset.coco_records import (
+    Annotations,
+    ImageRecords,
+    id_array,
+    image_columns,
+    parse_categories,
+    parse_images,
+)
 from explorer.dataset.coco_stream import stream_columns
 
 #: COCO's area ranges (``COCOeval``): small < 32², medium < 96², large otherwise, in original-image pixels².

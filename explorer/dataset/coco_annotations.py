@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,30 +37,7 @@ from explorer.dataset.coco_problems import (
     is_number,
     short,
 )
-from explorer.dataset.coco_records import ImageRecords, hashable, id_array
-
-
-@dataclass
-class Annotations:
-    """The kept annotations, grouped by image (image order, then file order), and the categories.
-
-    Attributes:
-        category_ids: (C,) int64; ``category_names`` (C,) list of str.
-        ann_ids: (B,) int64 (object for string ids); ann_image: (B,) int64 image position; ann_category: (B,) int64.
-        boxes_xyxy: (B, 4) float32 clamped to the image; areas: (B,) float64; iscrowd: (B,) bool.
-        ann_offsets: (I + 1,) int64; crowd_kept: crowd annotations among the kept ones.
-    """
-
-    category_ids: np.ndarray
-    category_names: list[str]
-    ann_ids: np.ndarray
-    ann_image: np.ndarray
-    ann_category: np.ndarray
-    boxes_xyxy: np.ndarray
-    areas: np.ndarray
-    iscrowd: np.ndarray
-    ann_offsets: np.ndarray
-    crowd_kept: int
+from explorer.dataset.coco_records import Annotations, ImageRecords, group_by_image, hashable, id_array
 
 
 class _AnnotationRows:
@@ -119,153 +95,12 @@ def parse_annotations(records: list, images: ImageRecords, cats: dict[int, str],
     _report_duplicate_ids(rows, kept_rows)
     columns = {"image": image_idx, "category": cat_arr, "xyxy": clamped, "area": areas, "iscrowd": iscrowd}
     return group_by_image(
-        rows, kept_rows, columns, len(images.ids), cats, lambda order: id_array([rows.ids[k] for k in order.tolist()])
-    )
-
-
-@dataclass
-class AnnotationColumns:
-    """The ``annotations`` of a file read as columns (:mod:`explorer.dataset.coco_columns`), in file order.
-
-    Attributes:
-        ids, image_ids, category_ids: (N,) int64; xywh: (N, 4) float64 the ``bbox`` values.
-        iscrowd: (N,) int64 (0 where absent); iscrowd_missing: (N,) bool.
-        areas: (N,) float64 the ``area`` values, NaN where absent.
-        original: ``original.bbox(k)`` and ``original.iscrowd(k)``, the JSON values of row ``k`` for the messages.
-    """
-
-    ids: np.ndarray
-    image_ids: np.ndarray
-    category_ids: np.ndarray
-    xywh: np.ndarray
-    iscrowd: np.ndarray
-    iscrowd_missing: np.ndarray
-    areas: np.ndarray
-    original: Any
-
-
-class _Values:
-    """``values[k]`` computed on demand (the original value of one row, for a message)."""
-
-    def __init__(self, get: Callable[[int], Any]) -> None:
-        self._get = get
-
-    def __getitem__(self, k: int) -> Any:
-        return self._get(int(k))
-
-
-class _ColumnRows(_AnnotationRows):
-    """The rows of :class:`AnnotationColumns`: the same checks and messages as records read as dicts."""
-
-    def __init__(self, cols: AnnotationColumns, problems: Problems) -> None:
-        self.anns = []
-        self.n = len(cols.ids)
-        self.keep = np.ones(self.n, dtype=bool)
-        self.problems = problems
-        self.ids = _Values(lambda k: int(cols.ids[k]))
-        self.image_col = _Values(lambda k: int(cols.image_ids[k]))
-
-
-def parse_annotation_columns(
-    cols: AnnotationColumns, images: ImageRecords, cats: dict[int, str], problems: Problems
-) -> Annotations:
-    """:func:`parse_annotations` for annotations read as columns: the same rows kept, repaired and dropped, the
-    same problems in the same order (ids, bboxes and flags are already numbers of the right type). ``cols`` is
-    consumed: its arrays are changed and released as the checks go, to bound the memory of millions of boxes."""
-    rows = _ColumnRows(cols, problems)
-    image_idx = _lookup(images.ids, cols.image_ids)
-    _drop_unknown_images(rows, image_idx, images)
-    if not cats:  # no categories list: take them from the annotations
-        cats = {c: f"id {c}" for c in np.unique(cols.category_ids).tolist()}
-    cat_arr = cols.category_ids
-    known = np.isin(cat_arr, np.fromiter(cats, np.int64, count=len(cats)))
-    rows.drop(
-        np.flatnonzero(~known),
-        "unknown_category",
-        lambda k: f"category_id {short(int(cat_arr[k]))} is not in 'categories'; dropped",
-    )
-    bboxes = _Values(cols.original.bbox)
-    boxes = check_xywh(rows, cols.xywh, bboxes)  # in place: the columns are consumed
-    box_area = boxes[:, 2] * boxes[:, 3]
-    clamped = _clamped_xyxy(rows, boxes, bboxes, images, image_idx)
-    cols.xywh = boxes = None  # release the largest column before the tables are built (millions of boxes)
-    iscrowd = report_iscrowd(rows, cols.iscrowd, cols.iscrowd_missing, _Values(cols.original.iscrowd))
-    areas = report_areas(rows, cols.areas, box_area)
-    cols.areas = cols.iscrowd = box_area = None
-    kept_rows = np.flatnonzero(rows.keep)
-    _report_duplicate_id_column(rows, cols.ids, kept_rows)
-    columns = {"image": image_idx, "category": cat_arr, "xyxy": clamped, "area": areas, "iscrowd": iscrowd}
-    return group_by_image(rows, kept_rows, columns, len(images.ids), cats, lambda order: cols.ids[order])
-
-
-def _lookup(image_ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    """(N,) int64 position of each of ``wanted`` in the unique int64 ``image_ids``, -1 where absent."""
-    if len(image_ids) == 0:
-        return np.full(len(wanted), -1, np.int64)
-    sorter = np.argsort(image_ids, kind="stable")
-    pos = np.minimum(np.searchsorted(image_ids, wanted, sorter=sorter), len(image_ids) - 1)
-    found = sorter[pos]
-    return np.where(image_ids[found] == wanted, found, -1).astype(np.int64)
-
-
-def _report_duplicate_id_column(rows: _AnnotationRows, ids: np.ndarray, kept_rows: np.ndarray) -> None:
-    """:func:`_report_duplicate_ids` on an int64 id column."""
-    kept_ids = ids[kept_rows]
-    _, first = np.unique(kept_ids, return_index=True)
-    if len(first) == len(kept_ids):
-        return
-    repeat = np.ones(len(kept_ids), bool)
-    repeat[first] = False
-    for k in kept_rows[repeat].tolist():
-        v = int(ids[k])
-        rows.problems.add(
-            "warning",
-            "duplicate_id",
-            f"annotation id {v!r} is used more than once; kept",
-            image_id=rows.image_col[k],
-            annotation_id=v,
-        )
-
-
-def group_by_image(
-    rows: _AnnotationRows,
-    kept_rows: np.ndarray,
-    columns: dict[str, np.ndarray],
-    n_images: int,
-    cats: dict[int, str],
-    ids_of: Callable[[np.ndarray], np.ndarray],
-) -> Annotations:
-    """The kept rows grouped by image (image order, then file order), after the crowd info row.
-
-    Args:
-        columns: (N,) ``image`` position, ``category`` id, (N, 4) ``xyxy``, ``area``, ``iscrowd`` of every row.
-        ids_of: the (K,) annotation id array of (K,) int64 rows (:func:`id_array`).
-    """
-    iscrowd, image_idx = columns["iscrowd"], columns["image"]
-    crowd_kept = int(iscrowd[kept_rows].sum())
-    if crowd_kept:
-        rows.problems.add(
-            "info",
-            "crowd",
-            f"{crowd_kept} crowd annotation(s) (iscrowd=1) are excluded from matching, as in torchvision and "
-            "detectron2",
-        )
-    order = kept_rows[np.argsort(image_idx[kept_rows], kind="stable")]
-    ann_image = image_idx[order]
-    offsets = np.zeros(n_images + 1, np.int64)
-    np.cumsum(np.bincount(ann_image, minlength=n_images), out=offsets[1:])
-    cat_ids = np.fromiter(cats, np.int64, count=len(cats))
-    return Annotations(
-        category_ids=cat_ids,
-        category_names=[cats[c] for c in cat_ids.tolist()],
-        ann_ids=ids_of(order),
-        ann_image=ann_image.astype(np.int64),
-        ann_category=columns["category"][order],
-        boxes_xyxy=np.ascontiguousarray(columns["xyxy"][order]),
-        areas=columns["area"][order],
-        iscrowd=iscrowd[order],
-        ann_offsets=offsets,
-        crowd_kept=crowd_kept,
+        problems,
+        kept_rows,
+        columns,
+        len(images.ids),
+        cats,
+        lambda order: id_array([rows.ids[k] for k in order.tolist()]),
     )
 
 

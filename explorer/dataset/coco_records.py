@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,3 +150,68 @@ def id_array(values: list[Any] | np.ndarray) -> np.ndarray:
     if set(map(type, values)) <= {int}:
         return np.asarray(values, dtype=np.int64) if values else np.zeros(0, np.int64)
     return np.asarray(values, dtype=object)
+
+
+@dataclass
+class Annotations:
+    """The kept annotations, grouped by image (image order, then file order), and the categories.
+
+    Attributes:
+        category_ids: (C,) int64; ``category_names`` (C,) list of str.
+        ann_ids: (B,) int64 (object for string ids); ann_image: (B,) int64 image position; ann_category: (B,) int64.
+        boxes_xyxy: (B, 4) float32 clamped to the image; areas: (B,) float64; iscrowd: (B,) bool.
+        ann_offsets: (I + 1,) int64; crowd_kept: crowd annotations among the kept ones.
+    """
+
+    category_ids: np.ndarray
+    category_names: list[str]
+    ann_ids: np.ndarray
+    ann_image: np.ndarray
+    ann_category: np.ndarray
+    boxes_xyxy: np.ndarray
+    areas: np.ndarray
+    iscrowd: np.ndarray
+    ann_offsets: np.ndarray
+    crowd_kept: int
+
+
+def group_by_image(
+    problems: Problems,
+    kept_rows: np.ndarray,
+    columns: dict[str, np.ndarray],
+    n_images: int,
+    cats: dict[int, str],
+    ids_of: Callable[[np.ndarray], np.ndarray],
+) -> Annotations:
+    """The kept rows grouped by image (image order, then file order), after the crowd info row.
+
+    Args:
+        columns: (N,) ``image`` position, ``category`` id, (N, 4) ``xyxy``, ``area``, ``iscrowd`` of every row.
+        ids_of: the (K,) annotation id array of (K,) int64 rows (:func:`id_array`).
+    """
+    iscrowd, image_idx = columns["iscrowd"], columns["image"]
+    crowd_kept = int(iscrowd[kept_rows].sum())
+    if crowd_kept:
+        problems.add(
+            "info",
+            "crowd",
+            f"{crowd_kept} crowd annotation(s) (iscrowd=1) are excluded from matching, as in torchvision and "
+            "detectron2",
+        )
+    order = kept_rows[np.argsort(image_idx[kept_rows], kind="stable")]
+    ann_image = image_idx[order]
+    offsets = np.zeros(n_images + 1, np.int64)
+    np.cumsum(np.bincount(ann_image, minlength=n_images), out=offsets[1:])
+    cat_ids = np.fromiter(cats, np.int64, count=len(cats))
+    return Annotations(
+        category_ids=cat_ids,
+        category_names=[cats[c] for c in cat_ids.tolist()],
+        ann_ids=ids_of(order),
+        ann_image=ann_image.astype(np.int64),
+        ann_category=columns["category"][order],
+        boxes_xyxy=np.ascontiguousarray(columns["xyxy"][order]),
+        areas=columns["area"][order],
+        iscrowd=iscrowd[order],
+        ann_offsets=offsets,
+        crowd_kept=crowd_kept,
+    )

@@ -35,8 +35,8 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from explorer.dataset.coco_annotations import AnnotationColumns
 from explorer.dataset.coco_columns import (
+    AnnotationColumns,
     CocoColumns,
     _Annotation,
     _Category,

@@ -53,12 +53,13 @@ import numpy as np
 import pandas as pd
 
 from explorer.boxes import apply_ratios
-from explorer.dataset.coco import SIZE_BUCKETS, CocoDataset
+from explorer.dataset.coco import CocoDataset
 from explorer.dataset.scan_config import ScanConfig
 from explorer.dataset.scan_geometry import ElongatedImageError, Geometry, geometry
 from explorer.dataset.scan_numpy import PER_LEVEL, TOTALS, ChunkOut, scan_chunk
 from explorer.dataset.scan_reference import reference_image_stats
 from explorer.dataset.scan_result import ScanResult, box_groups
+from explorer.dataset.scan_tables import boxes_table, images_table, levels_table, write_boxes
 
 ProgressFn = Callable[[int, int], None]
 
@@ -179,8 +180,8 @@ def scan_dataset(
         chunk_images: images per chunk of the numpy path.
         workers: threads for the numpy path (numpy releases the GIL in its array operations); ``None`` uses
             up to 2 threads (at most the CPU count) when there are several chunks.
-        boxes_to: write the per-box table to this Parquet file, :data:`BOX_SLICE_ROWS` rows at a time, instead
-            of keeping it in memory (a dataset of millions of boxes): ``result.boxes`` then holds only the boxes
+        boxes_to: write the per-box table to this Parquet file (``scan_tables.BOX_SLICE_ROWS`` rows at a time)
+            instead of keeping it in memory (a dataset of millions of boxes): ``result.boxes`` then holds only the boxes
             without a positive, and the per-class and per-size aggregates are computed from the box columns.
 
     Returns:
@@ -298,19 +299,19 @@ def _assemble(
     """The :class:`ScanResult` tables from the counts (the per-box one written to ``boxes_to`` when given)."""
     bucket = ds.size_bucket()[m.rows]
     result = ScanResult(
-        images=_images_table(ds, geo, m, counts, bucket),
+        images=images_table(ds, geo, m, counts, bucket),
         boxes=pd.DataFrame(),
-        levels=_levels_table(geo, counts.per_image, ds.num_images),
+        levels=levels_table(geo, counts.per_image, ds.num_images),
         category_ids=ds.category_ids,
         category_names=list(ds.category_names),
         config=cfg,
     )
     if boxes_to is None:
-        result.boxes = _boxes_table(ds, boxes_in, m, counts, bucket)
+        result.boxes = boxes_table(ds, boxes_in, m, counts, bucket)
         return result
-    _write_boxes(boxes_to, ds, boxes_in, m, counts, bucket)
+    write_boxes(boxes_to, ds, boxes_in, m, counts, bucket)
     no_pos = np.flatnonzero(counts.box_pos == 0)
-    result.boxes = _boxes_table(ds, boxes_in, m, counts, bucket, no_pos).set_axis(no_pos)  # rows of the full table
+    result.boxes = boxes_table(ds, boxes_in, m, counts, bucket, no_pos).set_axis(no_pos)  # rows of the full table
     result.boxes_path = str(boxes_to)
     result.class_groups, result.size_groups = box_groups(
         ds.ann_category[m.rows], m.image, counts.box_pos, counts.box_lq, counts.box_best, bucket
@@ -318,128 +319,6 @@ def _assemble(
     return result
 
 
-#: Rows of the per-box table per Parquet write when it is streamed (:func:`scan_dataset` ``boxes_to``).
-BOX_SLICE_ROWS = 1_000_000
 #: Datasets with more boxes than this have their per-box table streamed to Parquet by the CLI and the page
 #: (held in memory it would take several GB: 25 M boxes x 19 columns).
 STREAM_BOXES_MIN = 5_000_000
-
-
-def _write_boxes(
-    path: str | os.PathLike, ds: CocoDataset, boxes_in: np.ndarray, m: _Matchable, counts: _Counts,
-    bucket: np.ndarray,
-) -> None:  # fmt: skip
-    """The per-box table written to a Parquet file slice by slice (one slice in memory at a time)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    writer = None
-    try:
-        for start in range(0, max(len(m.rows), 1), BOX_SLICE_ROWS):
-            sel = np.arange(start, min(len(m.rows), start + BOX_SLICE_ROWS))
-            table = pa.Table.from_pandas(_boxes_table(ds, boxes_in, m, counts, bucket, sel), preserve_index=False)
-            if writer is None:
-                writer = pq.ParquetWriter(str(path), table.schema)
-            writer.write_table(table)
-    finally:
-        if writer is not None:
-            writer.close()
-
-
-def _images_table(ds: CocoDataset, geo: Geometry, m: _Matchable, counts: _Counts, bucket: np.ndarray) -> pd.DataFrame:
-    """One row per image: :data:`explorer.dataset.scan_result.IMAGE_COLUMNS`, then ``pos_P{level}``."""
-    n = ds.num_images
-    res = counts.per_image
-    m_img, K_all = m.image, m.per_image
-    sizes = np.zeros((n, 3), np.int64)
-    if len(m.rows):
-        np.add.at(sizes, (m_img, bucket.astype(np.int64)), 1)
-    crowd = np.bincount(ds.ann_image[ds.iscrowd], minlength=n)
-    no_pos = counts.box_pos == 0
-    negatives = res["hard"] + res["easy"]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(negatives > 0, res["positives"] / np.maximum(negatives, 1), np.nan)
-        mean_pos = np.where(K_all > 0, res["positives"] / np.maximum(K_all, 1), np.nan)
-    images = pd.DataFrame(
-        {
-            "image_id": ds.image_ids,
-            "file_name": ds.file_names,
-            "height": ds.heights,
-            "width": ds.widths,
-            "input_height": geo.input_h,
-            "input_width": geo.input_w,
-            "boxes": K_all,
-            "crowd_boxes": crowd,
-            "small": sizes[:, 0],
-            "medium": sizes[:, 1],
-            "large": sizes[:, 2],
-            "anchors": geo.level_start[:, -1] if n else np.zeros(0, np.int64),
-            "positives": res["positives"],
-            "ignored": res["ignored"],
-            "hard_negatives": res["hard"],
-            "easy_negatives": res["easy"],
-            "pos_neg_ratio": ratio,
-            "boxes_no_positive": np.bincount(m_img[no_pos], minlength=n),
-            "boxes_low_quality_only": np.bincount(m_img[counts.box_lq], minlength=n),
-            "mean_pos_per_box": mean_pos,
-        }
-    )
-    for li, level in enumerate(geo.level_numbers):
-        images[f"pos_P{level}"] = res["level_pos"][:, li]
-    return images
-
-
-def _boxes_table(
-    ds: CocoDataset, boxes_in: np.ndarray, m: _Matchable, counts: _Counts, bucket: np.ndarray,
-    sel: np.ndarray | None = None,
-) -> pd.DataFrame:  # fmt: skip
-    """One row per matched (non-crowd) box (those at positions ``sel`` of the matched boxes, default all): ids,
-    category, size, original and input-scale geometry, counts."""
-    n = ds.num_images
-    m_rows, m_img = m.rows, m.image
-    box_pos, box_best, box_lq = counts.box_pos, counts.box_best, counts.box_lq
-    if sel is not None:
-        m_rows, m_img, bucket = m_rows[sel], m_img[sel], bucket[sel]
-        box_pos, box_best, box_lq = box_pos[sel], box_best[sel], box_lq[sel]
-    no_pos = box_pos == 0
-    b = boxes_in[m_rows]
-    ob = ds.boxes_xyxy[m_rows].astype(np.float64)
-    w_img = ds.widths[m_img].astype(np.float64)
-    h_img = ds.heights[m_img].astype(np.float64)
-    return pd.DataFrame(
-        {
-            "image_index": m_img,
-            "ann_row": m_rows,
-            "annotation_id": ds.ann_ids[m_rows],
-            "image_id": ds.image_ids[m_img] if n else ds.image_ids[:0],
-            "category_id": ds.ann_category[m_rows],
-            "size": pd.Categorical.from_codes(bucket, categories=list(SIZE_BUCKETS)),
-            "area": ds.areas[m_rows],
-            "width": ob[:, 2] - ob[:, 0],
-            "height": ob[:, 3] - ob[:, 1],
-            "cx_rel": (ob[:, 0] + ob[:, 2]) / 2 / np.maximum(w_img, 1),
-            "cy_rel": (ob[:, 1] + ob[:, 3]) / 2 / np.maximum(h_img, 1),
-            "x1": b[:, 0],
-            "y1": b[:, 1],
-            "x2": b[:, 2],
-            "y2": b[:, 3],
-            "num_positive": box_pos,
-            "best_iou": box_best,
-            "low_quality_only": box_lq,
-            "no_positive": no_pos,
-        }
-    )
-
-
-def _levels_table(geo: Geometry, res: dict[str, np.ndarray], n: int) -> pd.DataFrame:
-    """One row per pyramid level: anchors and the label counts summed over the images."""
-    return pd.DataFrame(
-        {
-            "level": [f"P{lv}" for lv in geo.level_numbers],
-            "anchors": np.diff(geo.level_start, axis=1).sum(axis=0) if n else np.zeros(geo.num_levels, np.int64),
-            "positives": res["level_pos"].sum(axis=0),
-            "ignored": res["level_ign"].sum(axis=0),
-            "hard_negatives": res["level_hard"].sum(axis=0),
-            "easy_negatives": res["level_easy"].sum(axis=0),
-        }
-    )

@@ -54,9 +54,9 @@ def test_empty_dataset():
 def test_box_table_streamed_to_parquet_equals_the_in_memory_one(tmp_path, monkeypatch, slice_rows):
     import pandas as pd
 
-    import explorer.dataset.scan as scan_module
+    import explorer.dataset.scan_tables as scan_tables
 
-    monkeypatch.setattr(scan_module, "BOX_SLICE_ROWS", slice_rows)
+    monkeypatch.setattr(scan_tables, "BOX_SLICE_ROWS", slice_rows)
     coco, _ = synthetic.make_dataset(12, seed=8)
     tiny = [{**a, "id": 10_000 + k, "bbox": [*a["bbox"][:2], 3, 2]} for k, a in enumerate(coco["annotations"][::4])]
     coco["annotations"] += tiny  # boxes no anchor labels positive
