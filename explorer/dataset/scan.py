@@ -64,8 +64,11 @@ from explorer.dataset.scan_tables import boxes_table, images_table, levels_table
 ProgressFn = Callable[[int, int], None]
 
 
-#: Images per chunk of the fast path (bounds memory).
+#: Images per chunk of the fast path (bounds memory), at most; fewer when images have many boxes, so that a chunk
+#: holds about :data:`_CHUNK_BOXES` boxes (a chunk's working memory grows with its boxes: 2,048 COCO images, about
+#: 15,000 boxes, need a few hundred MB per thread; Objects365 has twice the boxes per image).
 _CHUNK_IMAGES = 2048
+_CHUNK_BOXES = 16_000
 #: Below this many images ``device="auto"`` keeps the numpy path even when CUDA is present: measured on an H100
 #: host, the CUDA path's fixed costs (context, transfers, kernel launches) lose on small datasets (3,000 images:
 #: CUDA 1.9 s vs numpy 1.0 s) and win only at COCO-train scale (118,000 images: CUDA 17.8 s vs numpy 23.6 s).
@@ -163,7 +166,7 @@ def scan_dataset(
     *,
     progress: ProgressFn | None = None,
     device: str = "auto",
-    chunk_images: int = _CHUNK_IMAGES,
+    chunk_images: int | None = None,
     workers: int | None = None,
     boxes_to: str | os.PathLike | None = None,
 ) -> ScanResult:
@@ -177,7 +180,7 @@ def scan_dataset(
             else the numpy path, which is faster on small datasets), ``"cpu"`` (numpy), ``"cuda"`` (the
             torch path, :mod:`explorer.dataset.scan_torch`) or ``"torch-cpu"`` (the torch path on the CPU: slow,
             for tests).
-        chunk_images: images per chunk of the numpy path.
+        chunk_images: images per chunk of the numpy path (default: 2,048, fewer for images with many boxes).
         workers: threads for the numpy path (numpy releases the GIL in its array operations); ``None`` uses
             up to 2 threads (at most the CPU count) when there are several chunks.
         boxes_to: write the per-box table to this Parquet file (``scan_tables.BOX_SLICE_ROWS`` rows at a time)
@@ -243,10 +246,13 @@ def _geometry(ds: CocoDataset, cfg: ScanConfig) -> Geometry:
 
 def _scan_numpy(
     boxes_in: np.ndarray, m: _Matchable, geo: Geometry, cfg: ScanConfig, counts: _Counts, *,
-    progress: ProgressFn | None, chunk_images: int, workers: int | None,
+    progress: ProgressFn | None, chunk_images: int | None, workers: int | None,
 ) -> None:  # fmt: skip
     """The fast exact path over chunks of ``chunk_images`` images, on up to ``workers`` threads, into ``counts``."""
     n = len(m.per_image)
+    if chunk_images is None:
+        mean_boxes = len(m.rows) / max(n, 1)
+        chunk_images = int(min(_CHUNK_IMAGES, max(256, _CHUNK_BOXES / max(mean_boxes, 1e-9))))
     step = max(1, int(chunk_images))
     bounds = [(s, min(n, s + step)) for s in range(0, n, step)]
 
