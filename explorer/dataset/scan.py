@@ -114,14 +114,13 @@ class _Matchable:
     """The non-crowd boxes of a dataset, the ones the scan matches, grouped by image.
 
     Attributes:
-        rows: (G,) their rows in the dataset's annotation arrays; image: (G,) their image index; k: (G,) their
-            index within their image (file order).
+        rows: (G,) their rows in the dataset's annotation arrays; image: (G,) their image index (file order
+            within an image).
         per_image: (I,) boxes per image; first: (I + 1,) offset of each image's first box in ``rows``.
     """
 
     rows: np.ndarray
     image: np.ndarray
-    k: np.ndarray
     per_image: np.ndarray
     first: np.ndarray
 
@@ -131,7 +130,7 @@ class _Matchable:
         image = ds.ann_image[rows]
         per_image = np.bincount(image, minlength=ds.num_images)
         first = np.concatenate([[0], np.cumsum(per_image)])
-        return cls(rows, image, np.arange(len(rows)) - first[image], per_image, first)
+        return cls(rows, image, per_image, first)
 
 
 @dataclass
@@ -260,7 +259,8 @@ def _scan_numpy(
         s, e = bound
         bs, be = m.first[s], m.first[e]
         sel = np.arange(s, e)
-        return s, e, scan_chunk(boxes_in[m.rows[bs:be]], m.image[bs:be] - s, m.k[bs:be], e - s, geo, sel, cfg)
+        k = np.arange(bs, be) - m.first[m.image[bs:be]]  # each box's index within its image
+        return s, e, scan_chunk(boxes_in[m.rows[bs:be]], m.image[bs:be] - s, k, e - s, geo, sel, cfg)
 
     n_workers = _workers(workers, len(bounds))
     if n_workers > 1:
