@@ -2,7 +2,9 @@
 
 :func:`parse_images` and :func:`parse_categories` read the ``images`` and ``categories`` lists of a parsed COCO
 dict (:func:`explorer.dataset.coco.load_coco`); :mod:`explorer.dataset.coco_annotations` checks the annotations
-against them. The problem rows and value checks are those of :mod:`explorer.dataset.coco_problems`.
+against them. The problem rows and value checks are those of :mod:`explorer.dataset.coco_problems`. The images of a
+file read as columns go through :func:`image_columns` (the same records kept and reported); :func:`group_by_image`
+is the last step of both annotation paths (:class:`Annotations`).
 
 Example:
     >>> problems = Problems()
