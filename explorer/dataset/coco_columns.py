@@ -5,7 +5,8 @@
 category id / name, annotation id / image id / category id / bbox / iscrowd / area); every other field, the polygon
 segmentations first of all, is skipped by the decoder without building a Python object. The records become numpy
 columns (:class:`CocoColumns`), which :func:`parse_annotation_columns` checks with the same functions as the dict
-path (:mod:`explorer.dataset.coco_annotations`), in the same order, with the same messages. ``bench/bench_coco_parse.py`` compares this with the standard library, orjson and the lean parse.
+path (:mod:`explorer.dataset.coco_annotations`), in the same order, with the same messages.
+``bench/bench_coco_parse.py`` compares this with the standard library, orjson and the lean parse.
 
 The typed schema is strict: an id that is not an integer, a bbox that is not 4 numbers, a ``null`` name, a bool
 flag, a ``NaN``... anything the schema does not describe exactly makes :func:`decode_columns` return ``None``, and
