@@ -53,6 +53,7 @@ import numpy as np
 import pandas as pd
 
 from explorer.boxes import apply_ratios
+from explorer.dataset import scan_tables
 from explorer.dataset.coco import CocoDataset
 from explorer.dataset.scan_config import ScanConfig
 from explorer.dataset.scan_geometry import ElongatedImageError, Geometry, geometry
@@ -320,8 +321,9 @@ def _assemble(
     result.boxes = boxes_table(ds, boxes_in, m, counts, bucket, no_pos).set_axis(no_pos)  # rows of the full table
     result.boxes_path = str(boxes_to)
     result.class_groups, result.size_groups = box_groups(
-        ds.ann_category[m.rows], m.image, counts.box_pos, counts.box_lq, counts.box_best, bucket
-    )
+        ds.ann_category[m.rows], m.image, counts.box_pos, counts.box_lq, counts.box_best, bucket,
+        categories=ds.category_ids, slice_rows=scan_tables.BOX_SLICE_ROWS,
+    )  # fmt: skip
     return result
 
 

@@ -194,45 +194,57 @@ class ScanResult:
 
 def box_groups(
     category_id: np.ndarray, image_index: np.ndarray, num_positive: np.ndarray, low_quality_only: np.ndarray,
-    best_iou: np.ndarray, size_code: np.ndarray,
+    best_iou: np.ndarray, size_code: np.ndarray, *, categories: np.ndarray, slice_rows: int = 1_000_000,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
     """The per-category sums of :meth:`ScanResult.per_class` and the rows of :meth:`ScanResult.per_size`, from
-    the (B,) columns of the boxes with numpy (bincount, unique): for a box table too large for pandas' groupby.
-    Counts are exact; means are float64 sums divided by counts (a pandas mean can differ in the last bit)."""
-    cats, cat_index = np.unique(category_id, return_inverse=True)
-    c = len(cats)
-    no_pos = num_positive == 0
-
-    def by_cat(weights: np.ndarray | None = None) -> np.ndarray:
-        return np.bincount(cat_index, weights, minlength=c)
-
-    instances = by_cat()
-    pairs = np.unique(cat_index.astype(np.int64) * (int(image_index.max(initial=0)) + 1) + image_index)
+    the (B,) columns of the boxes (grouped by image) with numpy, ``slice_rows`` boxes at a time (cut at image
+    boundaries): for a box table too large for pandas' groupby. ``categories``: every category id the boxes use.
+    Counts are exact; means are float64 sums divided by counts (a pandas mean can differ in the last bits)."""
+    cats = np.unique(np.asarray(categories, np.int64))
+    c, n = len(cats), len(category_id)
+    by_cat = np.zeros((5, c))  # instances, positives, no positive, low-quality only, sum of best IoU
+    by_size = np.zeros((5, 3))
+    images = np.zeros(c, np.int64)
+    start = 0
+    while start < n:
+        end = min(n, start + max(1, slice_rows))
+        if end < n:  # no image spans two slices, so that its categories are counted once
+            end = int(np.searchsorted(image_index, image_index[end - 1], side="right"))
+        sl = slice(start, end)
+        ci, img, size = np.searchsorted(cats, category_id[sl]), image_index[sl], size_code[sl].astype(np.int64)
+        pos = num_positive[sl]
+        weights = (None, pos, pos == 0, low_quality_only[sl], best_iou[sl].astype(np.float64))
+        for row, w in enumerate(weights):
+            by_cat[row] += np.bincount(ci, w, minlength=c)
+            by_size[row] += np.bincount(size, w, minlength=3)
+        width = int(img.max()) - int(img.min()) + 1
+        images += np.bincount(np.unique(ci * width + (img - img.min())) // width, minlength=c)
+        start = end
+    inst = by_cat[0]
     with np.errstate(divide="ignore", invalid="ignore"):
         classes = pd.DataFrame(
             {
-                "category_id": cats.astype(np.int64),
-                "instances": instances.astype(np.int64),
-                "images": np.bincount(pairs // (int(image_index.max(initial=0)) + 1), minlength=c).astype(np.int64),
-                "positives": by_cat(num_positive.astype(np.float64)).astype(np.int64),
-                "no_positive": by_cat(no_pos.astype(np.float64)).astype(np.int64),
-                "low_quality_only": by_cat(low_quality_only.astype(np.float64)).astype(np.int64),
-                "mean_best_iou": by_cat(best_iou.astype(np.float64)) / instances,
+                "category_id": cats,
+                "instances": inst.astype(np.int64),
+                "images": images,
+                "positives": by_cat[1].astype(np.int64),
+                "no_positive": by_cat[2].astype(np.int64),
+                "low_quality_only": by_cat[3].astype(np.int64),
+                "mean_best_iou": by_cat[4] / inst,
             }
         )
     rows = []
     for k, name in enumerate(SIZE_BUCKETS):
-        sel = size_code == k
-        n = int(sel.sum())
+        boxes = int(by_size[0, k])
         rows.append(
             {
                 "size": name,
-                "boxes": n,
-                "positives": int(num_positive[sel].sum()) if n else 0,
-                "mean_pos_per_box": float(num_positive[sel].sum(dtype=np.float64) / n) if n else np.nan,
-                "no_positive_share": float(no_pos[sel].sum() / n) if n else np.nan,
-                "low_quality_only_share": float(low_quality_only[sel].sum() / n) if n else np.nan,
-                "mean_best_iou": float(best_iou[sel].sum(dtype=np.float64) / n) if n else np.nan,
+                "boxes": boxes,
+                "positives": int(by_size[1, k]),
+                "mean_pos_per_box": by_size[1, k] / boxes if boxes else np.nan,
+                "no_positive_share": by_size[2, k] / boxes if boxes else np.nan,
+                "low_quality_only_share": by_size[3, k] / boxes if boxes else np.nan,
+                "mean_best_iou": by_size[4, k] / boxes if boxes else np.nan,
             }
         )
     return classes, pd.DataFrame(rows)

@@ -44,9 +44,7 @@ def images_table(ds: CocoDataset, geo: Geometry, m: Any, counts: Any, bucket: np
     n = ds.num_images
     res = counts.per_image
     m_img, K_all = m.image, m.per_image
-    sizes = np.zeros((n, 3), np.int64)
-    if len(m.rows):
-        np.add.at(sizes, (m_img, bucket.astype(np.int64)), 1)
+    sizes = np.bincount(m_img * 3 + bucket, minlength=3 * n).reshape(n, 3)
     crowd = np.bincount(ds.ann_image[ds.iscrowd], minlength=n)
     no_pos = counts.box_pos == 0
     negatives = res["hard"] + res["easy"]
