@@ -9,7 +9,11 @@ uncompressed RLE, and polygon segmentations of about 25 points, so that the file
 Everything is vectorised with numpy; numbers are formatted into bytes without Python float formatting, and the
 file is written in streaming chunks (peak memory stays well under 1 GB).
 
-Usage: ``python bench/make_big_coco.py [--images 118000] [--seed 0] [--out bench/out/coco_train_scale.json]``.
+With ``--objects365`` it writes an Objects365-scale file instead (:func:`write_objects365_scale`: 1.7 M images,
+about 25 M boxes, no segmentation, about 3.5 GB), formatted entirely with numpy (no Python loop over records).
+
+Usage: ``python bench/make_big_coco.py [--images 118000] [--seed 0] [--out bench/out/coco_train_scale.json]
+[--objects365]``.
 """
 
 from __future__ import annotations
@@ -235,6 +239,97 @@ def write_big_coco(path: str | Path, n_images: int = 118_000, seed: int = 0, *, 
     return {"images": n_images, "annotations": n_ann, "crowd": n_crowd, "bytes": path.stat().st_size}
 
 
+def _format_int(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Format non-negative integers (< 10**15): (flat uint8 text, (N,) int64 byte length of each)."""
+    v = np.asarray(values, np.int64)
+    digits = np.empty((len(v), 15), np.uint8)
+    for k in range(15):
+        digits[:, 14 - k] = 48 + (v // 10**k) % 10
+    keep = np.ones(digits.shape, bool)
+    for k in range(1, 15):
+        keep[:, 14 - k] = v >= 10**k
+    return digits[keep], keep.sum(axis=1)
+
+
+def _records(fields: list[bytes | tuple[np.ndarray, np.ndarray]], n: int) -> bytes:
+    """Concatenate ``n`` records whose pieces are constants (bytes) or formatted columns ((text, lengths)), one
+    after the other, without a Python loop over records."""
+    lengths = np.zeros((n, len(fields)), np.int64)
+    for f, field in enumerate(fields):
+        lengths[:, f] = len(field) if isinstance(field, bytes) else field[1]
+    ends = np.cumsum(lengths.reshape(-1)).reshape(n, len(fields))
+    out = np.empty(int(ends[-1, -1]) if n else 0, np.uint8)
+    for f, field in enumerate(fields):
+        start = ends[:, f] - lengths[:, f]
+        if isinstance(field, bytes):
+            const = np.frombuffer(field, np.uint8)
+            out[(start[:, None] + np.arange(len(const))[None, :]).reshape(-1)] = np.tile(const, n)
+        else:
+            text, ln = field
+            src_start = np.cumsum(ln) - ln
+            out[np.repeat(start - src_start, ln) + np.arange(len(text))] = text
+    return out.tobytes()
+
+
+def write_objects365_scale(
+    path: str | Path, n_images: int = 1_700_000, seed: int = 0, *, chunk: int = 50_000
+) -> dict[str, int]:
+    """Write an Objects365-scale file (no segmentation) to ``path`` (atomically, streamed) and return its counts.
+
+    Objects365 v2 train has about 1.7 M images and 25 M boxes (about 15 per image) of 365 categories, no masks.
+    Here: COCO's image sizes, 1 + negative binomial boxes per image (mean about 14.7, capped at 200), 365 category
+    ids with a long tail, COCO's box-size distribution, about 0.5 % crowd boxes, boxes with 2 decimals.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    layout = _sample_layout(rng, n_images)
+    layout["counts"] = np.minimum(1 + rng.negative_binomial(2.0, 2.0 / (2.0 + 13.7), size=n_images), 200)
+    image_ids = np.arange(1, n_images + 1, dtype=np.int64)
+    weights = 1.0 / (np.arange(365) + 1.0) ** 1.1
+    weights /= weights.sum()
+    tmp = path.with_suffix(".tmp")
+    n_ann = n_crowd = 0
+    ann_id = 1
+    with open(tmp, "wb") as f:
+        f.write(b'{"info": {"description": "FocalScope Objects365-scale benchmark file"}, "images": [')
+        for start in range(0, n_images, chunk):
+            sl = slice(start, min(n_images, start + chunk))
+            f.write(b", " if start else b"")
+            f.write(_images_json(layout["widths"][sl], layout["heights"][sl], image_ids[sl]))
+        f.write(b'], "annotations": [')
+        for start in range(0, n_images, chunk):
+            sl = slice(start, min(n_images, start + chunk))
+            owner = np.repeat(np.arange(sl.start, sl.stop), layout["counts"][sl])
+            m = len(owner)
+            box = _sample_boxes(rng, layout["widths"][owner].astype(np.float64), layout["heights"][owner].astype(float))
+            crowd = ((rng.uniform(size=m) < 0.005) & (box["w"] * box["h"] > 2000)).astype(np.int64)
+            cat = 1 + rng.choice(365, size=m, p=weights)
+            none = np.zeros(m, np.uint8)
+            comma = np.full(m, ord(","), np.uint8)
+            fields = [
+                b'{"id": ', _format_int(np.arange(ann_id, ann_id + m)),
+                b', "image_id": ', _format_int(image_ids[owner]),
+                b', "category_id": ', _format_int(cat),
+                b', "bbox": [', _format_fixed2(box["x"], comma), b" ", _format_fixed2(box["y"], comma),
+                b" ", _format_fixed2(box["w"], comma), b" ", _format_fixed2(box["h"], none),
+                b'], "area": ', _format_int(np.round(box["w"] * box["h"]).astype(np.int64)),
+                b', "iscrowd": ', _format_int(crowd), b', "isfake": 0}, ',
+            ]  # fmt: skip
+            blob = _records(fields, m)
+            if start + chunk >= n_images:
+                blob = blob[:-2]  # no separator after the last record
+            f.write(blob)
+            ann_id += m
+            n_ann += m
+            n_crowd += int(crowd.sum())
+        f.write(b'], "categories": [')
+        f.write(", ".join(f'{{"id": {i}, "name": "object{i}"}}' for i in range(1, 366)).encode())
+        f.write(b"]}")
+    os.replace(tmp, path)
+    return {"images": n_images, "annotations": n_ann, "crowd": n_crowd, "bytes": path.stat().st_size}
+
+
 def cached_big_coco(n_images: int = 118_000, seed: int = 0, out_dir: str | Path = OUT_DIR) -> Path:
     """Path of the cached file for ``(n_images, seed)``, generated on first use."""
     path = Path(out_dir) / f"coco_scale_v{VERSION}_{n_images}_{seed}.json"
@@ -248,10 +343,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=118_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--objects365", action="store_true", help="Objects365 scale: no segmentation, ~15 boxes/image")
     args = parser.parse_args(argv)
-    out = args.out or OUT_DIR / f"coco_scale_v{VERSION}_{args.images}_{args.seed}.json"
+    kind = "o365" if args.objects365 else "coco"
+    out = args.out or OUT_DIR / f"{kind}_scale_v{VERSION}_{args.images}_{args.seed}.json"
     t0 = time.perf_counter()
-    info = write_big_coco(out, args.images, args.seed)
+    info = (write_objects365_scale if args.objects365 else write_big_coco)(out, args.images, args.seed)
     dt = time.perf_counter() - t0
     print(
         f"wrote {out}: {info['images']:,} images, {info['annotations']:,} annotations ({info['crowd']:,} crowd), "

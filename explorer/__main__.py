@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 import pandas as pd
 
@@ -89,7 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--format", choices=TARGETS, default=None, help="the dataset's format (default: found)")
     scan.add_argument("--split", default=None, help="the split to scan (YOLO, VOC, or a folder of COCO files)")
     scan.add_argument("--out", type=Path, help="write the per-image table (.parquet or .csv)")
-    scan.add_argument("--boxes-out", type=Path, help="write the per-box table (.parquet or .csv)")
+    scan.add_argument(
+        "--boxes-out", type=Path, help="write the per-box table (.parquet: streamed, for any size; or .csv)"
+    )
     scan.add_argument("--classes-out", type=Path, help="write the per-class table (.parquet or .csv)")
     scan.add_argument("--problems-out", type=Path, help="write the validation problems table (.parquet or .csv)")
     scan.add_argument("--min-size", type=int, default=800, help="resize: shorter side (800)")
@@ -118,7 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto: CUDA when available and the dataset has >= 50,000 images, else numpy (faster on small sets)",
     )
     scan.add_argument("--workers", type=int, default=None, help="CPU threads (default: up to 2)")
-    scan.add_argument("--max-mb", type=_positive, default=2000.0, help="refuse annotation files larger than this (MB)")
+    scan.add_argument(
+        "--max-mb",
+        type=_positive,
+        default=2000.0,
+        help="refuse annotation files read whole larger than this (MB); files of 1 GB or more are read in blocks "
+        "under FOCALSCOPE_DATASET_MEMORY_MB",
+    )
     scan.add_argument("--quiet", action="store_true", help="no progress bar")
     model_scan_cli.add_parser(sub)
     add_convert_command(sub)
@@ -219,11 +229,14 @@ def run_scan(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.update(done - bar.n)
 
+    boxes_to = _boxes_parquet(args.boxes_out, ds.num_annotations)
     try:
-        result = scan_dataset(ds, cfg, progress=progress, device=args.device, workers=args.workers)
+        result = scan_dataset(ds, cfg, progress=progress, device=args.device, workers=args.workers, boxes_to=boxes_to)
     finally:
         if bar is not None:
             bar.close()
+        if boxes_to is not None and boxes_to != args.boxes_out:
+            boxes_to.unlink(missing_ok=True)  # streamed only to keep it out of memory; not asked for
     out = sys.stdout
     print(f"{ds.name}: loaded in {t_load:.1f} s, scanned in {result.seconds:.1f} s ({result.path})", file=out)
     problems = ds.problem_summary()
@@ -237,6 +250,23 @@ def run_scan(args: argparse.Namespace) -> int:
     print("", file=out)
     print(format_summary(result), file=out)
     classes = result.per_class()
+    _print_tagged_classes(classes, out)
+    for path, df in (
+        (args.out, result.images),
+        (args.boxes_out, result.boxes),
+        (args.classes_out, classes),
+        (args.problems_out, ds.problems),
+    ):
+        if path is not None and path == boxes_to:
+            print(f"wrote {path} ({int(result.summary()['boxes']):,} rows, streamed)", file=out)
+        elif path is not None:
+            _write(df, path)
+            print(f"wrote {path} ({len(df):,} rows)", file=out)
+    return 0
+
+
+def _print_tagged_classes(classes: pd.DataFrame, out: TextIO) -> None:
+    """The under- and over-represented classes of a scan, the most extreme first."""
     for tag, ascending in (("under-represented", True), ("over-represented", False)):
         tagged = classes[classes["tag"] == tag].sort_values("representation", ascending=ascending)
         if not len(tagged):
@@ -250,16 +280,26 @@ def run_scan(args: argparse.Namespace) -> int:
             )
         if len(tagged) > _SHOW_CLASSES:
             print(f"  ... and {len(tagged) - _SHOW_CLASSES} more (see --classes-out)", file=out)
-    for path, df in (
-        (args.out, result.images),
-        (args.boxes_out, result.boxes),
-        (args.classes_out, classes),
-        (args.problems_out, ds.problems),
-    ):
-        if path is not None:
-            _write(df, path)
-            print(f"wrote {path} ({len(df):,} rows)", file=out)
-    return 0
+
+
+def _boxes_parquet(boxes_out: Path | None, num_boxes: int) -> Path | None:
+    """Where the scan streams its per-box table: the ``--boxes-out`` Parquet file, or for a dataset of more than
+    :data:`explorer.dataset.scan.STREAM_BOXES_MIN` boxes a temporary file (deleted after the run); None to keep
+    it in memory."""
+    from explorer.dataset import scan
+
+    if boxes_out is not None and boxes_out.suffix.lower() == ".parquet":
+        return boxes_out
+    if num_boxes <= scan.STREAM_BOXES_MIN:
+        return None
+    if boxes_out is not None:
+        raise ValueError(
+            f"{num_boxes:,} boxes: the per-box table is too large to hold in memory for {boxes_out.name}; "
+            "write it as .parquet (streamed)"
+        )
+    handle, name = tempfile.mkstemp(suffix=".parquet", prefix="focalscope-boxes-")
+    os.close(handle)
+    return Path(name)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,7 @@ switches to the hosted defaults (smaller pixel budget, no weight downloads unles
 | ``FOCALSCOPE_MODELS`` | models kept in memory (shared by all sessions) | 3 | 3 |
 | ``FOCALSCOPE_MODEL_MEMORY_MB`` | memory budget of the kept models | 2,048 | 2,048 |
 | ``FOCALSCOPE_CACHE_MB`` | memory budget of each large result cache (scans, inference) | 2,048 | 1,024 |
+| ``FOCALSCOPE_DATASET_MEMORY_MB`` | memory a dataset load may need (estimated up front from the file) | 4,096 | 2,048 |
 
 Example:
     >>> lim = limits({"FOCALSCOPE_HOSTED": "1"})
@@ -45,6 +46,7 @@ class Limits:
     models_kept: int
     model_memory_bytes: int
     cache_bytes: int
+    dataset_memory_bytes: int
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -88,4 +90,5 @@ def limits(env: Mapping[str, str] | None = None) -> Limits:
         models_kept=_positive_int(env, "FOCALSCOPE_MODELS", 3),
         model_memory_bytes=_positive_int(env, "FOCALSCOPE_MODEL_MEMORY_MB", 2048) * MB,
         cache_bytes=_positive_int(env, "FOCALSCOPE_CACHE_MB", 1024 if hosted else 2048) * MB,
+        dataset_memory_bytes=_positive_int(env, "FOCALSCOPE_DATASET_MEMORY_MB", 2048 if hosted else 4096) * MB,
     )

@@ -73,14 +73,23 @@ tabs = st.tabs(
 
 with tabs[0]:
     c1, c2 = st.columns(2)
+    all_boxes = not result.boxes_path  # a streamed box table keeps only the boxes without a positive in memory
     with c1:
         plot(figs.positives_per_image(result.images), key="dd_f_pos")
         plot(figs.boxes_per_image(result.images), key="dd_f_boxes")
-        plot(figs.aspect_ratios(result.boxes), key="dd_f_aspect")
+        if all_boxes:
+            plot(figs.aspect_ratios(result.boxes), key="dd_f_aspect")
     with c2:
         plot(figs.pos_neg_ratio(result.images), key="dd_f_ratio")
-        plot(figs.box_sizes(result.boxes), key="dd_f_sizes")
-        plot(figs.centre_heatmap(result.boxes), key="dd_f_centres")
+        if all_boxes:
+            plot(figs.box_sizes(result.boxes), key="dd_f_sizes")
+            plot(figs.centre_heatmap(result.boxes), key="dd_f_centres")
+    if not all_boxes:
+        st.caption(
+            f"{int(result.summary()['boxes']):,} boxes: the per-box table was written to a Parquet file on the server "
+            "instead of being held in memory, so the per-box figures are left out; the per-image, per-class, "
+            "per-level and per-size figures are aggregated on the server."
+        )
 
 with tabs[1]:
     per_class = result.per_class()
@@ -236,7 +245,7 @@ with tabs[7]:
         ui.export_buttons(export_key, f"{stem}-images", result.images, widget_key="dd_dl_images")
         st.markdown("**Per-class statistics**")
         ui.export_buttons(export_key, f"{stem}-classes", result.per_class(), widget_key="dd_dl_classes")
-        st.markdown("**Per-box statistics**")
+        st.markdown("**Per-box statistics**" + (" (the boxes without a positive)" if result.boxes_path else ""))
         ui.export_buttons(export_key, f"{stem}-boxes", result.boxes, widget_key="dd_dl_boxes")
         st.markdown("**Validation problems**")
         ui.export_buttons(export_key, f"{stem}-problems", ds.problems, widget_key="dd_dl_problems")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -286,3 +288,30 @@ def test_a_bad_fit_report_exits_2_with_one_line(annotations, tmp_path, capsys):
         assert main(["scan", str(annotations), "--quiet", *extra]) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_scan_streams_the_box_table_of_a_large_dataset(annotations, tmp_path, capsys, monkeypatch):
+    import explorer.dataset.scan as scan_module
+
+    full = tmp_path / "full.csv"
+    argv = ["scan", str(annotations), "--quiet", "--boxes-out", str(full), "--classes-out", str(tmp_path / "a.csv")]
+    assert main(argv) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(scan_module, "STREAM_BOXES_MIN", 3)  # "large": more than 3 boxes
+    streamed = tmp_path / "b.parquet"
+    argv = ["scan", str(annotations), "--quiet", "--boxes-out", str(streamed), "--classes-out", str(tmp_path / "b.csv")]
+    assert main(argv) == 0
+    assert "streamed" in capsys.readouterr().out
+    as_text = {"size": str}
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(streamed).astype(as_text), pd.read_csv(full).astype(as_text), check_dtype=False
+    )
+    a, b = pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv")
+    pd.testing.assert_frame_equal(a, b, rtol=1e-6)
+    # no box file asked for: streamed to a temporary file, which is gone afterwards
+    before = set(Path(tempfile.gettempdir()).glob("focalscope-boxes-*"))
+    assert main(["scan", str(annotations), "--quiet"]) == 0
+    assert set(Path(tempfile.gettempdir()).glob("focalscope-boxes-*")) == before
+    # a CSV box table of a large dataset is refused (it would have to be held in memory), before the scan
+    assert main(["scan", str(annotations), "--quiet", "--boxes-out", str(tmp_path / "c.csv")]) == 2
+    assert "write it as .parquet" in capsys.readouterr().err

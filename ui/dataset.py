@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -13,12 +15,13 @@ from explorer.anchors.grid import CONVENTIONS, default_config
 from explorer.cache import TooLargeError
 from explorer.dataset.coco import CocoDataset
 from explorer.dataset.image_stores import ImageStore
-from explorer.dataset.scan import scan_dataset
+from explorer.dataset.scan import STREAM_BOXES_MIN, scan_dataset
 from explorer.dataset.scan_config import ScanConfig
 from explorer.dataset.scan_result import ScanResult
 from explorer.dataset.view import box_crop, labeled_anchor_image
 from explorer.images import decode_image
 from explorer.settings import limits
+from explorer.synthetic import cache_root
 from ui.anchors import checked_custom_config, custom_anchor_text
 from ui.common import kept, shared_cache
 from ui.sources import Source
@@ -81,12 +84,22 @@ def load_and_scan(source: Source, config: ScanConfig) -> tuple[CocoDataset, Scan
         def progress(done: int, total: int) -> None:
             bar.progress(done / max(total, 1), text=f"Scanning {done:,} / {total:,} images…")
 
-        result = scan_dataset(ds, config, progress=progress)
+        result = scan_dataset(ds, config, progress=progress, boxes_to=_boxes_file(ds, key))
     finally:
         bar.empty()
     with contextlib.suppress(TooLargeError):  # larger than the whole cache budget: used for this run only
         cache.put(key, (ds, result))
     return ds, result
+
+
+def _boxes_file(ds: CocoDataset, key: str) -> Path | None:
+    """Where the scan of a dataset of more than ``STREAM_BOXES_MIN`` boxes streams its per-box table (a Parquet
+    file in the cache folder, named by the cache key's digest); None for a smaller one (kept in memory)."""
+    if ds.num_annotations <= STREAM_BOXES_MIN:
+        return None
+    folder = cache_root() / "scans"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"boxes-{hashlib.sha256(key.encode()).hexdigest()[:24]}.parquet"
 
 
 # ---------------------------------------------------------------- images

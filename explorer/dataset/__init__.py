@@ -3,7 +3,8 @@ converter, and the dataset scan.
 
 - ``coco``: the reader (``load_coco``, ``CocoDataset``, ``parse_json_lean``); its record checks in
   ``coco_records`` (images, categories), ``coco_annotations`` and ``coco_problems`` (the problems table);
-  ``coco_json`` (bytes, gzip, lean parsing);
+  ``coco_columns`` (msgspec typed records straight into numpy columns), ``coco_stream`` (files of 1 GB or more, in
+  blocks), ``coco_json`` (bytes, gzip, lean parsing for the dict path);
 - ``formats``: ``detect_format`` and ``load_dataset`` (any format, from a file or a folder); ``yolo`` (data.yaml or
   images/ + labels/, lines parsed by ``yolo_labels``), ``voc`` (Annotations/*.xml, safe XML), both through
   ``box_records`` (the COCO box checks on pixel boxes) and ``image_headers`` (sizes without decoding pixels);

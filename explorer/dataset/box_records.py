@@ -23,9 +23,8 @@ from typing import Any
 import numpy as np
 
 from explorer.dataset.coco import CocoDataset, assemble
-from explorer.dataset.coco_annotations import Annotations
 from explorer.dataset.coco_problems import Problems
-from explorer.dataset.coco_records import ImageRecords
+from explorer.dataset.coco_records import Annotations, ImageRecords
 
 
 @dataclass

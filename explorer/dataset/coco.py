@@ -34,15 +34,25 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
 
-from explorer.dataset.coco_annotations import Annotations, parse_annotations
-from explorer.dataset.coco_json import DEFAULT_MAX_BYTES, CocoFormatError, parse_json_lean, read_bytes
+from explorer import settings
+from explorer.dataset.coco_annotations import parse_annotations
+from explorer.dataset.coco_columns import CocoColumns, annotation_columns, decode_columns, parse_annotation_columns
+from explorer.dataset.coco_json import DEFAULT_MAX_BYTES, CocoFormatError, _mb, parse_json_lean, read_bytes
 from explorer.dataset.coco_problems import MISSING, SEVERITIES, Problems
-from explorer.dataset.coco_records import ImageRecords, id_array, parse_categories, parse_images
+from explorer.dataset.coco_records import (
+    Annotations,
+    ImageRecords,
+    id_array,
+    image_columns,
+    parse_categories,
+    parse_images,
+)
+from explorer.dataset.coco_stream import stream_columns
 
 #: COCO's area ranges (``COCOeval``): small < 32², medium < 96², large otherwise, in original-image pixels².
 AREA_SMALL = 32.0**2
@@ -220,25 +230,46 @@ def load_coco(
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     name: str | None = None,
+    memory_budget: int | None = None,
 ) -> CocoDataset:
     """Load and validate a COCO instances file.
 
     Args:
         source: the file's bytes, a path to it, or an already-parsed COCO dict.
-        max_bytes: refuse larger files (``CocoFormatError``).
+        max_bytes: refuse larger files (``CocoFormatError``); files on disk of :data:`STREAM_MIN_BYTES` or more
+            are read in blocks, never whole, and only the memory budget applies to them.
         name: display name (default: the file name).
+        memory_budget: refuse, before reading it, a file whose load would need more memory (bytes; default
+            ``settings.limits().dataset_memory_bytes``, ``FOCALSCOPE_DATASET_MEMORY_MB``).
 
     Returns:
         A :class:`CocoDataset` with the usable records and a problems table (severity error = record dropped,
         warning = kept but repaired or suspicious, info = noted).
 
     Raises:
-        CocoFormatError: (a ``ValueError``) not JSON, not a JSON object, or no ``images`` list.
+        CocoFormatError: (a ``ValueError``) not JSON, not a JSON object, no ``images`` list; too large for the
+            byte cap or the memory budget (with the size and the limit).
     """
+    budget = settings.limits().dataset_memory_bytes if memory_budget is None else memory_budget
     if isinstance(source, dict):
         data, default_name = source, "COCO dict"
+    elif (streamed := _streamed_file(source, budget)) is not None:
+        columns = stream_columns(streamed)
+        if columns is None:
+            raise CocoFormatError(
+                f"{streamed.name} ({_mb(streamed.stat().st_size)}) does not fit the columnar reader (a record of "
+                "an unexpected shape) and is too large for the dict reader: "
+                + memory_refusal(streamed.stat().st_size, DICT_BYTES_PER_BYTE, budget)
+            )
+        return _build_columns(columns, name or streamed.name)
     else:
         raw, default_name = read_bytes(source, max_bytes)
+        check_memory(len(raw), COLUMNS_BYTES_PER_BYTE, budget, default_name)
+        columns = decode_columns(raw)
+        if columns is not None:
+            del raw
+            return _build_columns(columns, name or default_name)
+        check_memory(len(raw), DICT_BYTES_PER_BYTE, budget, default_name)
         data = parse_json_lean(raw)
         del raw
     if not isinstance(data, dict):
@@ -251,6 +282,59 @@ def load_coco(
     if not isinstance(data["images"], list):
         raise CocoFormatError(f"not a COCO instances file: 'images' is a {type(data['images']).__name__}, not a list")
     return _build(data, name or default_name)
+
+
+#: Peak memory per byte of file (BENCHMARKS.md, "Loading at scale"): the whole-file columnar reader (bytes + typed
+#: records + columns: 943 MiB for the 448 MB COCO-train-scale file, 2.2x), the dict reader (a dict per record: the
+#: stdlib parser of the whole COCO-train-scale file took 7.6x, pycocotools more than 2.2x of the Objects365-scale
+#: file before it ran out of its 8 GB), the streamed columnar reader (columns only: 3,922 MiB for the 3,857 MB
+#: Objects365-scale file, 1.07x).
+COLUMNS_BYTES_PER_BYTE = 2.2
+DICT_BYTES_PER_BYTE = 8.0
+STREAMED_BYTES_PER_BYTE = 1.1
+#: Files (plain JSON, on disk) at least this large are read in blocks (:mod:`explorer.dataset.coco_stream`).
+STREAM_MIN_BYTES = 1_000_000_000
+
+
+def memory_refusal(size: int, per_byte: float, budget: int) -> str:
+    """The sentence that refuses a file of ``size`` bytes needing ``per_byte`` bytes of memory per byte."""
+    return (
+        f"loading it needs about {_mb(size * per_byte)} of memory, over this server's budget of {_mb(budget)} "
+        "(FOCALSCOPE_DATASET_MEMORY_MB)"
+    )
+
+
+def check_memory(size: int, per_byte: float, budget: int, name: str) -> None:
+    """Refuse, before reading it, a file whose load would need more than ``budget`` bytes of memory.
+
+    Raises:
+        CocoFormatError: with the file's size, the estimate and the budget.
+
+    Example:
+        >>> check_memory(3_000_000_000, 0.8, 4 << 30, "objects365.json")  # 2.4 GB of 4.3 GB: fine
+        >>> check_memory(3_000_000_000, 2.2, 4 << 30, "objects365.json")
+        Traceback (most recent call last):
+        ...
+        explorer.dataset.coco_json.CocoFormatError: objects365.json is 3000 MB: loading it needs about 6600 MB \
+of memory, over this server's budget of 4295 MB (FOCALSCOPE_DATASET_MEMORY_MB)
+    """
+    if size * per_byte > budget:
+        raise CocoFormatError(f"{name} is {_mb(size)}: {memory_refusal(size, per_byte, budget)}")
+
+
+def _streamed_file(source: object, budget: int) -> Path | None:
+    """The path of a file to read in blocks (plain JSON on disk, at least :data:`STREAM_MIN_BYTES`), checked
+    against the memory budget; None for anything else."""
+    if not isinstance(source, (str, os.PathLike)):
+        return None
+    path = Path(source)
+    if not path.is_file() or path.stat().st_size < STREAM_MIN_BYTES:
+        return None
+    with open(path, "rb") as f:
+        if f.read(2) == b"\x1f\x8b":
+            return None  # gzip: read whole, under the byte cap
+    check_memory(path.stat().st_size, STREAMED_BYTES_PER_BYTE, budget, path.name)
+    return path
 
 
 def _build(data: dict, name: str) -> CocoDataset:
@@ -267,6 +351,20 @@ def _build(data: dict, name: str) -> CocoDataset:
         anns = []
     kept = parse_annotations(anns, images, cats, problems)
     return assemble(images, kept, problems.frame(), name, annotations_in_file=len(anns))
+
+
+def _build_columns(cols: CocoColumns, name: str) -> CocoDataset:
+    """:func:`_build` for a file read as columns (:mod:`explorer.dataset.coco_columns`): the same checks, the same
+    problems in the same order."""
+    problems = Problems()
+    images = image_columns(cols.image_ids, cols.widths, cols.heights, cols.file_names, problems)
+    cats = parse_categories({} if cols.categories is None else {"categories": cols.categories}, problems)
+    anns = cols.annotations
+    if anns is None:
+        problems.add("warning", "missing_key", "no 'annotations' list: every image is treated as empty")
+        anns = annotation_columns([])
+    kept = parse_annotation_columns(anns, images, cats, problems)
+    return assemble(images, kept, problems.frame(), name, annotations_in_file=len(anns.ids))
 
 
 def assemble(

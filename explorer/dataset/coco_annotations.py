@@ -20,8 +20,7 @@ Example:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,30 +37,7 @@ from explorer.dataset.coco_problems import (
     is_number,
     short,
 )
-from explorer.dataset.coco_records import ImageRecords, hashable, id_array
-
-
-@dataclass
-class Annotations:
-    """The kept annotations, grouped by image (image order, then file order), and the categories.
-
-    Attributes:
-        category_ids: (C,) int64; ``category_names`` (C,) list of str.
-        ann_ids: (B,) int64 (object for string ids); ann_image: (B,) int64 image position; ann_category: (B,) int64.
-        boxes_xyxy: (B, 4) float32 clamped to the image; areas: (B,) float64; iscrowd: (B,) bool.
-        ann_offsets: (I + 1,) int64; crowd_kept: crowd annotations among the kept ones.
-    """
-
-    category_ids: np.ndarray
-    category_names: list[str]
-    ann_ids: np.ndarray
-    ann_image: np.ndarray
-    ann_category: np.ndarray
-    boxes_xyxy: np.ndarray
-    areas: np.ndarray
-    iscrowd: np.ndarray
-    ann_offsets: np.ndarray
-    crowd_kept: int
+from explorer.dataset.coco_records import Annotations, ImageRecords, group_by_image, hashable, id_array
 
 
 class _AnnotationRows:
@@ -117,32 +93,14 @@ def parse_annotations(records: list, images: ImageRecords, cats: dict[int, str],
     areas = _areas(rows, boxes)
     kept_rows = np.flatnonzero(rows.keep)
     _report_duplicate_ids(rows, kept_rows)
-    crowd_kept = int(iscrowd[kept_rows].sum())
-    if crowd_kept:
-        problems.add(
-            "info",
-            "crowd",
-            f"{crowd_kept} crowd annotation(s) (iscrowd=1) are excluded from matching, as in torchvision and "
-            "detectron2",
-        )
-    # grouped by image
-    order = kept_rows[np.argsort(image_idx[kept_rows], kind="stable")]
-    ann_image = image_idx[order]
-    n_images = len(images.ids)
-    offsets = np.zeros(n_images + 1, np.int64)
-    np.cumsum(np.bincount(ann_image, minlength=n_images), out=offsets[1:])
-    cat_ids = np.fromiter(cats, np.int64, count=len(cats))
-    return Annotations(
-        category_ids=cat_ids,
-        category_names=[cats[c] for c in cat_ids.tolist()],
-        ann_ids=id_array([rows.ids[k] for k in order.tolist()]),
-        ann_image=ann_image.astype(np.int64),
-        ann_category=cat_arr[order],
-        boxes_xyxy=np.ascontiguousarray(clamped[order]),
-        areas=areas[order],
-        iscrowd=iscrowd[order],
-        ann_offsets=offsets,
-        crowd_kept=crowd_kept,
+    columns = {"image": image_idx, "category": cat_arr, "xyxy": clamped, "area": areas, "iscrowd": iscrowd}
+    return group_by_image(
+        problems,
+        kept_rows,
+        columns,
+        len(images.ids),
+        cats,
+        lambda order: id_array([rows.ids[k] for k in order.tolist()]),
     )
 
 
@@ -168,6 +126,14 @@ def _image_index(rows: _AnnotationRows, images: ImageRecords) -> np.ndarray:
         image_idx = np.fromiter((index_get(v, -1) for v in image_col), np.int64, count=n)
     else:
         image_idx = np.fromiter((index_get(v, -1) if hashable(v) else -1 for v in image_col), np.int64, count=n)
+    _drop_unknown_images(rows, image_idx, images)
+    return image_idx
+
+
+def _drop_unknown_images(rows: _AnnotationRows, image_idx: np.ndarray, images: ImageRecords) -> None:
+    """Drop the rows whose image is not a valid one (``image_idx`` -1): silently for an image set aside for its
+    size (counted in its ``image_size`` problem, one per such image), else as ``missing_image``."""
+    image_col = rows.image_col
     per_invalid: Counter = Counter()
     bad_rows = []
     for k in np.flatnonzero(image_idx < 0).tolist():
@@ -194,7 +160,6 @@ def _image_index(rows: _AnnotationRows, images: ImageRecords) -> np.ndarray:
             f"image has no valid width/height ({reason}); it and its {count} annotation(s) are not scanned",
             image_id=image_id,
         )
-    return image_idx
 
 
 def _category_ids(rows: _AnnotationRows, cats: dict[int, str]) -> tuple[np.ndarray, dict[int, str]]:
@@ -225,7 +190,12 @@ def _category_ids(rows: _AnnotationRows, cats: dict[int, str]) -> tuple[np.ndarr
 
 def _xywh_boxes(rows: _AnnotationRows, bboxes: list[Any]) -> np.ndarray:
     """(N, 4) float64 xywh; malformed, non-finite and empty boxes are dropped (non-finite ones set to 0)."""
-    boxes = _bbox_array(bboxes, rows.drop)
+    return check_xywh(rows, _bbox_array(bboxes, rows.drop), bboxes)
+
+
+def check_xywh(rows: _AnnotationRows, boxes: np.ndarray, bboxes: Sequence[Any]) -> np.ndarray:
+    """Drop the non-finite boxes of (N, 4) float64 xywh ``boxes`` (set to 0 in place) and the empty ones;
+    ``bboxes[k]`` is the original value of row ``k``, for the messages."""
     finite = np.isfinite(boxes).all(axis=1)
     rows.drop(
         np.flatnonzero(~finite & rows.keep),
@@ -256,15 +226,24 @@ def _clamped_xyxy(
         lambda k: f"bbox {short(bboxes[k])} has values beyond the 32-bit float range; dropped",
     )
     b32[too_big] = 0.0
-    safe_idx = np.where(image_idx >= 0, image_idx, 0)
-    w_img = images.widths[safe_idx].astype(np.float32) if len(images.ids) else np.zeros(n, np.float32)
-    h_img = images.heights[safe_idx].astype(np.float32) if len(images.ids) else np.zeros(n, np.float32)
-    clamped = b32.copy()
+    safe_idx = np.maximum(image_idx, 0)
+    w_img = images.widths.astype(np.float32)[safe_idx] if len(images.ids) else np.zeros(n, np.float32)
+    h_img = images.heights.astype(np.float32)[safe_idx] if len(images.ids) else np.zeros(n, np.float32)
+    del safe_idx
+    # a value changes under clipping to [0, side] exactly when it lies outside (all values are finite here)
+    outside = np.zeros(n, bool)
+    for col, side in ((0, w_img), (2, w_img), (1, h_img), (3, h_img)):
+        outside |= (b32[:, col] < 0) | (b32[:, col] > side)
+    outside &= keep
+    over = {
+        k: float(max(-b32[k, 0], -b32[k, 1], b32[k, 2] - w_img[k], b32[k, 3] - h_img[k]))
+        for k in np.flatnonzero(outside).tolist()
+    }
+    clamped = b32  # clipped in place: the unclipped values needed for the messages are in ``over``
     np.clip(clamped[:, 0], 0, w_img, out=clamped[:, 0])
     np.clip(clamped[:, 2], 0, w_img, out=clamped[:, 2])
     np.clip(clamped[:, 1], 0, h_img, out=clamped[:, 1])
     np.clip(clamped[:, 3], 0, h_img, out=clamped[:, 3])
-    outside = (clamped != b32).any(axis=1) & keep
     empty_after = (clamped[:, 2] <= clamped[:, 0]) | (clamped[:, 3] <= clamped[:, 1])
     rows.drop(
         np.flatnonzero(empty_after & keep),
@@ -275,11 +254,11 @@ def _clamped_xyxy(
         ),
     )
     for k in np.flatnonzero(outside & keep).tolist():
-        over = float(max(-b32[k, 0], -b32[k, 1], b32[k, 2] - w_img[k], b32[k, 3] - h_img[k]))
         rows.warn(
             k,
             "box_outside_image",
-            f"bbox {short(bboxes[k])} extends {over:.3g} px outside its {int(w_img[k])}x{int(h_img[k])} image; clamped",
+            f"bbox {short(bboxes[k])} extends {over[k]:.3g} px outside its {int(w_img[k])}x{int(h_img[k])} image; "
+            "clamped",
         )
     return clamped
 
@@ -290,7 +269,7 @@ def _iscrowd(rows: _AnnotationRows) -> np.ndarray:
     keep = rows.keep
     if all_int64(crowd_col):
         crowd_arr = np.asarray(crowd_col, dtype=np.int64) if rows.n else np.zeros(0, np.int64)
-        odd = np.flatnonzero((crowd_arr != 0) & (crowd_arr != 1) & keep)
+        return report_iscrowd(rows, crowd_arr, None, crowd_col)
     else:
         crowd_arr = np.zeros(rows.n, np.int64)
         odd_list = []
@@ -308,11 +287,34 @@ def _iscrowd(rows: _AnnotationRows) -> np.ndarray:
         odd = np.asarray([k for k in odd_list if keep[k]], dtype=np.int64)
         if missing:
             rows.problems.add("warning", "missing_iscrowd", f"{missing} annotation(s) have no 'iscrowd'; taken as 0")
+    _report_odd_iscrowd(rows, odd, crowd_arr, crowd_col)
+    return crowd_arr != 0
+
+
+def report_iscrowd(
+    rows: _AnnotationRows, crowd_arr: np.ndarray, missing: np.ndarray | None, crowd_col: Sequence[Any]
+) -> np.ndarray:
+    """(N,) bool ``iscrowd != 0`` from (N,) int64 flags of whole-number values (``missing``: (N,) bool, where the
+    key is absent, or None when none is), with the problems :func:`_iscrowd` reports; ``crowd_col[k]`` is the
+    original value of row ``k``, for the messages."""
+    keep = rows.keep
+    odd = (crowd_arr != 0) & (crowd_arr != 1) & keep
+    if missing is not None:
+        odd &= ~missing
+        count = int((missing & keep).sum())
+        if count:
+            rows.problems.add("warning", "missing_iscrowd", f"{count} annotation(s) have no 'iscrowd'; taken as 0")
+    _report_odd_iscrowd(rows, np.flatnonzero(odd), crowd_arr, crowd_col)
+    return crowd_arr != 0
+
+
+def _report_odd_iscrowd(
+    rows: _AnnotationRows, odd: np.ndarray, crowd_arr: np.ndarray, crowd_col: Sequence[Any]
+) -> None:
     for k in odd.tolist():
         rows.warn(
             k, "invalid_iscrowd", f"iscrowd {short(crowd_col[k])} is not 0 or 1; taken as {1 if crowd_arr[k] else 0}"
         )
-    return crowd_arr != 0
 
 
 def _areas(rows: _AnnotationRows, boxes: np.ndarray) -> np.ndarray:
@@ -325,6 +327,12 @@ def _areas(rows: _AnnotationRows, boxes: np.ndarray) -> np.ndarray:
         areas = np.asarray(area_col, dtype=np.float64) if rows.n else np.zeros(0)
     except OverflowError:  # an integer beyond float64 (10**400)
         areas = np.fromiter(map(as_float, area_col), np.float64, count=rows.n)
+    return report_areas(rows, areas, box_area)
+
+
+def report_areas(rows: _AnnotationRows, areas: np.ndarray, box_area: np.ndarray) -> np.ndarray:
+    """(N,) float64 ``areas`` (NaN where absent or not a number) with the invalid ones replaced by ``box_area``,
+    one info row for all of them."""
     bad_area = ~(np.isfinite(areas) & (areas >= 0))
     if (bad_area & rows.keep).any():
         cnt = int((bad_area & rows.keep).sum())

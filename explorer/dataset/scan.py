@@ -53,18 +53,23 @@ import numpy as np
 import pandas as pd
 
 from explorer.boxes import apply_ratios
-from explorer.dataset.coco import SIZE_BUCKETS, CocoDataset
+from explorer.dataset import scan_tables
+from explorer.dataset.coco import CocoDataset
 from explorer.dataset.scan_config import ScanConfig
 from explorer.dataset.scan_geometry import ElongatedImageError, Geometry, geometry
 from explorer.dataset.scan_numpy import PER_LEVEL, TOTALS, ChunkOut, scan_chunk
 from explorer.dataset.scan_reference import reference_image_stats
-from explorer.dataset.scan_result import ScanResult
+from explorer.dataset.scan_result import ScanResult, box_groups
+from explorer.dataset.scan_tables import boxes_table, images_table, levels_table, write_boxes
 
 ProgressFn = Callable[[int, int], None]
 
 
-#: Images per chunk of the fast path (bounds memory).
+#: Images per chunk of the fast path (bounds memory), at most; fewer when images have many boxes, so that a chunk
+#: holds about :data:`_CHUNK_BOXES` boxes (a chunk's working memory grows with its boxes: 2,048 COCO images, about
+#: 15,000 boxes, need a few hundred MB per thread; Objects365 has twice the boxes per image).
 _CHUNK_IMAGES = 2048
+_CHUNK_BOXES = 16_000
 #: Below this many images ``device="auto"`` keeps the numpy path even when CUDA is present: measured on an H100
 #: host, the CUDA path's fixed costs (context, transfers, kernel launches) lose on small datasets (3,000 images:
 #: CUDA 1.9 s vs numpy 1.0 s) and win only at COCO-train scale (118,000 images: CUDA 17.8 s vs numpy 23.6 s).
@@ -110,14 +115,13 @@ class _Matchable:
     """The non-crowd boxes of a dataset, the ones the scan matches, grouped by image.
 
     Attributes:
-        rows: (G,) their rows in the dataset's annotation arrays; image: (G,) their image index; k: (G,) their
-            index within their image (file order).
+        rows: (G,) their rows in the dataset's annotation arrays; image: (G,) their image index (file order
+            within an image).
         per_image: (I,) boxes per image; first: (I + 1,) offset of each image's first box in ``rows``.
     """
 
     rows: np.ndarray
     image: np.ndarray
-    k: np.ndarray
     per_image: np.ndarray
     first: np.ndarray
 
@@ -127,7 +131,7 @@ class _Matchable:
         image = ds.ann_image[rows]
         per_image = np.bincount(image, minlength=ds.num_images)
         first = np.concatenate([[0], np.cumsum(per_image)])
-        return cls(rows, image, np.arange(len(rows)) - first[image], per_image, first)
+        return cls(rows, image, per_image, first)
 
 
 @dataclass
@@ -162,8 +166,9 @@ def scan_dataset(
     *,
     progress: ProgressFn | None = None,
     device: str = "auto",
-    chunk_images: int = _CHUNK_IMAGES,
+    chunk_images: int | None = None,
     workers: int | None = None,
+    boxes_to: str | os.PathLike | None = None,
 ) -> ScanResult:
     """Scan every image of a dataset.
 
@@ -175,9 +180,12 @@ def scan_dataset(
             else the numpy path, which is faster on small datasets), ``"cpu"`` (numpy), ``"cuda"`` (the
             torch path, :mod:`explorer.dataset.scan_torch`) or ``"torch-cpu"`` (the torch path on the CPU: slow,
             for tests).
-        chunk_images: images per chunk of the numpy path.
+        chunk_images: images per chunk of the numpy path (default: 2,048, fewer for images with many boxes).
         workers: threads for the numpy path (numpy releases the GIL in its array operations); ``None`` uses
             up to 2 threads (at most the CPU count) when there are several chunks.
+        boxes_to: write the per-box table to this Parquet file (``scan_tables.BOX_SLICE_ROWS`` rows at a time)
+            instead of keeping it in memory (a dataset of millions of boxes): ``result.boxes`` then holds only the boxes
+            without a positive, and the per-class and per-size aggregates are computed from the box columns.
 
     Returns:
         A :class:`ScanResult`.
@@ -209,7 +217,7 @@ def scan_dataset(
     _redo_with_reference(boxes_in, m, geo, cfg, counts)
     if progress is not None and n == 0:
         progress(n, n)
-    result = _assemble(ds, cfg, geo, boxes_in, m, counts)
+    result = _assemble(ds, cfg, geo, boxes_in, m, counts, boxes_to)
     result.seconds = time.perf_counter() - t0
     result.path = path
     result.reference_images = int(counts.fallback.sum())
@@ -238,10 +246,13 @@ def _geometry(ds: CocoDataset, cfg: ScanConfig) -> Geometry:
 
 def _scan_numpy(
     boxes_in: np.ndarray, m: _Matchable, geo: Geometry, cfg: ScanConfig, counts: _Counts, *,
-    progress: ProgressFn | None, chunk_images: int, workers: int | None,
+    progress: ProgressFn | None, chunk_images: int | None, workers: int | None,
 ) -> None:  # fmt: skip
     """The fast exact path over chunks of ``chunk_images`` images, on up to ``workers`` threads, into ``counts``."""
     n = len(m.per_image)
+    if chunk_images is None:
+        mean_boxes = len(m.rows) / max(n, 1)
+        chunk_images = int(min(_CHUNK_IMAGES, max(256, _CHUNK_BOXES / max(mean_boxes, 1e-9))))
     step = max(1, int(chunk_images))
     bounds = [(s, min(n, s + step)) for s in range(0, n, step)]
 
@@ -249,7 +260,8 @@ def _scan_numpy(
         s, e = bound
         bs, be = m.first[s], m.first[e]
         sel = np.arange(s, e)
-        return s, e, scan_chunk(boxes_in[m.rows[bs:be]], m.image[bs:be] - s, m.k[bs:be], e - s, geo, sel, cfg)
+        k = np.arange(bs, be) - m.first[m.image[bs:be]]  # each box's index within its image
+        return s, e, scan_chunk(boxes_in[m.rows[bs:be]], m.image[bs:be] - s, k, e - s, geo, sel, cfg)
 
     n_workers = _workers(workers, len(bounds))
     if n_workers > 1:
@@ -288,109 +300,33 @@ def _redo_with_reference(boxes_in: np.ndarray, m: _Matchable, geo: Geometry, cfg
 
 
 def _assemble(
-    ds: CocoDataset, cfg: ScanConfig, geo: Geometry, boxes_in: np.ndarray, m: _Matchable, counts: _Counts
-) -> ScanResult:
-    """The :class:`ScanResult` tables from the counts."""
+    ds: CocoDataset, cfg: ScanConfig, geo: Geometry, boxes_in: np.ndarray, m: _Matchable, counts: _Counts,
+    boxes_to: str | os.PathLike | None,
+) -> ScanResult:  # fmt: skip
+    """The :class:`ScanResult` tables from the counts (the per-box one written to ``boxes_to`` when given)."""
     bucket = ds.size_bucket()[m.rows]
-    return ScanResult(
-        images=_images_table(ds, geo, m, counts, bucket),
-        boxes=_boxes_table(ds, boxes_in, m, counts, bucket),
-        levels=_levels_table(geo, counts.per_image, ds.num_images),
+    result = ScanResult(
+        images=images_table(ds, geo, m, counts, bucket),
+        boxes=pd.DataFrame(),
+        levels=levels_table(geo, counts.per_image, ds.num_images),
         category_ids=ds.category_ids,
         category_names=list(ds.category_names),
         config=cfg,
     )
+    if boxes_to is None:
+        result.boxes = boxes_table(ds, boxes_in, m, counts, bucket)
+        return result
+    write_boxes(boxes_to, ds, boxes_in, m, counts, bucket)
+    no_pos = np.flatnonzero(counts.box_pos == 0)
+    result.boxes = boxes_table(ds, boxes_in, m, counts, bucket, no_pos).set_axis(no_pos)  # rows of the full table
+    result.boxes_path = str(boxes_to)
+    result.class_groups, result.size_groups = box_groups(
+        ds.ann_category[m.rows], m.image, counts.box_pos, counts.box_lq, counts.box_best, bucket,
+        categories=ds.category_ids, slice_rows=scan_tables.BOX_SLICE_ROWS,
+    )  # fmt: skip
+    return result
 
 
-def _images_table(ds: CocoDataset, geo: Geometry, m: _Matchable, counts: _Counts, bucket: np.ndarray) -> pd.DataFrame:
-    """One row per image: :data:`explorer.dataset.scan_result.IMAGE_COLUMNS`, then ``pos_P{level}``."""
-    n = ds.num_images
-    res = counts.per_image
-    m_img, K_all = m.image, m.per_image
-    sizes = np.zeros((n, 3), np.int64)
-    if len(m.rows):
-        np.add.at(sizes, (m_img, bucket.astype(np.int64)), 1)
-    crowd = np.bincount(ds.ann_image[ds.iscrowd], minlength=n)
-    no_pos = counts.box_pos == 0
-    negatives = res["hard"] + res["easy"]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(negatives > 0, res["positives"] / np.maximum(negatives, 1), np.nan)
-        mean_pos = np.where(K_all > 0, res["positives"] / np.maximum(K_all, 1), np.nan)
-    images = pd.DataFrame(
-        {
-            "image_id": ds.image_ids,
-            "file_name": ds.file_names,
-            "height": ds.heights,
-            "width": ds.widths,
-            "input_height": geo.input_h,
-            "input_width": geo.input_w,
-            "boxes": K_all,
-            "crowd_boxes": crowd,
-            "small": sizes[:, 0],
-            "medium": sizes[:, 1],
-            "large": sizes[:, 2],
-            "anchors": geo.level_start[:, -1] if n else np.zeros(0, np.int64),
-            "positives": res["positives"],
-            "ignored": res["ignored"],
-            "hard_negatives": res["hard"],
-            "easy_negatives": res["easy"],
-            "pos_neg_ratio": ratio,
-            "boxes_no_positive": np.bincount(m_img[no_pos], minlength=n),
-            "boxes_low_quality_only": np.bincount(m_img[counts.box_lq], minlength=n),
-            "mean_pos_per_box": mean_pos,
-        }
-    )
-    for li, level in enumerate(geo.level_numbers):
-        images[f"pos_P{level}"] = res["level_pos"][:, li]
-    return images
-
-
-def _boxes_table(
-    ds: CocoDataset, boxes_in: np.ndarray, m: _Matchable, counts: _Counts, bucket: np.ndarray
-) -> pd.DataFrame:
-    """One row per matched (non-crowd) box: ids, category, size, original and input-scale geometry, counts."""
-    n = ds.num_images
-    m_rows, m_img = m.rows, m.image
-    box_pos, box_best, box_lq = counts.box_pos, counts.box_best, counts.box_lq
-    no_pos = box_pos == 0
-    b = boxes_in[m_rows]
-    ob = ds.boxes_xyxy[m_rows].astype(np.float64)
-    w_img = ds.widths[m_img].astype(np.float64)
-    h_img = ds.heights[m_img].astype(np.float64)
-    return pd.DataFrame(
-        {
-            "image_index": m_img,
-            "ann_row": m_rows,
-            "annotation_id": ds.ann_ids[m_rows],
-            "image_id": ds.image_ids[m_img] if n else ds.image_ids[:0],
-            "category_id": ds.ann_category[m_rows],
-            "size": pd.Categorical.from_codes(bucket, categories=list(SIZE_BUCKETS)),
-            "area": ds.areas[m_rows],
-            "width": ob[:, 2] - ob[:, 0],
-            "height": ob[:, 3] - ob[:, 1],
-            "cx_rel": (ob[:, 0] + ob[:, 2]) / 2 / np.maximum(w_img, 1),
-            "cy_rel": (ob[:, 1] + ob[:, 3]) / 2 / np.maximum(h_img, 1),
-            "x1": b[:, 0],
-            "y1": b[:, 1],
-            "x2": b[:, 2],
-            "y2": b[:, 3],
-            "num_positive": box_pos,
-            "best_iou": box_best,
-            "low_quality_only": box_lq,
-            "no_positive": no_pos,
-        }
-    )
-
-
-def _levels_table(geo: Geometry, res: dict[str, np.ndarray], n: int) -> pd.DataFrame:
-    """One row per pyramid level: anchors and the label counts summed over the images."""
-    return pd.DataFrame(
-        {
-            "level": [f"P{lv}" for lv in geo.level_numbers],
-            "anchors": np.diff(geo.level_start, axis=1).sum(axis=0) if n else np.zeros(geo.num_levels, np.int64),
-            "positives": res["level_pos"].sum(axis=0),
-            "ignored": res["level_ign"].sum(axis=0),
-            "hard_negatives": res["level_hard"].sum(axis=0),
-            "easy_negatives": res["level_easy"].sum(axis=0),
-        }
-    )
+#: Datasets with more boxes than this have their per-box table streamed to Parquet by the CLI and the page
+#: (held in memory it would take several GB: 25 M boxes x 19 columns).
+STREAM_BOXES_MIN = 5_000_000

@@ -57,6 +57,9 @@ class ScanResult:
         config: the :class:`ScanConfig`.
         seconds: wall time of the scan; ``path``: "numpy", "torch-cuda" (and how many images went through the
             reference path, ``reference_images``).
+        boxes_path: when the per-box table was streamed to a Parquet file (a scan of millions of boxes), its
+            path; :attr:`boxes` then holds only the boxes without a positive, and ``class_groups`` /
+            ``size_groups`` the per-category and per-size sums of all boxes (:func:`box_groups`).
     """
 
     images: pd.DataFrame
@@ -68,6 +71,9 @@ class ScanResult:
     seconds: float = 0.0
     path: str = "numpy"
     reference_images: int = 0
+    boxes_path: str = ""
+    class_groups: pd.DataFrame | None = None
+    size_groups: pd.DataFrame | None = None
 
     def summary(self) -> dict[str, float]:
         """Headline figures: images, boxes, anchors and the share of each label, boxes without a positive."""
@@ -104,7 +110,9 @@ class ScanResult:
         ``tag``: "under-represented" / "over-represented" by share of positive anchors against a uniform share."""
         b = self.boxes
         cats = pd.DataFrame({"category_id": self.category_ids, "category": self.category_names})
-        if len(b):
+        if self.class_groups is not None:
+            out = cats.merge(self.class_groups, on="category_id", how="left")
+        elif len(b):
             g = b.groupby("category_id")
             agg = pd.DataFrame(
                 {
@@ -158,6 +166,8 @@ class ScanResult:
     def per_size(self) -> pd.DataFrame:
         """One row per COCO size bucket (small/medium/large, original-scale area): boxes, mean positives per
         box, share without a positive, share positive only through low-quality matches, mean best IoU."""
+        if self.size_groups is not None:
+            return self.size_groups.copy()
         b = self.boxes
         rows = []
         for name in SIZE_BUCKETS:
@@ -180,6 +190,64 @@ class ScanResult:
         """The boxes that no anchor labels positive, smallest first."""
         b = self.boxes[self.boxes["no_positive"]]
         return b.sort_values("area", kind="stable")
+
+
+def box_groups(
+    category_id: np.ndarray, image_index: np.ndarray, num_positive: np.ndarray, low_quality_only: np.ndarray,
+    best_iou: np.ndarray, size_code: np.ndarray, *, categories: np.ndarray, slice_rows: int = 1_000_000,
+) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+    """The per-category sums of :meth:`ScanResult.per_class` and the rows of :meth:`ScanResult.per_size`, from
+    the (B,) columns of the boxes (grouped by image) with numpy, ``slice_rows`` boxes at a time (cut at image
+    boundaries): for a box table too large for pandas' groupby. ``categories``: every category id the boxes use.
+    Counts are exact; means are float64 sums divided by counts (a pandas mean can differ in the last bits)."""
+    cats = np.unique(np.asarray(categories, np.int64))
+    c, n = len(cats), len(category_id)
+    by_cat = np.zeros((5, c))  # instances, positives, no positive, low-quality only, sum of best IoU
+    by_size = np.zeros((5, 3))
+    images = np.zeros(c, np.int64)
+    start = 0
+    while start < n:
+        end = min(n, start + max(1, slice_rows))
+        if end < n:  # no image spans two slices, so that its categories are counted once
+            end = int(np.searchsorted(image_index, image_index[end - 1], side="right"))
+        sl = slice(start, end)
+        ci, img, size = np.searchsorted(cats, category_id[sl]), image_index[sl], size_code[sl].astype(np.int64)
+        pos = num_positive[sl]
+        weights = (None, pos, pos == 0, low_quality_only[sl], best_iou[sl].astype(np.float64))
+        for row, w in enumerate(weights):
+            by_cat[row] += np.bincount(ci, w, minlength=c)
+            by_size[row] += np.bincount(size, w, minlength=3)
+        width = int(img.max()) - int(img.min()) + 1
+        images += np.bincount(np.unique(ci * width + (img - img.min())) // width, minlength=c)
+        start = end
+    inst = by_cat[0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        classes = pd.DataFrame(
+            {
+                "category_id": cats,
+                "instances": inst.astype(np.int64),
+                "images": images,
+                "positives": by_cat[1].astype(np.int64),
+                "no_positive": by_cat[2].astype(np.int64),
+                "low_quality_only": by_cat[3].astype(np.int64),
+                "mean_best_iou": by_cat[4] / inst,
+            }
+        )
+    rows = []
+    for k, name in enumerate(SIZE_BUCKETS):
+        boxes = int(by_size[0, k])
+        rows.append(
+            {
+                "size": name,
+                "boxes": boxes,
+                "positives": int(by_size[1, k]),
+                "mean_pos_per_box": by_size[1, k] / boxes if boxes else np.nan,
+                "no_positive_share": by_size[2, k] / boxes if boxes else np.nan,
+                "low_quality_only_share": by_size[3, k] / boxes if boxes else np.nan,
+                "mean_best_iou": by_size[4, k] / boxes if boxes else np.nan,
+            }
+        )
+    return classes, pd.DataFrame(rows)
 
 
 def format_summary(result: ScanResult) -> str:

@@ -173,3 +173,21 @@ def test_gallery_says_how_many_boxes_it_shows_and_writes_ious_below_the_threshol
     rows = dataset_view.no_positive_rows(ds, result, 0.5)
     ious = [float(caption.rsplit("best IoU ", 1)[1]) for _, _, caption in rows]
     assert len(rows) == dataset_view.GALLERY_SIZE and all(v < 0.5 for v in ious)
+
+
+@pytest.mark.slow
+def test_a_dataset_with_too_many_boxes_to_hold_streams_its_box_table(monkeypatch, tmp_path):
+    import ui.dataset
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv(sources.DATA_ROOT_ENV, raising=False)
+    monkeypatch.setattr(ui.dataset, "STREAM_BOXES_MIN", 10)  # the sample's boxes count as "too many"
+    monkeypatch.setattr(ui.dataset, "cache_root", lambda: tmp_path)
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.sidebar.number_input(key="dd_pos").set_value(0.45).run()  # a configuration no other test has cached
+    assert not at.exception, [e.value for e in at.exception]
+    assert _metrics(at)["Images"] == "200"
+    assert any("written to a Parquet file on the server" in c.value for c in at.caption)
+    assert len(list((tmp_path / "scans").glob("boxes-*.parquet"))) == 1
+    at.toggle(key="dd_exports").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]

@@ -48,3 +48,30 @@ def test_empty_dataset():
     assert result.summary()["images"] == 0
     assert result.per_class()["tag"].tolist() == ["absent"]
     format_summary(result)
+
+
+@pytest.mark.parametrize("slice_rows", [7, 1_000_000])
+def test_box_table_streamed_to_parquet_equals_the_in_memory_one(tmp_path, monkeypatch, slice_rows):
+    import pandas as pd
+
+    import explorer.dataset.scan_tables as scan_tables
+
+    monkeypatch.setattr(scan_tables, "BOX_SLICE_ROWS", slice_rows)
+    coco, _ = synthetic.make_dataset(12, seed=8)
+    tiny = [{**a, "id": 10_000 + k, "bbox": [*a["bbox"][:2], 3, 2]} for k, a in enumerate(coco["annotations"][::4])]
+    coco["annotations"] += tiny  # boxes no anchor labels positive
+    ds = load_coco(coco)
+    kept = scan_dataset(ds, device="cpu")
+    path = tmp_path / "boxes.parquet"
+    streamed = scan_dataset(ds, device="cpu", boxes_to=path)
+    assert streamed.boxes_path == str(path)
+    pd.testing.assert_frame_equal(pd.read_parquet(path), kept.boxes, check_categorical=False)
+    pd.testing.assert_frame_equal(streamed.images, kept.images)
+    # only the boxes without a positive stay in memory, with their rows of the full table
+    assert 0 < len(streamed.boxes) < len(kept.boxes)
+    pd.testing.assert_frame_equal(streamed.boxes_without_positive(), kept.boxes_without_positive())
+    # aggregates from the box columns: counts exact, means to the last bits
+    a, b = streamed.per_class(), kept.per_class()
+    pd.testing.assert_frame_equal(a.drop(columns="mean_best_iou"), b.drop(columns="mean_best_iou"), rtol=1e-12)
+    assert a["mean_best_iou"].to_numpy() == pytest.approx(b["mean_best_iou"].to_numpy(), rel=1e-6, nan_ok=True)
+    pd.testing.assert_frame_equal(streamed.per_size(), kept.per_size(), rtol=1e-6)
