@@ -24,7 +24,14 @@ def coco_mini() -> Path:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests on the real coco-mini data (exactness against torchvision's own loop) are ``slow``, as are the few
     marked by hand that take several seconds (training steps, long page walks): the fast loop,
-    ``pytest -m "not slow and not e2e"``, leaves them to the full suite."""
+    ``pytest -m "not slow and not e2e"``, leaves them to the full suite.
+
+    The suite runs on two pytest-xdist workers (``-n 2 --dist loadgroup`` in pyproject.toml). The browser tests
+    run one after another on one worker, the 10-session load test as a group of its own (it is the longest test),
+    and the two workers share the rest."""
     for item in items:
         if "coco_mini" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("e2e") is not None:
+            group = "load" if item.path.name == "test_load.py" else "browser"
+            item.add_marker(pytest.mark.xdist_group(group))
