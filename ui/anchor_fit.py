@@ -127,13 +127,13 @@ def show_summary(fit: FitResult, settings: FitSettings) -> None:
         "Boxes covered", f"{100 * w.full.covered:.2f} %", f"{100 * (w.full.covered - b.full.covered):+.2f} points",
         help="Share of boxes with a positive at IoU ≥ pos (no low-quality rescue), torchvision's default → fitted",
     )  # fmt: skip
-    trade = "A trade-off, not a goal: tighter anchors give each box fewer positives."
+    trade = "A trade-off, not a goal: tighter anchors give each box fewer positives. P10: the 10th percentile."
     m[1].metric(
         "Median positives / box", f"{w.full.median_pos:g}", f"{w.full.median_pos - b.full.median_pos:+g}",
         delta_color="off", help=trade,
     )  # fmt: skip
     m[2].metric(
-        "10th percentile positives / box", f"{w.full.p10_pos:g}", f"{w.full.p10_pos - b.full.p10_pos:+g}",
+        "P10 positives / box", f"{w.full.p10_pos:g}", f"{w.full.p10_pos - b.full.p10_pos:+g}",
         delta_color="off", help=trade,
     )  # fmt: skip
     m[3].metric("Anchors per location", f"{w.config.anchors_per_location()[0]}", help=f"winner: {w.name}")
