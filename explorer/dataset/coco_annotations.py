@@ -350,14 +350,16 @@ def _report_duplicate_ids(rows: _AnnotationRows, kept_rows: np.ndarray) -> None:
     seen: set = set()
     for k, v in zip(kept_rows.tolist(), id_values, strict=True):
         if v in seen:
-            rows.problems.add(
-                "warning",
-                "duplicate_id",
-                f"annotation id {v!r} is used more than once; kept",
-                image_id=rows.image_col[k],
-                annotation_id=v,
-            )
+            report_duplicate_id(rows.problems, rows.image_col[k], v)
         seen.add(v)
+
+
+def report_duplicate_id(problems: Problems, image_id: object, ann_id: object) -> None:
+    """The warning for a kept annotation whose id was used before (both readers write it)."""
+    problems.add(
+        "warning", "duplicate_id", f"annotation id {ann_id!r} is used more than once; kept",
+        image_id=image_id, annotation_id=ann_id,
+    )  # fmt: skip
 
 
 def _bbox_array(bboxes: list[Any], drop: Callable[..., None]) -> np.ndarray:

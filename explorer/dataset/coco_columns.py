@@ -45,6 +45,7 @@ from explorer.dataset.coco_annotations import (
     _drop_unknown_images,
     check_xywh,
     report_areas,
+    report_duplicate_id,
     report_iscrowd,
 )
 from explorer.dataset.coco_problems import Problems, short
@@ -305,11 +306,4 @@ def _report_duplicate_id_column(rows: _AnnotationRows, ids: np.ndarray, kept_row
     repeat = np.ones(len(kept_ids), bool)
     repeat[first] = False
     for k in kept_rows[repeat].tolist():
-        v = int(ids[k])
-        rows.problems.add(
-            "warning",
-            "duplicate_id",
-            f"annotation id {v!r} is used more than once; kept",
-            image_id=rows.image_col[k],
-            annotation_id=v,
-        )
+        report_duplicate_id(rows.problems, rows.image_col[k], int(ids[k]))
