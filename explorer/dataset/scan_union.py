@@ -106,11 +106,12 @@ def union_cells(x0: np.ndarray, x1: np.ndarray, y0: np.ndarray, y1: np.ndarray, 
     return (covered * height).sum(axis=0)
 
 
-def _box_buckets(K: np.ndarray) -> list[tuple[int, np.ndarray]]:
-    """Images grouped by number of boxes: exact up to 8, then in ranges 25 % wide; (padded K, images) each."""
-    out, lo, kb, k_max = [], 0, 1, int(K.max(initial=0))
+def _box_buckets(per_image: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """Images grouped by their number of boxes: exact up to 8, then in ranges about 25 % wide; (padded number of
+    boxes, images) per group."""
+    out, lo, kb, k_max = [], 0, 1, int(per_image.max(initial=0))
     while lo < k_max:
-        imgs = np.flatnonzero((K > lo) & (K <= kb))
+        imgs = np.flatnonzero((per_image > lo) & (per_image <= kb))
         if len(imgs):
             out.append((kb, imgs))
         lo, kb = kb, kb + 1 if kb < 8 else int(np.ceil(kb * 1.25))
