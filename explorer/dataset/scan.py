@@ -259,9 +259,7 @@ def _scan_numpy(
     def run(bound: tuple[int, int]) -> tuple[int, int, ChunkOut]:
         s, e = bound
         bs, be = m.first[s], m.first[e]
-        sel = np.arange(s, e)
-        k = np.arange(bs, be) - m.first[m.image[bs:be]]  # each box's index within its image
-        return s, e, scan_chunk(boxes_in[m.rows[bs:be]], m.image[bs:be] - s, k, e - s, geo, sel, cfg)
+        return s, e, scan_chunk(boxes_in[m.rows[bs:be]], m.image[bs:be] - s, e - s, geo, np.arange(s, e), cfg)
 
     n_workers = _workers(workers, len(bounds))
     if n_workers > 1:
