@@ -42,7 +42,7 @@ import pandas as pd
 from explorer import settings
 from explorer.dataset.coco_annotations import parse_annotations
 from explorer.dataset.coco_columns import CocoColumns, annotation_columns, decode_columns, parse_annotation_columns
-from explorer.dataset.coco_json import DEFAULT_MAX_BYTES, CocoFormatError, _mb, parse_json_lean, read_bytes
+from explorer.dataset.coco_json import DEFAULT_MAX_BYTES, CocoFormatError, parse_json_lean, read_bytes
 from explorer.dataset.coco_problems import MISSING, SEVERITIES, Problems
 from explorer.dataset.coco_records import (
     Annotations,
@@ -53,6 +53,7 @@ from explorer.dataset.coco_records import (
     parse_images,
 )
 from explorer.dataset.coco_stream import stream_columns
+from explorer.dataset.memory import megabytes, memory_refusal, release_free_memory
 
 #: COCO's area ranges (``COCOeval``): small < 32², medium < 96², large otherwise, in original-image pixels².
 AREA_SMALL = 32.0**2
@@ -255,13 +256,17 @@ def load_coco(
         data, default_name = source, "COCO dict"
     elif (streamed := _streamed_file(source, budget)) is not None:
         columns = stream_columns(streamed)
+        release_free_memory()  # the freed records of the blocks (BENCHMARKS.md, "Loading at scale")
         if columns is None:
             raise CocoFormatError(
-                f"{streamed.name} ({_mb(streamed.stat().st_size)}) does not fit the columnar reader (a record of "
+                f"{streamed.name} ({megabytes(streamed.stat().st_size)}) does not fit the columnar reader (a record of "
                 "an unexpected shape) and is too large for the dict reader: "
                 + memory_refusal(streamed.stat().st_size, DICT_BYTES_PER_BYTE, budget)
             )
-        return _build_columns(columns, name or streamed.name)
+        dataset = _build_columns(columns, name or streamed.name)
+        del columns
+        release_free_memory()
+        return dataset
     else:
         raw, default_name = read_bytes(source, max_bytes)
         check_memory(len(raw), COLUMNS_BYTES_PER_BYTE, budget, default_name)
@@ -296,14 +301,6 @@ STREAMED_BYTES_PER_BYTE = 1.1
 STREAM_MIN_BYTES = 1_000_000_000
 
 
-def memory_refusal(size: int, per_byte: float, budget: int) -> str:
-    """The sentence that refuses a file of ``size`` bytes needing ``per_byte`` bytes of memory per byte."""
-    return (
-        f"loading it needs about {_mb(size * per_byte)} of memory, over this server's budget of {_mb(budget)} "
-        "(FOCALSCOPE_DATASET_MEMORY_MB)"
-    )
-
-
 def check_memory(size: int, per_byte: float, budget: int, name: str) -> None:
     """Refuse, before reading it, a file whose load would need more than ``budget`` bytes of memory.
 
@@ -319,7 +316,7 @@ def check_memory(size: int, per_byte: float, budget: int, name: str) -> None:
 of memory, over this server's budget of 4295 MB (FOCALSCOPE_DATASET_MEMORY_MB)
     """
     if size * per_byte > budget:
-        raise CocoFormatError(f"{name} is {_mb(size)}: {memory_refusal(size, per_byte, budget)}")
+        raise CocoFormatError(f"{name} is {megabytes(size)}: {memory_refusal(size, per_byte, budget)}")
 
 
 def _streamed_file(source: object, budget: int) -> Path | None:

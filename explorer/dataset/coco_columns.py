@@ -50,6 +50,7 @@ from explorer.dataset.coco_annotations import (
 )
 from explorer.dataset.coco_problems import Problems, short
 from explorer.dataset.coco_records import Annotations, ImageRecords, group_by_image
+from explorer.dataset.memory import release_free_memory
 
 _Number = int | float
 _UNSET = msgspec.UNSET
@@ -284,6 +285,7 @@ def parse_annotation_columns(
     kept_rows = np.flatnonzero(rows.keep)
     _report_duplicate_id_column(rows, cols.ids, kept_rows)
     columns = {"image": image_idx, "category": cat_arr, "xyxy": clamped, "area": areas, "iscrowd": iscrowd}
+    release_free_memory()  # the checks' temporaries, before the grouped copies (the peak of a big load)
     return group_by_image(problems, kept_rows, columns, len(images.ids), cats, lambda order: cols.ids[order])
 
 

@@ -27,6 +27,8 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+from explorer.dataset.memory import megabytes
+
 #: Default cap on the size of an annotation file (bytes).
 DEFAULT_MAX_BYTES = 2_000_000_000
 
@@ -46,12 +48,6 @@ class CocoFormatError(ValueError):
         super().__init__(message)
         self.line = line
         self.column = column
-
-
-def _mb(n: float) -> str:
-    """A byte count in MB, with a decimal below 10 MB so that small limits do not read as 0."""
-    mb = n / 1e6
-    return f"{mb:.0f} MB" if mb >= 10 else f"{mb:.2g} MB"
 
 
 #: Leading bytes of files that people upload by mistake instead of a COCO JSON.
@@ -84,11 +80,13 @@ def read_bytes(source: bytes | bytearray | memoryview | str | os.PathLike, max_b
             raise CocoFormatError(f"annotation file not found: {path}")
         size = path.stat().st_size
         if size > max_bytes:
-            raise CocoFormatError(f"annotation file {path.name} is {_mb(size)}, over the {_mb(max_bytes)} limit")
+            raise CocoFormatError(
+                f"annotation file {path.name} is {megabytes(size)}, over the {megabytes(max_bytes)} limit"
+            )
         data = path.read_bytes()
         name = path.name
     if len(data) > max_bytes:
-        raise CocoFormatError(f"annotation data is {_mb(len(data))}, over the {_mb(max_bytes)} limit")
+        raise CocoFormatError(f"annotation data is {megabytes(len(data))}, over the {megabytes(max_bytes)} limit")
     if data[:2] == b"\x1f\x8b":
         data = gunzip(data, max_bytes, name)
     return data, name
@@ -109,7 +107,8 @@ def gunzip(data: bytes, max_bytes: int, name: str) -> bytes:
         raise CocoFormatError(f"{name} is a gzip file that cannot be decompressed: {err}") from None
     if len(out) > max_bytes:
         raise CocoFormatError(
-            f"{name} decompresses to more than the {_mb(max_bytes)} limit (a gzip file of {_mb(len(data))}); "
+            f"{name} decompresses to more than the {megabytes(max_bytes)} limit (a gzip file of "
+            f"{megabytes(len(data))}); "
             "refused as a possible decompression bomb"
         )
     return out

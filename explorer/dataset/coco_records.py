@@ -209,7 +209,7 @@ def group_by_image(
         category_ids=cat_ids,
         category_names=[cats[c] for c in cat_ids.tolist()],
         ann_ids=ids_of(order),
-        ann_image=ann_image.astype(np.int64),
+        ann_image=ann_image.astype(np.int64, copy=False),
         ann_category=columns["category"][order],
         boxes_xyxy=np.ascontiguousarray(columns["xyxy"][order]),
         areas=columns["area"][order],

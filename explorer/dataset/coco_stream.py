@@ -45,6 +45,7 @@ from explorer.dataset.coco_columns import (
     annotation_columns,
     image_columns_of,
 )
+from explorer.dataset.memory import release_free_memory
 
 #: Bytes read per block.
 BLOCK_BYTES = 64 << 20
@@ -247,6 +248,8 @@ class _Reader:
             columns = annotation_columns(records)
             columns.original = None  # not the records: they would all stay alive; _FileOriginals decodes again
             stream.chunks.append(columns)
+        del records
+        release_free_memory()  # the block's records, freed: else glibc keeps their pages (1.6 GB at Objects365 scale)
 
     def _columns(self, skeleton: _Skeleton) -> CocoColumns:
         images = self._array(skeleton.images, "images")
@@ -290,6 +293,7 @@ def _concat_annotations(stream: _Stream, path: Path) -> AnnotationColumns:
         columns[key] = np.concatenate([getattr(c, key) for c in chunks])
         for c in chunks:
             setattr(c, key, None)  # free each chunk's column as soon as it is copied
+        release_free_memory()
     chunks.clear()
     return AnnotationColumns(**columns, original=_FileOriginals(path, stream.blocks))
 

@@ -55,6 +55,7 @@ import pandas as pd
 from explorer.boxes import apply_ratios
 from explorer.dataset import scan_tables
 from explorer.dataset.coco import CocoDataset
+from explorer.dataset.memory import release_free_memory
 from explorer.dataset.scan_config import ScanConfig
 from explorer.dataset.scan_geometry import ElongatedImageError, Geometry, geometry
 from explorer.dataset.scan_numpy import PER_LEVEL, TOTALS, ChunkOut, scan_chunk
@@ -215,6 +216,7 @@ def scan_dataset(
     else:
         _scan_numpy(boxes_in, m, geo, cfg, counts, progress=progress, chunk_images=chunk_images, workers=workers)
     _redo_with_reference(boxes_in, m, geo, cfg, counts)
+    release_free_memory()  # the chunks' temporaries, kept by the threads' heaps, before the tables are built
     if progress is not None and n == 0:
         progress(n, n)
     result = _assemble(ds, cfg, geo, boxes_in, m, counts, boxes_to)

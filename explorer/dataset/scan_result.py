@@ -192,6 +192,16 @@ class ScanResult:
         return b.sort_values("area", kind="stable")
 
 
+def _images_per_category(ci: np.ndarray, img: np.ndarray, c: int) -> np.ndarray:
+    """(c,) number of distinct images among boxes of each category (category index ``ci``, image ``img`` >= 0)."""
+    width = int(img.max(initial=-1)) + 1
+    if width * c <= 64_000_000:  # a mark per (image, category): no sort
+        seen = np.zeros(width * c, bool)
+        seen[img * c + ci] = True
+        return seen.reshape(width, c).sum(axis=0)
+    return np.bincount(np.unique(img * c + ci) % c, minlength=c)
+
+
 def box_groups(
     category_id: np.ndarray, image_index: np.ndarray, num_positive: np.ndarray, low_quality_only: np.ndarray,
     best_iou: np.ndarray, size_code: np.ndarray, *, categories: np.ndarray, slice_rows: int = 1_000_000,
@@ -217,8 +227,7 @@ def box_groups(
         for row, w in enumerate(weights):
             by_cat[row] += np.bincount(ci, w, minlength=c)
             by_size[row] += np.bincount(size, w, minlength=3)
-        width = int(img.max()) - int(img.min()) + 1
-        images += np.bincount(np.unique(ci * width + (img - img.min())) // width, minlength=c)
+        images += _images_per_category(ci, img - img.min(), c)
         start = end
     inst = by_cat[0]
     with np.errstate(divide="ignore", invalid="ignore"):

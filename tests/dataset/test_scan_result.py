@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from explorer import synthetic
@@ -75,3 +76,15 @@ def test_box_table_streamed_to_parquet_equals_the_in_memory_one(tmp_path, monkey
     pd.testing.assert_frame_equal(a.drop(columns="mean_best_iou"), b.drop(columns="mean_best_iou"), rtol=1e-12)
     assert a["mean_best_iou"].to_numpy() == pytest.approx(b["mean_best_iou"].to_numpy(), rel=1e-6, nan_ok=True)
     pd.testing.assert_frame_equal(streamed.per_size(), kept.per_size(), rtol=1e-6)
+
+
+def test_images_per_category_counts_distinct_images_both_ways():
+    from explorer.dataset import scan_result
+
+    rng = np.random.default_rng(3)
+    img = np.sort(rng.integers(0, 50, 400))
+    ci = rng.integers(0, 7, 400)
+    want = [len(set(img[ci == c].tolist())) for c in range(7)]
+    assert scan_result._images_per_category(ci, img, 7).tolist() == want
+    # 50 images x 7 M categories is too wide for a mark per (image, category): the sort path
+    assert scan_result._images_per_category(ci, img, 7_000_000)[:7].tolist() == want
