@@ -110,14 +110,18 @@ def geometry(heights: np.ndarray, widths: np.ndarray, config: AnchorConfig) -> G
         cells = [g.cell_anchors.astype(np.float32) for g in grids]
     input_h = sizes[inv, 0] if n else np.zeros(0, np.int64)
     input_w = sizes[inv, 1] if n else np.zeros(0, np.int64)
-    g = grid_rows[inv] if n else np.zeros((0, 6, num_levels))
+    inv = inv if n else np.zeros(0, np.int64)
+
+    def per_image(row: int, dtype: type) -> np.ndarray:  # (I, L), gathered row by row: no (I, 6, L) temporary
+        return grid_rows[inv, row].astype(dtype)
+
     level_start = np.zeros((n, num_levels + 1), np.int64)
     if n:
         np.cumsum(counts[inv], axis=1, out=level_start[:, 1:])
     ratio_h, ratio_w = scale_ratios(heights, widths, input_h, input_w)
     integral = (
         all(bool(np.all(c == np.round(c))) for c in cells)
-        and not np.any(g[:, 4:6])
+        and not np.any(grid_rows[:, 4:6])  # every distinct size's row belongs to some image
         and max(int(input_h.max(initial=0)), int(input_w.max(initial=0))) + 4096 < 2**24
         and all(float(np.abs(c).max(initial=0)) < 2**20 for c in cells)
     )
@@ -127,12 +131,12 @@ def geometry(heights: np.ndarray, widths: np.ndarray, config: AnchorConfig) -> G
         input_w=input_w,
         ratio_h=ratio_h,
         ratio_w=ratio_w,
-        gh=g[:, 0].astype(np.int64),
-        gw=g[:, 1].astype(np.int64),
-        sh=g[:, 2].astype(np.int64),
-        sw=g[:, 3].astype(np.int64),
-        oy=g[:, 4],
-        ox=g[:, 5],
+        gh=per_image(0, np.int64),
+        gw=per_image(1, np.int64),
+        sh=per_image(2, np.int64),
+        sw=per_image(3, np.int64),
+        oy=per_image(4, np.float64),
+        ox=per_image(5, np.float64),
         level_start=level_start,
         level_numbers=config.levels,
         cells=cells,
