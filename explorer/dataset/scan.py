@@ -82,12 +82,6 @@ AUTO_CUDA_MIN_IMAGES = 50_000
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def input_boxes(ds: CocoDataset, geo_ratio_h: np.ndarray, geo_ratio_w: np.ndarray) -> np.ndarray:
-    """All boxes of ``ds`` scaled to the input as torchvision's ``resize_boxes`` (float32 multiply by the
-    per-axis float32 ratio). (B, 4) float32."""
-    return apply_ratios(ds.boxes_xyxy, geo_ratio_h[ds.ann_image], geo_ratio_w[ds.ann_image])
-
-
 def _workers(requested: int | None, chunks: int) -> int:
     if requested is not None:
         if requested < 1:
@@ -119,20 +113,30 @@ class _Matchable:
         rows: (G,) their rows in the dataset's annotation arrays; image: (G,) their image index (file order
             within an image).
         per_image: (I,) boxes per image; first: (I + 1,) offset of each image's first box in ``rows``.
+        boxes_xyxy: (B, 4) the dataset's boxes; ratio_h, ratio_w: (I,) float32 the images' resize ratios.
     """
 
     rows: np.ndarray
     image: np.ndarray
     per_image: np.ndarray
     first: np.ndarray
+    boxes_xyxy: np.ndarray
+    ratio_h: np.ndarray
+    ratio_w: np.ndarray
 
     @classmethod
-    def of(cls, ds: CocoDataset) -> _Matchable:
+    def of(cls, ds: CocoDataset, geo: Geometry) -> _Matchable:
         rows = np.flatnonzero(~ds.iscrowd)
         image = ds.ann_image[rows]
         per_image = np.bincount(image, minlength=ds.num_images)
         first = np.concatenate([[0], np.cumsum(per_image)])
-        return cls(rows, image, per_image, first)
+        return cls(rows, image, per_image, first, ds.boxes_xyxy, geo.ratio_h, geo.ratio_w)
+
+    def input_boxes(self, sel: slice | np.ndarray = slice(None)) -> np.ndarray:
+        """(n, 4) float32 the boxes at positions ``sel`` scaled to the input as torchvision's ``resize_boxes``
+        (float32 multiply by the per-axis float32 ratio). Computed when needed, not kept: 0.4 GB for 25 M boxes."""
+        image = self.image[sel]
+        return apply_ratios(self.boxes_xyxy[self.rows[sel]], self.ratio_h[image], self.ratio_w[image])
 
 
 @dataclass
@@ -200,8 +204,7 @@ def scan_dataset(
     t0 = time.perf_counter()
     n = ds.num_images
     geo = _geometry(ds, cfg)
-    boxes_in = input_boxes(ds, geo.ratio_h, geo.ratio_w)
-    m = _Matchable.of(ds)
+    m = _Matchable.of(ds, geo)
     counts = _Counts.zeros(n, geo.num_levels, len(m.rows))
     path = "numpy"
     if use_torch:
@@ -210,16 +213,16 @@ def scan_dataset(
         torch_device = "cpu" if device == "torch-cpu" else "cuda"
         path = f"torch-{torch_device}"
         scan_torch(
-            boxes_in[m.rows], m.image, m.per_image, geo, cfg, counts.per_image, counts.box_pos, counts.box_best,
+            m.input_boxes(), m.image, m.per_image, geo, cfg, counts.per_image, counts.box_pos, counts.box_best,
             counts.box_lq, progress=progress, device=torch_device,
         )  # fmt: skip
     else:
-        _scan_numpy(boxes_in, m, geo, cfg, counts, progress=progress, chunk_images=chunk_images, workers=workers)
-    _redo_with_reference(boxes_in, m, geo, cfg, counts)
+        _scan_numpy(m, geo, cfg, counts, progress=progress, chunk_images=chunk_images, workers=workers)
+    _redo_with_reference(m, geo, cfg, counts)
     release_free_memory()  # the chunks' temporaries, kept by the threads' heaps, before the tables are built
     if progress is not None and n == 0:
         progress(n, n)
-    result = _assemble(ds, cfg, geo, boxes_in, m, counts, boxes_to)
+    result = _assemble(ds, cfg, geo, m, counts, boxes_to)
     result.seconds = time.perf_counter() - t0
     result.path = path
     result.reference_images = int(counts.fallback.sum())
@@ -247,7 +250,7 @@ def _geometry(ds: CocoDataset, cfg: ScanConfig) -> Geometry:
 
 
 def _scan_numpy(
-    boxes_in: np.ndarray, m: _Matchable, geo: Geometry, cfg: ScanConfig, counts: _Counts, *,
+    m: _Matchable, geo: Geometry, cfg: ScanConfig, counts: _Counts, *,
     progress: ProgressFn | None, chunk_images: int | None, workers: int | None,
 ) -> None:  # fmt: skip
     """The fast exact path over chunks of ``chunk_images`` images, on up to ``workers`` threads, into ``counts``."""
@@ -261,7 +264,7 @@ def _scan_numpy(
     def run(bound: tuple[int, int]) -> tuple[int, int, ChunkOut]:
         s, e = bound
         bs, be = m.first[s], m.first[e]
-        return s, e, scan_chunk(boxes_in[m.rows[bs:be]], m.image[bs:be] - s, e - s, geo, np.arange(s, e), cfg)
+        return s, e, scan_chunk(m.input_boxes(slice(bs, be)), m.image[bs:be] - s, e - s, geo, np.arange(s, e), cfg)
 
     n_workers = _workers(workers, len(bounds))
     if n_workers > 1:
@@ -284,11 +287,11 @@ def _scan_numpy(
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _redo_with_reference(boxes_in: np.ndarray, m: _Matchable, geo: Geometry, cfg: ScanConfig, counts: _Counts) -> None:
+def _redo_with_reference(m: _Matchable, geo: Geometry, cfg: ScanConfig, counts: _Counts) -> None:
     """Recount the images marked ``fallback`` with :func:`reference_image_stats`."""
     for i in np.flatnonzero(counts.fallback).tolist():
         sl = slice(m.first[i], m.first[i + 1])
-        r = reference_image_stats(boxes_in[m.rows[sl]], (int(geo.input_h[i]), int(geo.input_w[i])), cfg)
+        r = reference_image_stats(m.input_boxes(sl), (int(geo.input_h[i]), int(geo.input_w[i])), cfg)
         for key in TOTALS + PER_LEVEL:
             counts.per_image[key][i] = r[key]
         counts.box_pos[sl], counts.box_best[sl], counts.box_lq[sl] = r["box_pos"], r["box_best"], r["box_lq_only"]
@@ -300,7 +303,7 @@ def _redo_with_reference(boxes_in: np.ndarray, m: _Matchable, geo: Geometry, cfg
 
 
 def _assemble(
-    ds: CocoDataset, cfg: ScanConfig, geo: Geometry, boxes_in: np.ndarray, m: _Matchable, counts: _Counts,
+    ds: CocoDataset, cfg: ScanConfig, geo: Geometry, m: _Matchable, counts: _Counts,
     boxes_to: str | os.PathLike | None,
 ) -> ScanResult:  # fmt: skip
     """The :class:`ScanResult` tables from the counts (the per-box one written to ``boxes_to`` when given)."""
@@ -314,11 +317,11 @@ def _assemble(
         config=cfg,
     )
     if boxes_to is None:
-        result.boxes = boxes_table(ds, boxes_in, m, counts, bucket)
+        result.boxes = boxes_table(ds, m, counts, bucket)
         return result
-    write_boxes(boxes_to, ds, boxes_in, m, counts, bucket)
+    write_boxes(boxes_to, ds, m, counts, bucket)
     no_pos = np.flatnonzero(counts.box_pos == 0)
-    result.boxes = boxes_table(ds, boxes_in, m, counts, bucket, no_pos).set_axis(no_pos)  # rows of the full table
+    result.boxes = boxes_table(ds, m, counts, bucket, no_pos).set_axis(no_pos)  # rows of the full table
     result.boxes_path = str(boxes_to)
     result.class_groups, result.size_groups = box_groups(
         ds.ann_category[m.rows], m.image, counts.box_pos, counts.box_lq, counts.box_best, bucket,

@@ -20,8 +20,7 @@ BOX_SLICE_ROWS = 250_000
 
 
 def write_boxes(
-    path: str | os.PathLike, ds: CocoDataset, boxes_in: np.ndarray, m: Any, counts: Any,
-    bucket: np.ndarray,
+    path: str | os.PathLike, ds: CocoDataset, m: Any, counts: Any, bucket: np.ndarray,
 ) -> None:  # fmt: skip
     """The per-box table written to a Parquet file slice by slice (one slice in memory at a time)."""
     import pyarrow as pa
@@ -31,7 +30,7 @@ def write_boxes(
     try:
         for start in range(0, max(len(m.rows), 1), BOX_SLICE_ROWS):
             sel = np.arange(start, min(len(m.rows), start + BOX_SLICE_ROWS))
-            table = pa.Table.from_pandas(boxes_table(ds, boxes_in, m, counts, bucket, sel), preserve_index=False)
+            table = pa.Table.from_pandas(boxes_table(ds, m, counts, bucket, sel), preserve_index=False)
             if writer is None:  # dictionary pages only where values repeat: twice as fast, the same size
                 writer = pq.ParquetWriter(str(path), table.schema, use_dictionary=["size", "category_id"])
             writer.write_table(table)
@@ -82,19 +81,16 @@ def images_table(ds: CocoDataset, geo: Geometry, m: Any, counts: Any, bucket: np
 
 
 def boxes_table(
-    ds: CocoDataset, boxes_in: np.ndarray, m: Any, counts: Any, bucket: np.ndarray,
-    sel: np.ndarray | None = None,
+    ds: CocoDataset, m: Any, counts: Any, bucket: np.ndarray, sel: np.ndarray | None = None,
 ) -> pd.DataFrame:  # fmt: skip
     """One row per matched (non-crowd) box (those at positions ``sel`` of the matched boxes, default all): ids,
     category, size, original and input-scale geometry, counts."""
     n = ds.num_images
-    m_rows, m_img = m.rows, m.image
-    box_pos, box_best, box_lq = counts.box_pos, counts.box_best, counts.box_lq
-    if sel is not None:
-        m_rows, m_img, bucket = m_rows[sel], m_img[sel], bucket[sel]
-        box_pos, box_best, box_lq = box_pos[sel], box_best[sel], box_lq[sel]
+    sel = slice(None) if sel is None else sel
+    m_rows, m_img, bucket = m.rows[sel], m.image[sel], bucket[sel]
+    box_pos, box_best, box_lq = counts.box_pos[sel], counts.box_best[sel], counts.box_lq[sel]
     no_pos = box_pos == 0
-    b = boxes_in[m_rows]
+    b = m.input_boxes(sel)
     ob = ds.boxes_xyxy[m_rows].astype(np.float64)
     w_img = ds.widths[m_img].astype(np.float64)
     h_img = ds.heights[m_img].astype(np.float64)
