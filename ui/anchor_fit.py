@@ -32,6 +32,8 @@ from ui.common import kept, md_escape, plot, set_kept
 from ui.sources import Source
 
 FITS = "dd_fits"
+#: The shown fit and its before/after tables (:func:`before_after`).
+TABLES = "dd_fit_tables"
 KEPT_FITS = 1
 #: The longest search a hosted server runs for one request (a fit holds one CPU of the server).
 HOSTED_MAX_BUDGET_S = 60
@@ -160,10 +162,21 @@ def show_summary(fit: FitResult, settings: FitSettings) -> None:
     )  # fmt: skip
 
 
+def before_after(fit: FitResult) -> tuple[dict[str, pd.DataFrame], str]:
+    """The shown fit's before/after tables (:func:`explorer.anchors.fit_export.before_after_tables`) and its JSON
+    report, built once per fit and kept in the session: every widget of the page reruns it, and at COCO-train scale
+    they take about a second."""
+    kept = st.session_state.get(TABLES)
+    if kept is None or kept[0] is not fit:
+        tables = fx.before_after_tables(fit)
+        kept = st.session_state[TABLES] = (fit, tables, json.dumps(fx.report_dict(fit, tables), indent=2))
+    return kept[1], kept[2]
+
+
 def show_tables(fit: FitResult) -> None:
     """Before/after charts (size, level, class) and the label totals."""
-    b, a = fit.before_result, fit.winner_result
-    sizes, levels, classes = fx.before_after_table(b, a), fx.before_after_levels(b, a), fx.before_after_classes(b, a)
+    tables = before_after(fit)[0]
+    sizes, levels, classes, totals = (tables[k] for k in ("per_size", "per_level", "per_class", "labels"))
     c1, c2 = st.columns(2)
     with c1:
         plot(figs.no_positive_before_after(sizes[sizes["size"] != "all"], "size"), key="dd_fit_f_size")
@@ -177,7 +190,7 @@ def show_tables(fit: FitResult) -> None:
     )
     c3, c4 = st.columns([1, 2])
     with c3:
-        st.dataframe(fx.label_totals(b, a), hide_index=True, width="stretch")
+        st.dataframe(totals, hide_index=True, width="stretch")
     with c4:
         pct = st.column_config.NumberColumn(format="percent")
         st.dataframe(
@@ -194,7 +207,7 @@ def show_snippets(fit: FitResult, stem: str) -> None:
     tabs[0].code(fx.torchvision_snippet(w.config.sizes, w.config.aspect_ratios), language="python")
     tabs[1].code(fx.mmdet_snippet(w.ladder, w.config.strides), language="python")
     tabs[2].code(fx.detectron2_snippet(w.config.sizes, w.config.aspect_ratios), language="yaml")
-    report = json.dumps(fx.report_dict(fit), indent=2)
+    report = before_after(fit)[1]
     tabs[3].code(report[:4000] + ("\n…" if len(report) > 4000 else ""), language="json")
     st.download_button("⬇ fit.json", report.encode(), f"{stem}-fit.json", "application/json", key="dd_fit_dl")
     st.caption(

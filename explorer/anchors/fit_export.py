@@ -129,8 +129,9 @@ def score_dict(c: Candidate) -> dict:
     return out
 
 
-def report_dict(fit: FitResult) -> dict:
-    """The JSON report: the three snippets of the winner, before/after scores, every finalist, the search."""
+def report_dict(fit: FitResult, tables: dict[str, pd.DataFrame] | None = None) -> dict:
+    """The JSON report: the three snippets of the winner, before/after scores, every finalist, the search, and the
+    before/after tables (``tables``: :func:`before_after_tables` of ``fit`` when the caller has them already)."""
     w = fit.winner
     sizes, ratios = w.config.sizes, w.config.aspect_ratios
     return {
@@ -151,7 +152,7 @@ def report_dict(fit: FitResult) -> dict:
         "winner": w.name,
         "warning": head_warning(w.config),
         "finalists": [score_dict(c) for c in fit.candidates],
-        "tables": tables_dict(fit),
+        "tables": tables_dict(fit, tables),
         "search": {
             "mode": fit.mode,
             "subset_images": fit.subset_images,
@@ -229,17 +230,23 @@ def label_totals(before: ScanResult, after: ScanResult) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def tables_dict(fit: FitResult) -> dict:
-    """The before/after tables (size buckets, classes, levels, label totals) as JSON-ready records."""
+def before_after_tables(fit: FitResult) -> dict[str, pd.DataFrame]:
+    """The before/after tables of a fit: ``per_size``, ``per_class``, ``per_level`` and ``labels`` (empty without
+    the two full scans)."""
     b, a = fit.before_result, fit.winner_result
     if b is None or a is None:
         return {}
-    tables = {
+    return {
         "per_size": before_after_table(b, a),
         "per_class": before_after_classes(b, a),
         "per_level": before_after_levels(b, a),
         "labels": label_totals(b, a),
     }
+
+
+def tables_dict(fit: FitResult, tables: dict[str, pd.DataFrame] | None = None) -> dict:
+    """The before/after tables (size buckets, classes, levels, label totals) as JSON-ready records."""
+    tables = before_after_tables(fit) if tables is None else tables
     return {k: [{c: _json_value(v) for c, v in r.items()} for r in t.to_dict("records")] for k, t in tables.items()}
 
 

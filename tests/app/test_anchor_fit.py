@@ -10,6 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from explorer import synthetic
+from explorer.anchors import fit_export as fx
 from explorer.anchors.config_text import parse_ratios, parse_sizes
 from explorer.dataset.coco import load_coco
 from explorer.dataset.image_boxes import boxes_from_coco
@@ -28,6 +29,9 @@ def _ok(at: AppTest) -> None:
 @pytest.mark.slow  # a fit of several seconds: the full suite runs it, the fast loop does not
 def test_a_fit_on_the_sample_then_its_anchors_in_the_page_s_scan(monkeypatch):
     monkeypatch.chdir(ROOT)
+    built = []
+    real = fx.before_after_table
+    monkeypatch.setattr(fx, "before_after_table", lambda *a: built.append(1) or real(*a))
     at = AppTest.from_file(DD, default_timeout=180)
     at.run()
     _ok(at)
@@ -53,8 +57,10 @@ def test_a_fit_on_the_sample_then_its_anchors_in_the_page_s_scan(monkeypatch):
     assert len(sizes) == 5 and len(ratios) == 3
     share = 1.0 - int(next(m.value for m in at.metric if m.label == "Boxes with no positive").replace(",", "")) / 1770
     assert share >= fitted_before / 100  # low-quality rescues count here, not in the fit's primary
-    # the fit stays shown under the custom anchors (it is kept per dataset and rule, not per anchors)
+    # the fit stays shown under the custom anchors (it is kept per dataset and rule, not per anchors), and its
+    # before/after tables (charts and fit.json) were built once, not again on each rerun
     assert "Boxes covered" in [m.label for m in at.metric]
+    assert len(built) == 1
 
 
 def test_an_image_sent_to_the_anchor_lab_comes_with_its_boxes_and_the_fitted_anchors(monkeypatch):
