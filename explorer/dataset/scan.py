@@ -18,7 +18,8 @@ How it is fast (no per-image Python, no dense IoU matrix; the code is in :mod:`e
   coordinates are computed from (i, j) on demand, exactly as the generator does;
 - only anchors that overlap a box can have IoU > 0, and for a box those form a rectangle of (i, j) per
   (level, a). Easy negatives are a count: the anchors outside the union of the boxes' rectangles. The union's size
-  is counted with a vectorised sweep over horizontal slabs, for all images with the same number of boxes at once;
+  is counted with a sweep over horizontal slabs, one rectangle at a time for many images (bucketed by their number
+  of boxes) and cell shapes at once;
 - positives, ignored anchors and low-quality matches need IoU >= neg, or IoU equal to a GT's best IoU. A lower
   bound on each GT's best IoU (its IoU with the anchors centred nearest to it) gives a threshold t <= best, and
   the geometry of IoU >= t bounds the candidate anchors to a few cells around the box; exact float32 IoUs are
