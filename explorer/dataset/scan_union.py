@@ -38,18 +38,31 @@ def overlap_range(
     """Grid indices [first, end) whose anchor extent [c(j) + cell_lo, c(j) + cell_hi] overlaps (lo, hi) with a
     positive length, exactly as float32 compares: anchor_hi > lo and anchor_lo < hi. All arguments broadcast
     (boxes (G, 1) against cell shapes (A,) gives (G, A))."""
-    lo64, hi64 = lo.astype(np.float64), hi.astype(np.float64)
-    st = stride.astype(np.float64)
     c_lo = np.asarray(cell_lo, np.float32)
     c_hi = np.asarray(cell_hi, np.float32)
+    if integral:  # integer anchor coordinates j * stride + cell: the bounds in integer arithmetic, exactly
+        return _integral_range(lo, hi, stride, c_lo.astype(np.int64), c_hi.astype(np.int64), n)
+    lo64, hi64 = lo.astype(np.float64), hi.astype(np.float64)
+    st = stride.astype(np.float64)
     est_first = np.floor((lo64 - offset - c_hi.astype(np.float64)) / st).astype(np.int64) + 1
     est_end = np.ceil((hi64 - offset - c_lo.astype(np.float64)) / st).astype(np.int64)
-    if integral:  # exact integer coordinates: compare in float64 (the float32 values are the same numbers)
-        first = first_true(lambda j: j * st + c_hi > lo64, est_first, n)
-        end = first_true(lambda j: j * st + c_lo >= hi64, est_end, n)
-    else:
-        first = first_true(lambda j: coord(j, stride, offset, c_hi, False) > lo, est_first, n)
-        end = first_true(lambda j: coord(j, stride, offset, c_lo, False) >= hi, est_end, n)
+    first = first_true(lambda j: coord(j, stride, offset, c_hi, False) > lo, est_first, n)
+    end = first_true(lambda j: coord(j, stride, offset, c_lo, False) >= hi, est_end, n)
+    return first, np.maximum(end, first)
+
+
+def _integral_range(
+    lo: np.ndarray, hi: np.ndarray, stride: np.ndarray, cell_lo: np.ndarray, cell_hi: np.ndarray, n: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`overlap_range` on an integral grid: j * s + cell_hi > lo  <=>  j >= ceil((floor(lo) + 1 - cell_hi) / s),
+    and j * s + cell_lo >= hi  <=>  j >= ceil((ceil(hi) - cell_lo) / s), with integer ceiling divisions.
+    Coordinates that are not finite (images the reference path redoes) are clipped first."""
+    big = float(2**40)
+    lo_i = np.floor(np.clip(np.nan_to_num(lo.astype(np.float64)), -big, big)).astype(np.int64)
+    hi_i = np.ceil(np.clip(np.nan_to_num(hi.astype(np.float64)), -big, big)).astype(np.int64)
+    st = np.asarray(stride, np.int64)
+    first = np.clip(-((cell_hi - lo_i - 1) // st), 0, n)
+    end = np.clip(-((cell_lo - hi_i) // st), 0, n)
     return first, np.maximum(end, first)
 
 

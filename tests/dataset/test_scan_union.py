@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from explorer.dataset.scan_union import _box_buckets, union_cells
+from explorer.dataset.scan_union import _box_buckets, overlap_range, union_cells
 
 _RECT = st.tuples(st.integers(0, 30), st.integers(0, 10), st.integers(0, 30), st.integers(0, 10))
 
@@ -55,3 +55,25 @@ def test_box_buckets_cover_every_image_with_boxes_once():
         assert kb <= max(8, int(np.ceil(K[imgs].min() * 1.25)) + 1)  # padding stays within about 25 %
     assert [kb for kb, _ in buckets][:3] == [1, 3, 7]
     assert _box_buckets(np.zeros(4, np.int64)) == []
+
+
+def test_integral_overlap_ranges_equal_the_float32_search():
+    """The integer-arithmetic bounds of an integral grid against the generic search on float32 coordinates, on
+    random boxes (integral and fractional edges, outside the grid, not finite) and torchvision-like cells."""
+    rng = np.random.default_rng(11)
+    g = 4000
+    lo = rng.uniform(-300, 1500, g).astype(np.float32)
+    lo[::7] = np.round(lo[::7])  # edges on integers
+    hi = (lo + rng.uniform(0, 400, g)).astype(np.float32)
+    hi[::5] = np.round(hi[::5])
+    lo[:3], hi[:3] = np.nan, np.inf  # not finite: any range, no error
+    stride = rng.choice([4, 7, 8, 13, 16, 32, 64, 128], g)[:, None]
+    n = rng.integers(1, 200, g)[:, None]
+    cells = np.array([[-16, 16], [-23, 23], [-11, 12], [-181, 181]], np.float32)
+    z = np.zeros((g, 1))
+    got = overlap_range(lo[:, None], hi[:, None], stride, z, cells[:, 0], cells[:, 1], n, True)
+    f = slice(3, None)  # the generic search needs finite coordinates (the reader drops the others)
+    want = overlap_range(lo[f, None], hi[f, None], stride[f], z[f], cells[:, 0], cells[:, 1], n[f], False)
+    np.testing.assert_array_equal(got[0][f], want[0])
+    np.testing.assert_array_equal(got[1][f], want[1])
+    assert got[0].shape == (g, 4) and (got[1] >= got[0]).all()
