@@ -23,7 +23,7 @@ st.markdown(
 )
 page_link(
     "pages/5_Model_scan.py",
-    "Easy and hard here are an IoU proxy: the Model scan runs a detector over this dataset and measures them",
+    "Easy/hard by a real detector's p_t: the Model scan",
     ":material/analytics:",
 )
 
