@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--device",
         choices=("auto", "cpu", "cuda"),
         default="auto",
-        help="auto: CUDA when available and the dataset has >= 50,000 images, else numpy (faster on small sets)",
+        help="auto/cpu: the compiled CPU kernel (the fastest); cuda: torchvision's operations on the GPU",
     )
     scan.add_argument("--workers", type=int, default=None, help="CPU threads (default: up to 2)")
     scan.add_argument(

@@ -11,7 +11,7 @@ converter, and the dataset scan.
   ``convert`` (writers: COCO JSON, YOLO folder, VOC folder);
 - ``image_boxes``: ground-truth boxes of one image for the Anchor lab (COCO JSON, YOLO .txt, table rows);
 - ``scan``: the driver (``scan_dataset``) over ``scan_config``, ``scan_result``; the fast exact path
-  ``scan_numpy`` with ``scan_geometry`` and ``scan_union``; ``scan_torch`` (CUDA); ``scan_reference`` (the
+  ``scan_cpu`` (the compiled ``scan_kernel``) with ``scan_geometry``; ``scan_torch`` (CUDA); ``scan_reference`` (the
   dense-equivalent labeling of one image, torchvision's own loop);
 - ``view``: images for Dataset diagnostics (one image with its labeled anchors, crops of boxes without a positive).
 """

@@ -11,15 +11,14 @@ The configuration is a :class:`explorer.dataset.scan_config.ScanConfig`, the res
 :class:`explorer.dataset.scan_result.ScanResult`; this module is the driver (device choice, chunks, threads, the
 reference path for the images the fast path cannot prove exact, the result tables).
 
-How it is fast (no per-image Python, no dense IoU matrix; the code is in :mod:`explorer.dataset.scan_numpy`,
-``scan_geometry`` and ``scan_union``):
+How it is fast (a compiled per-image kernel, no dense IoU matrix; the code is in
+:mod:`explorer.dataset.scan_kernel`, driven by ``scan_cpu``, with ``scan_geometry``):
 
 - anchors depend only on the input size: an anchor is (level, cell shape a, row i, column j), and its float32
   coordinates are computed from (i, j) on demand, exactly as the generator does;
 - only anchors that overlap a box can have IoU > 0, and for a box those form a rectangle of (i, j) per
-  (level, a). Easy negatives are a count: the anchors outside the union of the boxes' rectangles. The union's size
-  is counted with a sweep over horizontal slabs, one rectangle at a time for many images (bucketed by their number
-  of boxes) and cell shapes at once;
+  (level, a). Easy negatives are a count: the anchors outside the union of the boxes' rectangles, counted with a
+  sweep over horizontal slabs;
 - positives, ignored anchors and low-quality matches need IoU >= neg, or IoU equal to a GT's best IoU. A lower
   bound on each GT's best IoU (its IoU with the anchors centred nearest to it) gives a threshold t <= best, and
   the geometry of IoU >= t bounds the candidate anchors to a few cells around the box; exact float32 IoUs are
@@ -58,8 +57,8 @@ from explorer.dataset import scan_tables
 from explorer.dataset.coco import CocoDataset
 from explorer.dataset.memory import release_free_memory
 from explorer.dataset.scan_config import ScanConfig
+from explorer.dataset.scan_cpu import PER_LEVEL, TOTALS, ChunkOut, scan_chunk
 from explorer.dataset.scan_geometry import ElongatedImageError, Geometry, geometry
-from explorer.dataset.scan_numpy import PER_LEVEL, TOTALS, ChunkOut, scan_chunk
 from explorer.dataset.scan_reference import reference_image_stats
 from explorer.dataset.scan_result import ScanResult, box_groups
 from explorer.dataset.scan_tables import boxes_table, images_table, levels_table, write_boxes
@@ -68,14 +67,9 @@ ProgressFn = Callable[[int, int], None]
 
 
 #: Images per chunk of the fast path (bounds memory), at most; fewer when images have many boxes, so that a chunk
-#: holds about :data:`_CHUNK_BOXES` boxes (a chunk's working memory grows with its boxes: 2,048 COCO images, about
-#: 15,000 boxes, need a few hundred MB per thread; Objects365 has twice the boxes per image).
+#: holds about :data:`_CHUNK_BOXES` boxes (the chunks balance the threads and pace the progress bar).
 _CHUNK_IMAGES = 2048
 _CHUNK_BOXES = 16_000
-#: Below this many images ``device="auto"`` keeps the numpy path even when CUDA is present: measured on an H100
-#: host, the CUDA path's fixed costs (context, transfers, kernel launches) lose on small datasets (3,000 images:
-#: CUDA 1.9 s vs numpy 1.0 s) and win only at COCO-train scale (118,000 images: CUDA 17.8 s vs numpy 23.6 s).
-AUTO_CUDA_MIN_IMAGES = 50_000
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -142,8 +136,8 @@ class _Matchable:
 
 @dataclass
 class _Counts:
-    """What every path of the scan fills: ``per_image`` :data:`~explorer.dataset.scan_numpy.TOTALS` (I,) and
-    :data:`~explorer.dataset.scan_numpy.PER_LEVEL` (I, L); per matchable box ``box_pos`` (G,) int64, ``box_best``
+    """What every path of the scan fills: ``per_image`` :data:`~explorer.dataset.scan_cpu.TOTALS` (I,) and
+    :data:`~explorer.dataset.scan_cpu.PER_LEVEL` (I, L); per matchable box ``box_pos`` (G,) int64, ``box_best``
     (G,) float32, ``box_lq`` (G,) bool; ``fallback`` (I,) bool the images to redo with the reference path."""
 
     per_image: dict[str, np.ndarray]
@@ -182,12 +176,12 @@ def scan_dataset(
         ds: from :func:`explorer.dataset.coco.load_coco`.
         config: anchors and thresholds (torchvision's RetinaNet defaults).
         progress: called as ``progress(done_images, total_images)`` after each chunk.
-        device: ``"auto"`` (CUDA when available and the dataset has at least :data:`AUTO_CUDA_MIN_IMAGES` images,
-            else the numpy path, which is faster on small datasets), ``"cpu"`` (numpy), ``"cuda"`` (the
-            torch path, :mod:`explorer.dataset.scan_torch`) or ``"torch-cpu"`` (the torch path on the CPU: slow,
-            for tests).
-        chunk_images: images per chunk of the numpy path (default: 2,048, fewer for images with many boxes).
-        workers: threads for the numpy path (numpy releases the GIL in its array operations); ``None`` uses
+        device: ``"auto"`` or ``"cpu"`` (the compiled CPU kernel, the fastest path measured: 118,000 COCO images
+            in 4.9 s on two cores, where the CUDA path took 17.8 s on an H100 host), ``"cuda"`` (the torch path,
+            :mod:`explorer.dataset.scan_torch`: torchvision's own operations, dense IoU per image, on the GPU) or
+            ``"torch-cpu"`` (the torch path on the CPU: slow, for tests).
+        chunk_images: images per chunk of the CPU path (default: 2,048, fewer for images with many boxes).
+        workers: threads for the CPU path (the kernel releases the GIL); ``None`` uses
             up to 2 threads (at most the CPU count) when there are several chunks.
         boxes_to: write the per-box table to this Parquet file (``scan_tables.BOX_SLICE_ROWS`` rows at a time)
             instead of keeping it in memory (a dataset of millions of boxes): ``result.boxes`` then holds only the boxes
@@ -201,13 +195,13 @@ def scan_dataset(
             input size (named by id).
     """
     cfg = config or ScanConfig()
-    use_torch = _use_torch(device, ds.num_images)
+    use_torch = _use_torch(device)
     t0 = time.perf_counter()
     n = ds.num_images
     geo = _geometry(ds, cfg)
     m = _Matchable.of(ds, geo)
     counts = _Counts.zeros(n, geo.num_levels, len(m.rows))
-    path = "numpy"
+    path = "cpu"
     if use_torch:
         from explorer.dataset.scan_torch import scan_torch
 
@@ -218,7 +212,7 @@ def scan_dataset(
             counts.box_lq, progress=progress, device=torch_device,
         )  # fmt: skip
     else:
-        _scan_numpy(m, geo, cfg, counts, progress=progress, chunk_images=chunk_images, workers=workers)
+        _scan_cpu(m, geo, cfg, counts, progress=progress, chunk_images=chunk_images, workers=workers)
     _redo_with_reference(m, geo, cfg, counts)
     release_free_memory()  # the chunks' temporaries, kept by the threads' heaps, before the tables are built
     if progress is not None and n == 0:
@@ -230,15 +224,13 @@ def scan_dataset(
     return result
 
 
-def _use_torch(device: str, num_images: int) -> bool:
-    """Whether ``device`` means the torch path (``"auto"``: CUDA present and a large dataset)."""
+def _use_torch(device: str) -> bool:
+    """Whether ``device`` means the torch path (``"cuda"``, ``"torch-cpu"``)."""
     if device not in ("auto", "cpu", "cuda", "torch-cpu"):
         raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'torch-cpu', got {device!r}")
     if device == "cuda" and not _cuda_available():
         raise ValueError(NO_CUDA_MESSAGE)
-    return device in ("cuda", "torch-cpu") or (
-        device == "auto" and num_images >= AUTO_CUDA_MIN_IMAGES and _cuda_available()
-    )
+    return device in ("cuda", "torch-cpu")
 
 
 def _geometry(ds: CocoDataset, cfg: ScanConfig) -> Geometry:
@@ -250,7 +242,7 @@ def _geometry(ds: CocoDataset, cfg: ScanConfig) -> Geometry:
         raise ValueError(f"image id {ds.image_ids[i]} ({ds.file_names[i] or 'no file_name'}): {err}") from None
 
 
-def _scan_numpy(
+def _scan_cpu(
     m: _Matchable, geo: Geometry, cfg: ScanConfig, counts: _Counts, *,
     progress: ProgressFn | None, chunk_images: int | None, workers: int | None,
 ) -> None:  # fmt: skip

@@ -24,7 +24,7 @@ import numpy as np
 
 from explorer.anchors.grid import level_grids
 from explorer.dataset.scan_config import ScanConfig
-from explorer.dataset.scan_numpy import PER_LEVEL, TOTALS
+from explorer.dataset.scan_cpu import PER_LEVEL, TOTALS
 
 # ----------------------------------------------------------------------------------------------------------------
 # The dense-equivalent path for single images (exact by construction, slow): what the scan falls back on

@@ -55,7 +55,7 @@ class ScanResult:
             ``easy_negatives``.
         categories: (C,) category ids and names of the dataset.
         config: the :class:`ScanConfig`.
-        seconds: wall time of the scan; ``path``: "numpy", "torch-cuda" (and how many images went through the
+        seconds: wall time of the scan; ``path``: "cpu", "torch-cuda" (and how many images went through the
             reference path, ``reference_images``).
         boxes_path: when the per-box table was streamed to a Parquet file (a scan of millions of boxes), its
             path; :attr:`boxes` then holds only the boxes without a positive, and ``class_groups`` /
@@ -69,7 +69,7 @@ class ScanResult:
     category_names: list[str]
     config: ScanConfig
     seconds: float = 0.0
-    path: str = "numpy"
+    path: str = "cpu"
     reference_images: int = 0
     boxes_path: str = ""
     class_groups: pd.DataFrame | None = None

@@ -39,24 +39,21 @@ def test_bad_configuration():
 def test_docstring_examples():
     import doctest
 
-    from explorer.dataset import coco, scan, scan_config, scan_geometry, scan_reference, scan_result, scan_union
-    from explorer.dataset import scan_numpy as scan_fast
+    from explorer.dataset import coco, scan, scan_config, scan_cpu, scan_geometry, scan_reference, scan_result
 
-    for module in (coco, scan, scan_fast, scan_config, scan_geometry, scan_reference, scan_result, scan_union):
+    for module in (coco, scan, scan_cpu, scan_config, scan_geometry, scan_reference, scan_result):
         assert doctest.testmod(module).failed == 0, module.__name__
 
 
-def test_auto_device_keeps_numpy_below_the_size_threshold_even_with_cuda(monkeypatch):
+def test_auto_device_runs_the_cpu_kernel_even_with_cuda(monkeypatch):
     import explorer.dataset.scan as scan_mod
 
     monkeypatch.setattr(scan_mod, "_cuda_available", lambda: True)
     coco, _ = synthetic.make_dataset(6, seed=2)
-    ds = load_coco(coco)
-    assert ds.num_images < scan_mod.AUTO_CUDA_MIN_IMAGES
-    assert scan_dataset(ds, device="auto").path == "numpy"
+    assert scan_dataset(load_coco(coco), device="auto").path == "cpu"
 
 
-def test_auto_device_uses_cuda_at_or_above_the_size_threshold(monkeypatch):
+def test_cuda_device_runs_the_torch_path(monkeypatch):
     import explorer.dataset.scan as scan_mod
     import explorer.dataset.scan_torch as scan_torch_mod
 
@@ -68,16 +65,12 @@ def test_auto_device_uses_cuda_at_or_above_the_size_threshold(monkeypatch):
         return real(*args, device="cpu", **kwargs)
 
     monkeypatch.setattr(scan_torch_mod, "scan_torch", fake_cuda_scan)
+    monkeypatch.setattr(scan_mod, "_cuda_available", lambda: True)
     coco, _ = synthetic.make_dataset(6, seed=2)
     ds = load_coco(coco)
-    monkeypatch.setattr(scan_mod, "AUTO_CUDA_MIN_IMAGES", ds.num_images)
-    monkeypatch.setattr(scan_mod, "_cuda_available", lambda: False)
-    assert scan_dataset(ds, device="auto").path == "numpy"  # no CUDA: numpy whatever the size
-    monkeypatch.setattr(scan_mod, "_cuda_available", lambda: True)
-    big = scan_dataset(ds, device="auto")
-    assert big.path.startswith("torch-cuda") and devices == ["cuda"]
-    ref = scan_dataset(ds, device="cpu")
-    assert big.images.equals(ref.images)
+    on_cuda = scan_dataset(ds, device="cuda")
+    assert on_cuda.path.startswith("torch-cuda") and devices == ["cuda"]
+    assert on_cuda.images.equals(scan_dataset(ds, device="cpu").images)
 
 
 def test_an_image_too_elongated_for_the_input_size_is_named():
