@@ -317,8 +317,8 @@ def _assemble(
     result.boxes = boxes_table(ds, m, counts, bucket, no_pos).set_axis(no_pos)  # rows of the full table
     result.boxes_path = str(boxes_to)
     result.class_groups, result.size_groups = box_groups(
-        ds.ann_category[m.rows], m.image, counts.box_pos, counts.box_lq, counts.box_best, bucket,
-        categories=ds.category_ids, slice_rows=scan_tables.BOX_SLICE_ROWS,
+        ds.ann_category, m.image, counts.box_pos, counts.box_lq, counts.box_best, bucket,
+        categories=ds.category_ids, slice_rows=scan_tables.BOX_SLICE_ROWS, rows=m.rows,
     )  # fmt: skip
     return result
 

@@ -205,13 +205,15 @@ def _images_per_category(ci: np.ndarray, img: np.ndarray, c: int) -> np.ndarray:
 def box_groups(
     category_id: np.ndarray, image_index: np.ndarray, num_positive: np.ndarray, low_quality_only: np.ndarray,
     best_iou: np.ndarray, size_code: np.ndarray, *, categories: np.ndarray, slice_rows: int = 1_000_000,
+    rows: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
     """The per-category sums of :meth:`ScanResult.per_class` and the rows of :meth:`ScanResult.per_size`, from
     the (B,) columns of the boxes (grouped by image) with numpy, ``slice_rows`` boxes at a time (cut at image
     boundaries): for a box table too large for pandas' groupby. ``categories``: every category id the boxes use.
-    Counts are exact; means are float64 sums divided by counts (a pandas mean can differ in the last bits)."""
+    Counts are exact; means are float64 sums divided by counts (a pandas mean can differ in the last bits).
+    ``rows``: the boxes' categories are ``category_id[rows]``, gathered slice by slice (no (B,) copy)."""
     cats = np.unique(np.asarray(categories, np.int64))
-    c, n = len(cats), len(category_id)
+    c, n = len(cats), len(image_index)
     by_cat = np.zeros((5, c))  # instances, positives, no positive, low-quality only, sum of best IoU
     by_size = np.zeros((5, 3))
     images = np.zeros(c, np.int64)
@@ -221,7 +223,8 @@ def box_groups(
         if end < n:  # no image spans two slices, so that its categories are counted once
             end = int(np.searchsorted(image_index, image_index[end - 1], side="right"))
         sl = slice(start, end)
-        ci, img, size = np.searchsorted(cats, category_id[sl]), image_index[sl], size_code[sl].astype(np.int64)
+        cat = category_id[sl] if rows is None else category_id[rows[sl]]
+        ci, img, size = np.searchsorted(cats, cat), image_index[sl], size_code[sl].astype(np.int64)
         pos = num_positive[sl]
         weights = (None, pos, pos == 0, low_quality_only[sl], best_iou[sl].astype(np.float64))
         for row, w in enumerate(weights):

@@ -61,6 +61,8 @@ def test_box_table_streamed_to_parquet_equals_the_in_memory_one(tmp_path, monkey
     coco, _ = synthetic.make_dataset(12, seed=8)
     tiny = [{**a, "id": 10_000 + k, "bbox": [*a["bbox"][:2], 3, 2]} for k, a in enumerate(coco["annotations"][::4])]
     coco["annotations"] += tiny  # boxes no anchor labels positive
+    for a in coco["annotations"][1::5]:  # crowd regions: the matched boxes are not every annotation
+        a["iscrowd"] = 1
     ds = load_coco(coco)
     kept = scan_dataset(ds, device="cpu")
     path = tmp_path / "boxes.parquet"
