@@ -1,4 +1,5 @@
-"""On a CUDA machine: the scan's torch path equals its numpy path, image by image, on the first N images.
+"""On a CUDA machine: the scan's torch path equals its CPU path (the compiled kernel), image by image, on the
+first N images.
 
 Usage: ``python bench/gpu_check_scan.py [--images 3000] [--file bench/out/coco_scale_v1_118000_0.json]``;
 prints one JSON line (images compared, mismatching rows, timings of both paths on those images).

@@ -8,6 +8,15 @@ ROOT = Path(__file__).resolve().parent.parent
 COCO_MINI = ROOT.parent / "shared" / "data" / "coco-mini"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _scan_kernel_compiled() -> None:
+    """The dataset scan's kernel compiled (or loaded from numba's cache) once per worker before any test, so that a
+    fresh checkout pays the first compile (about 10 s) here and the browser tests' servers find it cached."""
+    from explorer.dataset.scan_cpu import warm_up
+
+    warm_up()
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return ROOT

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import threading
 from collections.abc import Callable, Hashable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -69,6 +70,22 @@ def page_setup(title: str, icon: str = "🔭") -> None:
             st.divider()
     material = next((m for _, label, m in entries if label == title), HOME[2])
     st.title(f"{material} {title}")
+    _warm_scan_kernel()
+
+
+@st.cache_resource(show_spinner=False)
+def _warm_scan_kernel() -> threading.Thread:
+    """Once per server process, in the background: the dataset scan's compiled kernel (about 10 s the first time on
+    a machine, then loaded from numba's cache), so that the first scan a user starts does not wait for it."""
+
+    def warm() -> None:
+        from explorer.dataset.scan_cpu import warm_up
+
+        warm_up()
+
+    thread = threading.Thread(target=warm, name="focalscope-scan-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def page_link(path: str, label: str, icon: str) -> None:

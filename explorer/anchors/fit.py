@@ -43,6 +43,7 @@ from explorer.anchors.grid import AnchorConfig, default_config
 from explorer.dataset.coco import CocoDataset
 from explorer.dataset.scan import scan_dataset
 from explorer.dataset.scan_config import ScanConfig
+from explorer.dataset.scan_cpu import warm_up
 from explorer.dataset.scan_result import ScanResult
 
 MODES: tuple[str, ...] = ("head", "free")
@@ -317,6 +318,7 @@ def fit_anchors(
         raise ValueError(f"seed must be a non-negative integer, got {seed}")
     scan = scan or ScanConfig()
     say = progress or (lambda _msg: None)
+    warm_up()  # a first compile of the scan's kernel (about 10 s once per machine) is not the search's time
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
     n_sub = min(ds.num_images, max(1, subset_images))

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from explorer.dataset.scan_geometry import Geometry
+from explorer.dataset.scan_geometry import Geometry, geometry
 from explorer.dataset.scan_kernel import scan_images
 
 if TYPE_CHECKING:
@@ -61,10 +61,8 @@ def scan_chunk(
     box_pos, box_best, box_lq = np.zeros(G, np.int64), np.zeros(G, np.float32), np.zeros(G, bool)
     fallback = np.zeros(n_img, bool)
     cells, n_cells = stacked_cells(geo)
-    geo_chunk = (
-        geo.gh[sel], geo.gw[sel], geo.sh[sel], geo.sw[sel], geo.oy[sel], geo.ox[sel], geo.level_start[sel],
-        cells, n_cells, bool(geo.integral),
-    )  # fmt: skip
+    g = geo.grids(sel)
+    geo_chunk = (g.gh, g.gw, g.sh, g.sw, g.oy, g.ox, g.level_start, cells, n_cells, bool(geo.integral))
     scan_images(
         np.ascontiguousarray(boxes, np.float32), first, geo_chunk, np.float32(cfg.pos_thresh),
         np.float32(cfg.neg_thresh), bool(cfg.low_quality), level["level_pos"], level["level_ign"],
@@ -75,3 +73,14 @@ def scan_chunk(
         hard=level["level_hard"].sum(axis=1), easy=level["level_easy"].sum(axis=1), **level,
         box_pos=box_pos, box_best=box_best, box_lq_only=box_lq, fallback=fallback,
     )  # fmt: skip
+
+
+def warm_up() -> None:
+    """Compile the kernel now, or load it from numba's cache (a fraction of a second): about 10 s the first time on a
+    machine. For callers that must not pay it later: before a timed search, or in the background when the app starts.
+    One tiny image through :func:`scan_chunk`, so the compiled types are those every scan uses."""
+    from explorer.dataset.scan_config import ScanConfig
+
+    cfg = ScanConfig()
+    geo = geometry(np.array([64]), np.array([64]), cfg.anchors)
+    scan_chunk(np.array([[8, 8, 40, 40]], np.float32), np.zeros(1, np.int64), 1, geo, np.arange(1), cfg)

@@ -1,13 +1,14 @@
-"""The scan's geometry: per image the input size, box ratios and anchor grids, and anchor coordinates on demand.
+"""The scan's geometry: per image the input size, box ratios and anchor grids.
 
 Anchors depend only on the input size: an anchor is (level, cell shape a, row i, column j), and its float32
-coordinates are computed from (i, j) exactly as torchvision's ``AnchorGenerator`` does (:func:`coord`). Images are
-grouped by their exact (height, width) (:func:`size_groups`), so a dataset of many sizes costs one grid per size.
+coordinates are computed from (i, j) exactly as torchvision's ``AnchorGenerator`` does
+(:func:`explorer.dataset.scan_kernel.coord`). Images are grouped by their exact (height, width) (:func:`size_groups`),
+so a dataset of many sizes costs one grid per size.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -16,20 +17,35 @@ from explorer.boxes import scale_ratios
 
 
 @dataclass
+class SizeGrids:
+    """Anchor grids per row (a distinct image size, or an image): per level (R, L) grid size and stride (int64),
+    centre offsets (float64); (R, L + 1) the first anchor of each level, then the total."""
+
+    gh: np.ndarray
+    gw: np.ndarray
+    sh: np.ndarray
+    sw: np.ndarray
+    oy: np.ndarray
+    ox: np.ndarray
+    level_start: np.ndarray
+
+    def take(self, rows: np.ndarray) -> SizeGrids:
+        """The grids of the given rows."""
+        return SizeGrids(*(getattr(self, f.name)[rows] for f in fields(self)))
+
+
+@dataclass
 class Geometry:
-    """Per image (I,) input size, box ratios and per level (I, L) grids; cell anchors per level."""
+    """Per image (I,) input size and box ratios; anchor grids per distinct image size (``sizes``, U rows) and each
+    image's row among them (``size_index``), so memory grows with the sizes, not the images; cell anchors per
+    level."""
 
     input_h: np.ndarray
     input_w: np.ndarray
     ratio_h: np.ndarray  # float32
     ratio_w: np.ndarray  # float32
-    gh: np.ndarray
-    gw: np.ndarray
-    sh: np.ndarray
-    sw: np.ndarray
-    oy: np.ndarray  # float64 centre offsets
-    ox: np.ndarray
-    level_start: np.ndarray  # (I, L + 1) first anchor index of each level, then the total
+    size_index: np.ndarray  # (I,) int64 row of each image in ``sizes``
+    sizes: SizeGrids
     level_numbers: tuple[int, ...]
     cells: list[np.ndarray]  # per level (A, 4) float32 cell anchors
     integral: bool = False  # integer cell anchors, zero offsets, coordinates < 2**24 (torchvision)
@@ -37,6 +53,15 @@ class Geometry:
     @property
     def num_levels(self) -> int:
         return len(self.cells)
+
+    @property
+    def level_start(self) -> np.ndarray:
+        """(I, L + 1) each image's first anchor of each level, then its total."""
+        return self.sizes.level_start[self.size_index]
+
+    def grids(self, images: np.ndarray | slice) -> SizeGrids:
+        """The anchor grids of the given images, one row each."""
+        return self.sizes.take(self.size_index[images])
 
 
 class ElongatedImageError(ValueError):
@@ -110,14 +135,8 @@ def geometry(heights: np.ndarray, widths: np.ndarray, config: AnchorConfig) -> G
         cells = [g.cell_anchors.astype(np.float32) for g in grids]
     input_h = sizes[inv, 0] if n else np.zeros(0, np.int64)
     input_w = sizes[inv, 1] if n else np.zeros(0, np.int64)
-    inv = inv if n else np.zeros(0, np.int64)
-
-    def per_image(row: int, dtype: type) -> np.ndarray:  # (I, L), gathered row by row: no (I, 6, L) temporary
-        return grid_rows[inv, row].astype(dtype)
-
-    level_start = np.zeros((n, num_levels + 1), np.int64)
-    if n:
-        np.cumsum(counts[inv], axis=1, out=level_start[:, 1:])
+    level_start = np.zeros((len(uniq), num_levels + 1), np.int64)
+    np.cumsum(counts, axis=1, out=level_start[:, 1:])
     ratio_h, ratio_w = scale_ratios(heights, widths, input_h, input_w)
     integral = (
         all(bool(np.all(c == np.round(c))) for c in cells)
@@ -125,55 +144,15 @@ def geometry(heights: np.ndarray, widths: np.ndarray, config: AnchorConfig) -> G
         and max(int(input_h.max(initial=0)), int(input_w.max(initial=0))) + 4096 < 2**24
         and all(float(np.abs(c).max(initial=0)) < 2**20 for c in cells)
     )
+    grid = [grid_rows[:, k].astype(np.int64) for k in range(4)]
     return Geometry(
         integral=integral,
         input_h=input_h,
         input_w=input_w,
         ratio_h=ratio_h,
         ratio_w=ratio_w,
-        gh=per_image(0, np.int64),
-        gw=per_image(1, np.int64),
-        sh=per_image(2, np.int64),
-        sw=per_image(3, np.int64),
-        oy=per_image(4, np.float64),
-        ox=per_image(5, np.float64),
-        level_start=level_start,
+        size_index=np.asarray(inv, np.int64) if n else np.zeros(0, np.int64),
+        sizes=SizeGrids(*grid, oy=grid_rows[:, 4].copy(), ox=grid_rows[:, 5].copy(), level_start=level_start),
         level_numbers=config.levels,
         cells=cells,
     )
-
-
-def coord(
-    idx: np.ndarray, stride: np.ndarray, offset: np.ndarray, cell: np.ndarray | np.float32, integral: bool
-) -> np.ndarray:
-    """float32 anchor coordinate of grid index ``idx``, as the generator computes it: float32(idx * stride +
-    offset) + cell, a float32 add. On an integral grid (integer cells, zero offsets, coordinates < 2**24, as
-    torchvision's) this is the exact integer ``idx * stride + cell``, computed directly."""
-    if integral:
-        return (idx * stride + cell).astype(np.float32)
-    shift = (idx * stride + offset).astype(np.float32)
-    return shift + np.asarray(cell, dtype=np.float32)
-
-
-def anchor_coords(
-    anchor: np.ndarray, a_img: np.ndarray, a_lv: np.ndarray, geo: Geometry, sel: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """float32 (x1, y1, x2, y2) of flat anchor indices (within their image)."""
-    x1 = np.empty(len(anchor), np.float32)
-    y1, x2, y2 = np.empty_like(x1), np.empty_like(x1), np.empty_like(x1)
-    rows = sel[a_img]
-    for lv in np.unique(a_lv).tolist():
-        m = a_lv == lv
-        cells = geo.cells[lv]
-        A = len(cells)
-        r = rows[m]
-        local = anchor[m] - geo.level_start[r, lv]
-        a = local % A
-        loc = local // A
-        gw = geo.gw[r, lv]
-        i, j = loc // gw, loc % gw
-        x1[m] = coord(j, geo.sw[r, lv], geo.ox[r, lv], cells[a, 0], geo.integral)
-        y1[m] = coord(i, geo.sh[r, lv], geo.oy[r, lv], cells[a, 1], geo.integral)
-        x2[m] = coord(j, geo.sw[r, lv], geo.ox[r, lv], cells[a, 2], geo.integral)
-        y2[m] = coord(i, geo.sh[r, lv], geo.oy[r, lv], cells[a, 3], geo.integral)
-    return x1, y1, x2, y2

@@ -21,14 +21,15 @@ from explorer.dataset.scan_geometry import size_groups
 _BATCH_ELEMENTS = 1 << 27
 
 
-def _anchors_for(geo: Any, row: int, torch: Any, device: Any) -> tuple[Any, Any]:
-    """All anchors (N, 4) float32 and their level index (N,) of the input size of geometry row ``row``, built
-    with the generator's float32 arithmetic (shift + cell anchor)."""
+def _anchors_for(geo: Any, image: int, torch: Any, device: Any) -> tuple[Any, Any]:
+    """All anchors (N, 4) float32 and their level index (N,) of the input size of image ``image``, built with the
+    generator's float32 arithmetic (shift + cell anchor)."""
     parts, levels = [], []
+    g, u = geo.sizes, int(geo.size_index[image])
     for lv, cells in enumerate(geo.cells):
-        gh, gw = int(geo.gh[row, lv]), int(geo.gw[row, lv])
-        sh, sw = int(geo.sh[row, lv]), int(geo.sw[row, lv])
-        oy, ox = float(geo.oy[row, lv]), float(geo.ox[row, lv])
+        gh, gw = int(g.gh[u, lv]), int(g.gw[u, lv])
+        sh, sw = int(g.sh[u, lv]), int(g.sw[u, lv])
+        oy, ox = float(g.oy[u, lv]), float(g.ox[u, lv])
         sx = torch.tensor((np.arange(gw, dtype=np.float64) * sw + ox).astype(np.float32), device=device)
         sy = torch.tensor((np.arange(gh, dtype=np.float64) * sh + oy).astype(np.float32), device=device)
         yy, xx = torch.meshgrid(sy, sx, indexing="ij")
@@ -83,7 +84,7 @@ def scan_torch(
             area_a = area(anchors[:, 0], anchors[:, 1], anchors[:, 2], anchors[:, 3])
             empty = group[K[group] == 0]
             res["easy"][empty] = N
-            res["level_easy"][empty] = np.diff(geo.level_start[row])
+            res["level_easy"][empty] = np.diff(geo.sizes.level_start[geo.size_index[row]])
             rest = group[K[group] > 0]
             s = 0
             while s < len(rest):

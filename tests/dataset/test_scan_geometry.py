@@ -25,3 +25,7 @@ def test_geometry_groups_image_sizes_exactly(heights, widths):
     for i, (h, w) in enumerate(zip(heights, widths, strict=True)):
         one = geometry(np.asarray([h]), np.asarray([w]), cfg)
         np.testing.assert_array_equal(geo.level_start[i], one.level_start[0])
+        mine, alone = geo.grids(np.array([i])), one.grids(np.array([0]))
+        for name in ("gh", "gw", "sh", "sw", "oy", "ox", "level_start"):
+            np.testing.assert_array_equal(getattr(mine, name), getattr(alone, name))
+    assert len(geo.sizes.gh) == len({(h, w) for h, w in zip(heights, widths, strict=True)})  # one row per size

@@ -1,4 +1,4 @@
-"""The torch path (the CUDA code, run on the CPU) equals the numpy path."""
+"""The torch path (the CUDA code, run on the CPU) equals the CPU path (the compiled kernel)."""
 
 from __future__ import annotations
 
