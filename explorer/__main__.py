@@ -30,7 +30,8 @@ import pandas as pd
 from explorer.anchors import fit_cli
 from explorer.anchors.config_text import anchors_from_report, parse_numbers, parse_sizes
 from explorer.anchors.grid import CONVENTIONS, TORCHVISION_SIZES, AnchorConfig, default_config
-from explorer.dataset.convert import TARGETS, add_convert_command, run_convert
+from explorer.dataset.convert import add_convert_command, run_convert
+from explorer.dataset.formats import add_dataset_arguments
 from explorer.model_scan import cli as model_scan_cli
 
 #: Tagged classes printed per tag.
@@ -82,14 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     scan = sub.add_parser(
         "scan",
-        help="per-image anchor-label statistics of a COCO instances file",
-        description="Scan a COCO instances JSON: positives, ignored, hard and easy negatives per image, as "
+        help="per-image anchor-label statistics of a dataset (COCO, YOLO or Pascal VOC)",
+        description="Scan a dataset (COCO JSON, YOLO, Pascal VOC): positives, ignored, hard and easy negatives per "
+        "image, as "
         "torchvision's RetinaNet labels them (Matcher with low-quality matches), plus per-class, per-level and "
         "per-size aggregates.",
     )
-    scan.add_argument("annotations", type=Path, help="COCO JSON (.json, .json.gz), YOLO data.yaml, or a dataset folder")
-    scan.add_argument("--format", choices=TARGETS, default=None, help="the dataset's format (default: found)")
-    scan.add_argument("--split", default=None, help="the split to scan (YOLO, VOC, or a folder of COCO files)")
+    add_dataset_arguments(scan, split_help="the split to scan (YOLO, VOC, or a folder of COCO files)")
     scan.add_argument("--out", type=Path, help="write the per-image table (.parquet or .csv)")
     scan.add_argument(
         "--boxes-out", type=Path, help="write the per-box table (.parquet: streamed, for any size; or .csv)"
@@ -216,8 +216,8 @@ def run_scan(args: argparse.Namespace) -> int:
     err = sys.stderr
     t0 = time.perf_counter()
     if not args.quiet:
-        print(f"loading {args.annotations} ...", file=err, flush=True)
-    ds = load_dataset(args.annotations, format=args.format, split=args.split, max_bytes=_bytes(args.max_mb))
+        print(f"loading {args.dataset} ...", file=err, flush=True)
+    ds = load_dataset(args.dataset, format=args.format, split=args.split, max_bytes=_bytes(args.max_mb))
     t_load = time.perf_counter() - t0
     bar = None
     if not args.quiet:

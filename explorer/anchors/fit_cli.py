@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, TextIO
 
 from explorer.anchors.fit import MODES
+from explorer.dataset.formats import add_dataset_arguments
 
 if TYPE_CHECKING:
     from explorer.anchors.fit import FitResult
@@ -42,7 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "Matcher, low-quality rescues not counted), compared with torchvision's default, mmdet k-means, YOLOv5 "
         "autoanchor and pyodi.",
     )
-    p.add_argument("annotations", type=Path, help="COCO JSON (.json, .json.gz), YOLO data.yaml, or a dataset folder")
+    add_dataset_arguments(p, split_help="the split to read (YOLO, VOC, or a folder of COCO files)")
     p.add_argument("--out", type=Path, required=True, help="write the JSON report here (.json)")
     p.add_argument("--mode", choices=MODES, default="head", help="head: keep 9 anchors per location; free: any")
     p.add_argument("--budget-s", type=_budget, default=60.0, help="seconds for the search (60)")
@@ -52,8 +53,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-size", type=int, default=800, help="resize: shorter side (800)")
     p.add_argument("--max-size", type=int, default=1333, help="resize: cap on the longer side (1333)")
     p.add_argument("--seed", type=int, default=0, help="subset draw, k-means and bootstrap seed (0)")
-    p.add_argument("--format", default=None, help="the dataset's format (default: found)")
-    p.add_argument("--split", default=None, help="the split to read (YOLO, VOC)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
 
@@ -106,8 +105,8 @@ def run(args: argparse.Namespace) -> int:
         neg_thresh=args.neg,
     )
     if not args.quiet:
-        print(f"loading {args.annotations} ...", file=sys.stderr, flush=True)
-    ds = load_dataset(args.annotations, format=args.format, split=args.split)
+        print(f"loading {args.dataset} ...", file=sys.stderr, flush=True)
+    ds = load_dataset(args.dataset, format=args.format, split=args.split)
     with _SearchBar(args.budget_s, disable=args.quiet) as bar:
         fit = fit_anchors(
             ds, scan, mode=args.mode, budget_s=args.budget_s, seed=args.seed, subset_images=args.subset,

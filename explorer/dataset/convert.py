@@ -40,6 +40,7 @@ import yaml
 
 from explorer.boxes import cxcywhn_to_xyxy, xywh_to_xyxy, xyxy_to_cxcywhn, xyxy_to_xywh
 from explorer.dataset.coco import CocoDataset
+from explorer.dataset.formats import add_dataset_arguments
 
 TARGETS: tuple[str, ...] = ("coco", "yolo", "voc")
 
@@ -244,11 +245,9 @@ def add_convert_command(sub: argparse._SubParsersAction) -> None:
         "as COCO JSON (OUT.json or OUT.json.gz) or as a YOLO or VOC folder (OUT, new or empty). Images are "
         "referenced by symbolic links, not copied. The boxes read back bit for bit (the report says otherwise).",
     )
-    cmd.add_argument("path", type=Path, help="the dataset: a file or a folder")
+    add_dataset_arguments(cmd, split_help="the split to read (and the split name written; default train)")
     cmd.add_argument("--to", choices=TARGETS, required=True, help="the format to write")
     cmd.add_argument("out", type=Path, help="the .json file (coco) or the new folder (yolo, voc) to write")
-    cmd.add_argument("--format", choices=TARGETS, default=None, help="the input's format (default: found)")
-    cmd.add_argument("--split", default=None, help="the split to read (and the split name written; default train)")
     cmd.add_argument("--images", type=Path, default=None, help="the folder of a COCO file's images")
 
 
@@ -258,7 +257,7 @@ def run_convert(args: argparse.Namespace) -> int:
 
     if args.images is not None and not args.images.is_dir():
         raise ValueError(f"images folder {args.images} does not exist")
-    ds = load_dataset(args.path, format=args.format, split=args.split, images=args.images)
+    ds = load_dataset(args.dataset, format=args.format, split=args.split, images=args.images)
     errors = int((ds.problems["severity"] == "error").sum())
     print(f"read {ds.name}: {ds.num_images:,} images, {ds.num_annotations:,} boxes, {errors:,} problems dropped")
     report = convert(ds, args.to, args.out, split=args.split or "train")

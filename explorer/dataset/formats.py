@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import argparse
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -188,3 +189,12 @@ def load_dataset(
     ds = load_coco(found.path, max_bytes=max_bytes)
     root = Path(images) if images is not None else guess_coco_images(found.path)
     return replace(ds, image_root=str(root) if root is not None else "")
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser, *, split_help: str) -> None:
+    """The dataset a command reads, the same on every command: ``dataset`` (a path), ``--format``, ``--split``."""
+    parser.add_argument(
+        "dataset", type=Path, help="a COCO JSON (.json, .json.gz), a YOLO data.yaml or folder, or a Pascal VOC folder"
+    )
+    parser.add_argument("--format", choices=FORMATS, default=None, help="the dataset's format (default: found)")
+    parser.add_argument("--split", default=None, help=split_help)

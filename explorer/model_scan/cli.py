@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from explorer.dataset.formats import add_dataset_arguments
+
 #: Images per chunk written to disk (what a stop can lose at most).
 CHUNK = 25
 
@@ -35,9 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "(torchvision's focal loss, CE, box loss; by group, level and p_t), detections against the labels and "
         "likely label problems. Rerunning with the same --out resumes.",
     )
-    p.add_argument("dataset", type=Path, help="a COCO JSON, a YOLO data.yaml or folder, or a Pascal VOC folder")
-    p.add_argument("--format", choices=("coco", "yolo", "voc"), help="the dataset's format (default: detected)")
-    p.add_argument("--split", help="the split to read (YOLO, VOC, a folder of COCO files)")
+    add_dataset_arguments(p, split_help="the split to read (YOLO, VOC, or a folder of COCO files)")
     p.add_argument("--images", type=Path, help="the images: a folder or a .zip (default: the dataset's own)")
     p.add_argument("--model", required=True, help="demo, retinanet_resnet50_fpn, retinanet_resnet50_fpn_v2 or a .pt")
     p.add_argument("--out", type=Path, required=True, help="the per-image table (.parquet); sidecars beside it")

@@ -242,7 +242,7 @@ def test_fit_anchors_refuses_bad_arguments(sample):
         (["--out", "{d}/fit.json", "--subset", "0"], "--subset must be >= 1"),
         (["--out", "{d}/fit.json", "--seed", "-1"], "seed must be a non-negative integer"),
         (["--out", "{d}/fit.json", "--min-size", "0"], "min_size and max_size must be >= 1"),
-        (["--out", "{d}/fit.json", "--format", "bogus"], "unknown format 'bogus'"),
+        (["--out", "{d}/fit.json", "--format", "bogus"], "invalid choice: 'bogus'"),
     ],
 )
 def test_cli_bad_input_exits_2_with_one_line(sample, tmp_path, capsys, extra, message):
