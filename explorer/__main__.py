@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="auto/cpu: the compiled CPU kernel (the fastest); cuda: torchvision's operations on the GPU",
     )
-    scan.add_argument("--workers", type=int, default=None, help="CPU threads (default: up to 2)")
+    scan.add_argument("--workers", type=int, default=None, help="CPU threads (default: one per CPU, up to 8)")
     scan.add_argument(
         "--max-mb",
         type=_positive,

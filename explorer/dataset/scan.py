@@ -77,12 +77,24 @@ _CHUNK_BOXES = 16_000
 # ----------------------------------------------------------------------------------------------------------------
 
 
+#: Threads of the CPU path by default, at most: the kernel releases the GIL and a chunk needs a few MB.
+MAX_THREADS = 8
+
+
+def _available_cpus() -> int:
+    """CPUs this process may run on (its affinity, as a container limits it), else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
 def _workers(requested: int | None, chunks: int) -> int:
     if requested is not None:
         if requested < 1:
             raise ValueError(f"workers must be >= 1, got {requested}")
         return min(int(requested), max(1, chunks))
-    return max(1, min(2, os.cpu_count() or 1, chunks))
+    return max(1, min(MAX_THREADS, _available_cpus(), chunks))
 
 
 #: Why ``device="cuda"`` is refused on a machine without a usable CUDA GPU.
@@ -181,8 +193,8 @@ def scan_dataset(
             :mod:`explorer.dataset.scan_torch`: torchvision's own operations, dense IoU per image, on the GPU) or
             ``"torch-cpu"`` (the torch path on the CPU: slow, for tests).
         chunk_images: images per chunk of the CPU path (default: 2,048, fewer for images with many boxes).
-        workers: threads for the CPU path (the kernel releases the GIL); ``None`` uses
-            up to 2 threads (at most the CPU count) when there are several chunks.
+        workers: threads for the CPU path (the kernel releases the GIL); ``None`` uses one per available CPU, up
+            to :data:`MAX_THREADS`, when there are several chunks.
         boxes_to: write the per-box table to this Parquet file (``scan_tables.BOX_SLICE_ROWS`` rows at a time)
             instead of keeping it in memory (a dataset of millions of boxes): ``result.boxes`` then holds only the boxes
             without a positive, and the per-class and per-size aggregates are computed from the box columns.

@@ -101,3 +101,16 @@ def test_cuda_without_a_gpu_is_a_value_error(monkeypatch):
     monkeypatch.setattr(scan_mod, "_cuda_available", lambda: False)
     with pytest.raises(ValueError, match="no CUDA GPU is available"):
         scan_dataset(load_coco({"images": [coco_image(1)]}), device="cuda")
+
+
+def test_the_cpu_path_uses_the_available_cpus_up_to_a_cap(monkeypatch):
+    import explorer.dataset.scan as scan_mod
+
+    monkeypatch.setattr(scan_mod, "_available_cpus", lambda: 16)
+    assert scan_mod._workers(None, chunks=100) == scan_mod.MAX_THREADS
+    assert scan_mod._workers(None, chunks=3) == 3  # no idle threads
+    monkeypatch.setattr(scan_mod, "_available_cpus", lambda: 2)
+    assert scan_mod._workers(None, chunks=100) == 2
+    assert scan_mod._workers(5, chunks=100) == 5  # asked for: as asked
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        scan_mod._workers(0, chunks=100)
