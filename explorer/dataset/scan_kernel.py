@@ -23,12 +23,17 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from explorer.boxes import iou_from_areas
+
 #: Box width or height (input pixels) below which an image goes through the reference path.
 TINY = 1e-3
 
 #: Cached compilation (one compile per machine), no GIL (chunks run in threads), IEEE division (x / 0 is inf or nan,
 #: as in numpy and torch, not an exception).
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
+
+#: torchvision's float32 order of the IoU from the areas, the one definition the whole project uses.
+_iou_from_areas = njit(**_JIT)(iou_from_areas)
 
 
 @njit(**_JIT)
@@ -130,8 +135,7 @@ def _iou(bx1, by1, bx2, by2, area_b, ax1, ay1, ax2, ay2):
     inter / (area1 + area2 - inter)."""
     iw = max(min(ax2, bx2) - max(ax1, bx1), np.float32(0))
     ih = max(min(ay2, by2) - max(ay1, by1), np.float32(0))
-    inter = iw * ih
-    return inter / (area_b + (ax2 - ax1) * (ay2 - ay1) - inter)
+    return _iou_from_areas(iw * ih, area_b, (ax2 - ax1) * (ay2 - ay1))
 
 
 @njit(**_JIT)
@@ -218,7 +222,7 @@ def _box_candidates(boxes, g, geo, i, t, scratch, nt):
                     ax1 = coord(col, sw[i, lv], ox[i, lv], c[0], integral)
                     ax2 = coord(col, sw[i, lv], ox[i, lv], c[2], integral)
                     inter = max(min(ax2, bx2) - max(ax1, bx1), np.float32(0)) * ih
-                    iou = inter / (area_b + (ax2 - ax1) * ah - inter)
+                    iou = _iou_from_areas(inter, area_b, (ax2 - ax1) * ah)
                     if not iou >= t32:
                         continue
                     anc = row_anchor + col * A
